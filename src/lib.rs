@@ -3,5 +3,16 @@
 //! The library holds every part of the daemon, one module per concept; the
 //! `vosd` binary (src/main.rs) is a thin command-line layer over it.
 
+pub mod config;
+pub mod encoder;
+pub mod engine;
+pub mod eval;
+pub mod frame;
+pub mod geometry;
+pub mod imageio;
+pub mod memory;
 pub mod metrics;
 pub mod publish;
+pub mod readout;
+pub mod segment;
+pub mod upsample;

@@ -1,1 +1,193 @@
-fn main() {}
+//! The `vosd` command: the daemon and its tools.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use vosd::config::{FileConfig, Precision};
+use vosd::eval::{evaluate, Davis, Predictions};
+
+/// Real-time video object segmentation daemon for edge boards.
+#[derive(Parser, Debug)]
+#[command(name = "vosd", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Engine options shared by the commands that segment.
+#[derive(clap::Args, Debug, Clone)]
+struct EngineArgs {
+    /// TOML configuration file (its [engine] table is used).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Processing size WxH (overrides engine.size), e.g. 854x480.
+    #[arg(long, value_name = "WxH")]
+    size: Option<String>,
+    /// Encoder precision of the bundled model (overrides engine.precision).
+    #[arg(long, value_parser = ["fp32", "int8"])]
+    precision: Option<String>,
+    /// Encoder ONNX file (overrides engine.model).
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+    /// Override any engine key, e.g. --set top_k=10 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Segment a folder of frames from the first frame's mask.
+    Segment {
+        /// Folder of frames (jpg/png, processed in name order).
+        #[arg(long, value_name = "DIR")]
+        frames: PathBuf,
+        /// Label mask of the first frame (PNG: palette ids, or binary 0/255).
+        #[arg(long, value_name = "FIRST.png")]
+        mask: PathBuf,
+        /// Output folder for palette PNG masks (one per frame).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Also write JPEG overlays (frame + coloured masks and contours) here.
+        #[arg(long, value_name = "DIR")]
+        overlay: Option<PathBuf>,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Evaluate on a DAVIS dataset (J, F, J&F; DAVIS definitions).
+    Eval {
+        /// DAVIS root (with JPEGImages/480p and Annotations/480p).
+        #[arg(long, value_name = "ROOT")]
+        davis: PathBuf,
+        /// Split name (ImageSets/{2017,2016,480p}/NAME.txt); default: all sequences.
+        #[arg(long)]
+        split: Option<String>,
+        /// Comma-separated sequence names (overrides --split).
+        #[arg(long, value_delimiter = ',')]
+        sequences: Option<Vec<String>>,
+        /// Score existing predictions DIR/SEQUENCE/NNNNN.png instead of segmenting.
+        #[arg(long, value_name = "DIR")]
+        results: Option<PathBuf>,
+        /// Keep the predicted masks as DIR/SEQUENCE/NNNNN.png.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Write the figures as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+}
+
+fn parse_size(s: &str) -> Result<[usize; 2]> {
+    let (w, h) = s.split_once(['x', 'X']).with_context(|| format!("--size '{s}': expected WxH, e.g. 854x480"))?;
+    let w = w.trim().parse().with_context(|| format!("--size '{s}': bad width"))?;
+    let h = h.trim().parse().with_context(|| format!("--size '{s}': bad height"))?;
+    Ok([w, h])
+}
+
+impl EngineArgs {
+    fn resolve(&self) -> Result<vosd::config::EngineConfig> {
+        let mut file = match &self.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        if !self.set.is_empty() {
+            // Re-parse the engine table with the overrides applied, so that
+            // --set goes through the same key and type checks as the file.
+            let mut table = toml::Table::try_from(&file.engine)?;
+            for kv in &self.set {
+                let (k, v) = kv.split_once('=').with_context(|| format!("--set '{kv}': expected KEY=VALUE"))?;
+                let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {v}"))
+                    .or_else(|_| toml::from_str::<toml::Table>(&format!("v = \"{v}\"")))
+                    .with_context(|| format!("--set '{kv}': bad value"))?
+                    .remove("v")
+                    .context("--set: no value")?;
+                table.insert(k.trim().to_string(), value);
+            }
+            file.engine = table.try_into().context("--set")?;
+        }
+        let e = &mut file.engine;
+        if let Some(s) = &self.size {
+            e.size = parse_size(s)?;
+        }
+        if let Some(p) = &self.precision {
+            e.precision = if p == "int8" { Precision::Int8 } else { Precision::Fp32 };
+        }
+        if let Some(m) = &self.model {
+            e.model = m.clone();
+        }
+        e.validate()?;
+        Ok(file.engine)
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Segment { frames, mask, out, overlay, engine } => {
+            let cfg = engine.resolve()?;
+            let s = vosd::segment::segment_folder(&cfg, &frames, &mask, &out, overlay.as_deref(), true)?;
+            eprintln!(
+                "segmented {} frames, objects {:?}, {:.1} fps (engine only), masks in {}",
+                s.frames,
+                s.objects,
+                s.fps,
+                out.display()
+            );
+        }
+        Command::Eval { davis, split, sequences, results, out, json, engine } => {
+            let ds = Davis::open(&davis)?;
+            let names = match sequences {
+                Some(s) => s,
+                None => ds.sequence_names(split.as_deref())?,
+            };
+            if names.is_empty() {
+                bail!("no sequences to evaluate");
+            }
+            let cfg;
+            let source = match &results {
+                Some(dir) => Predictions::Results(dir),
+                None => {
+                    cfg = engine.resolve()?;
+                    eprintln!(
+                        "engine: {} at {}x{}",
+                        cfg.model_path().display(),
+                        cfg.size[0],
+                        cfg.size[1]
+                    );
+                    Predictions::Segment { config: &cfg, out: out.as_deref() }
+                }
+            };
+            let report = evaluate(&ds, &names, source)?;
+            let o = &report.overall;
+            println!("{:<20} {:>7} {:>7}", "sequence", "J mean", "F mean");
+            for (name, s) in &report.sequences {
+                println!("{name:<20} {:>7.3} {:>7.3}", s.j_mean, s.f_mean);
+            }
+            println!("J&F mean {:.3}", o.jf_mean);
+            println!("J mean {:.3}  recall {:.3}  decay {:.3}", o.j_mean, o.j_recall, o.j_decay);
+            println!("F mean {:.3}  recall {:.3}  decay {:.3}", o.f_mean, o.f_recall, o.f_decay);
+            if o.fps > 0.0 {
+                println!("fps {:.2} (segmentation only, {} sequences)", o.fps, report.sequences.len());
+            }
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&report)?;
+                std::fs::write(&path, text + "\n").with_context(|| format!("{}: cannot write", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vosd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

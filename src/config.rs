@@ -1,0 +1,245 @@
+//! Engine configuration: every knob of the VOS engine with its meaning.
+//!
+//! Read from the `[engine]` table of a vosd TOML file. Unknown keys are an
+//! error (a typo must not silently fall back to a default).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Which encoder file to use when `model` is not given.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// `encoder_lite0_fp32.onnx`: float weights (fastest on tract/CPU).
+    #[default]
+    Fp32,
+    /// `encoder_lite0_int8.onnx`: int8 QDQ weights (tract runs it in float).
+    Int8,
+}
+
+/// How coarse probabilities are brought to frame resolution.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Upsampling {
+    /// Joint bilateral upsampling guided by the frame's colours.
+    #[default]
+    EdgeAware,
+    /// Plain bilinear interpolation of the cell probabilities.
+    Bilinear,
+}
+
+/// The VOS engine's settings. Defaults are tuned on DAVIS 2016 train.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Encoder ONNX file; empty = the bundled file for `precision`.
+    pub model: PathBuf,
+    /// Bundled encoder to use when `model` is empty.
+    pub precision: Precision,
+    /// Processing size `[width, height]`: frames are resized to it before
+    /// encoding; masks come back at frame size. Multiples of 16 keep the
+    /// feature grids uniform.
+    pub size: [usize; 2],
+    /// Threads for the encoder and the readout; 0 = all cores.
+    pub threads: usize,
+    /// Most objects tracked at once (buffers are sized for it).
+    pub max_objects: usize,
+    /// Working-memory capacity in frames (besides the permanent first frame).
+    pub working_memory: usize,
+    /// A frame enters working memory every `mem_every` frames.
+    pub mem_every: usize,
+    /// Number of best-matching memory cells each query cell reads from.
+    pub top_k: usize,
+    /// Softmax temperature on cosine affinities (smaller = sharper).
+    pub temperature: f32,
+    /// Search radius, in stride-8 cells, around each query cell in working
+    /// memory frames; `0` = whole frame.
+    pub window_radius: usize,
+    /// Search radius in the first (annotated) frame; `0` = whole frame.
+    pub first_frame_radius: usize,
+    /// How probabilities are upsampled to frame resolution.
+    pub upsampling: Upsampling,
+    /// Edge-aware upsampling: colour similarity scale (0–255 RGB distance).
+    pub edge_sigma_color: f32,
+    /// Edge-aware upsampling: spatial scale, in feature cells.
+    pub edge_sigma_space: f32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            model: PathBuf::new(),
+            precision: Precision::Fp32,
+            size: [512, 288],
+            threads: 0,
+            max_objects: 8,
+            working_memory: 7,
+            mem_every: 1,
+            top_k: 5,
+            temperature: 0.1,
+            window_radius: 6,
+            first_frame_radius: 12,
+            upsampling: Upsampling::EdgeAware,
+            edge_sigma_color: 20.0,
+            edge_sigma_space: 1.0,
+        }
+    }
+}
+
+/// A configuration value that is out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("engine.{key}: {reason}")]
+pub struct ConfigError {
+    /// The offending key.
+    pub key: &'static str,
+    /// Why it is rejected.
+    pub reason: String,
+}
+
+impl EngineConfig {
+    /// Checks ranges; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, reason: &str| Err(ConfigError { key, reason: reason.to_string() });
+        let [w, h] = self.size;
+        if !(32..=4096).contains(&w) || !(32..=4096).contains(&h) {
+            return bad("size", "width and height must be within 32..=4096");
+        }
+        if !(1..=254).contains(&self.max_objects) {
+            return bad("max_objects", "must be within 1..=254");
+        }
+        if self.working_memory > 64 {
+            return bad("working_memory", "must be at most 64 frames");
+        }
+        if self.mem_every == 0 {
+            return bad("mem_every", "must be at least 1");
+        }
+        if !(1..=crate::readout::MAX_TOP_K).contains(&self.top_k) {
+            return bad("top_k", "must be within 1..=64");
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return bad("temperature", "must be a positive number");
+        }
+        if !(self.edge_sigma_color.is_finite() && self.edge_sigma_color > 0.0) {
+            return bad("edge_sigma_color", "must be a positive number");
+        }
+        if !(self.edge_sigma_space.is_finite() && self.edge_sigma_space > 0.0) {
+            return bad("edge_sigma_space", "must be a positive number");
+        }
+        if self.threads > 256 {
+            return bad("threads", "must be at most 256");
+        }
+        Ok(())
+    }
+
+    /// The encoder file to load: `model` if set, else the bundled file.
+    pub fn model_path(&self) -> PathBuf {
+        if !self.model.as_os_str().is_empty() {
+            return self.model.clone();
+        }
+        let name = match self.precision {
+            Precision::Fp32 => "encoder_lite0_fp32.onnx",
+            Precision::Int8 => "encoder_lite0_int8.onnx",
+        };
+        bundled_model_dir().join(name)
+    }
+
+    /// Threads to use (resolves 0 to the number of cores).
+    pub fn thread_count(&self) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        }
+    }
+}
+
+/// Where the bundled models are: `$VOSD_MODEL_DIR`, else `./models`, else
+/// `/usr/share/vosd/models` (installed), else the source tree's `models/`.
+pub fn bundled_model_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VOSD_MODEL_DIR") {
+        return PathBuf::from(dir);
+    }
+    let candidates = [
+        PathBuf::from("models"),
+        PathBuf::from("/usr/share/vosd/models"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
+    ];
+    candidates
+        .iter()
+        .find(|d| d.join("encoder_lite0_fp32.onnx").is_file())
+        .cloned()
+        .unwrap_or_else(|| candidates[0].clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        EngineConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_by_name() {
+        let e = toml::from_str::<EngineConfig>("top_kk = 3").unwrap_err().to_string();
+        assert!(e.contains("top_kk"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_names_the_key() {
+        let c = EngineConfig { temperature: 0.0, ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("engine.temperature"));
+        let c = EngineConfig { top_k: 0, ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("engine.top_k"));
+    }
+}
+
+/// A vosd configuration file. Only the `[engine]` table is read by the
+/// offline commands; unknown tables and keys are errors.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// The VOS engine.
+    pub engine: EngineConfig,
+}
+
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// The file cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown/mistyped keys.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, naming the key.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{path}: {source}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The range error naming the key.
+        source: ConfigError,
+    },
+}
+
+impl FileConfig {
+    /// Reads and validates a TOML configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigFileError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError::Read { path: path.into(), source: e })?;
+        let cfg: Self = toml::from_str(&text).map_err(|e| ConfigFileError::Parse { path: path.into(), message: e.to_string() })?;
+        cfg.engine.validate().map_err(|e| ConfigFileError::Invalid { path: path.into(), source: e })?;
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,329 @@
+//! The tracker: encoder + memory + readout + upsampling, frame by frame.
+//!
+//! `Tracker::start` takes the first frame and its label mask; each
+//! `Tracker::step` segments the next frame into a label mask of frame size.
+//! All buffers are allocated in `Tracker::new`; steps reuse them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{EngineConfig, Upsampling};
+use crate::encoder::{Encoder, EncoderError, Features};
+use crate::frame::{resize_bilinear, LabelMask, RgbFrame};
+use crate::geometry::{Grid, GridAxis};
+use crate::memory::MemoryStore;
+use crate::readout::{readout, GridSize, ReadoutParams};
+use crate::upsample::Upsampler;
+
+/// Key dimension: 40 stride-8 channels + 112 stride-16 channels.
+pub const KEY_DIM: usize = 40 + 112;
+
+/// Why the tracker cannot start or step.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The encoder failed to load or run.
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
+    /// The configuration is not usable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A frame does not have the size the tracker was made for.
+    #[error("frame is {got_w}x{got_h}, expected {want_w}x{want_h}")]
+    FrameSize {
+        /// Width given.
+        got_w: usize,
+        /// Height given.
+        got_h: usize,
+        /// Width expected.
+        want_w: usize,
+        /// Height expected.
+        want_h: usize,
+    },
+    /// The first mask does not fit the frame.
+    #[error("mask is {mask_w}x{mask_h} but frames are {frame_w}x{frame_h}")]
+    MaskSize {
+        /// Mask width.
+        mask_w: usize,
+        /// Mask height.
+        mask_h: usize,
+        /// Frame width.
+        frame_w: usize,
+        /// Frame height.
+        frame_h: usize,
+    },
+    /// The first mask names no object, or too many.
+    #[error("{0}")]
+    Objects(String),
+    /// `step` was called before `start`.
+    #[error("the tracker has no objects yet: call start with a first-frame mask")]
+    NotStarted,
+}
+
+/// Time spent per stage since the tracker was made (for benchmarks).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StageTimes {
+    /// Resize + encoder + key building.
+    pub encode: Duration,
+    /// Memory readout.
+    pub readout: Duration,
+    /// Upsampling to frame size + arg-max.
+    pub upsample: Duration,
+    /// Frames stepped.
+    pub frames: u64,
+}
+
+/// Bilinear interpolation from one grid axis onto another's cell centres.
+#[derive(Clone, Debug)]
+struct AxisInterp {
+    idx: Vec<(u32, u32)>,
+    w: Vec<f32>,
+}
+
+impl AxisInterp {
+    fn new(from: &GridAxis, to: &GridAxis) -> Self {
+        let mut idx = Vec::with_capacity(to.cells);
+        let mut w = Vec::with_capacity(to.cells);
+        for i in 0..to.cells {
+            let u = from.cell_of(to.centre(i)).clamp(0.0, (from.cells - 1) as f32);
+            let i0 = u.floor() as usize;
+            let i1 = (i0 + 1).min(from.cells - 1);
+            idx.push((i0 as u32, i1 as u32));
+            w.push(u - i0 as f32);
+        }
+        Self { idx, w }
+    }
+}
+
+/// Semi-supervised VOS tracker for one video stream.
+pub struct Tracker {
+    cfg: EngineConfig,
+    encoder: Arc<Encoder>,
+    frame_w: usize,
+    frame_h: usize,
+    grid: Grid,
+    proc_image: RgbFrame,
+    features: Features,
+    s16_x: AxisInterp,
+    s16_y: AxisInterp,
+    query: Vec<f32>,
+    probs: Vec<f32>,
+    confidence: Vec<f32>,
+    memory: MemoryStore,
+    upsampler: Upsampler,
+    /// `labels[k]` = object id of value channel `k` (`labels[0]` = 0).
+    labels: Vec<u8>,
+    frame_index: u64,
+    times: StageTimes,
+}
+
+impl Tracker {
+    /// Loads the encoder named by `cfg` and prepares a tracker for frames of
+    /// `frame_w`×`frame_h`.
+    pub fn new(cfg: &EngineConfig, frame_w: usize, frame_h: usize) -> Result<Self, EngineError> {
+        cfg.validate()?;
+        let encoder = Encoder::load(&cfg.model_path(), cfg.size[0], cfg.size[1], cfg.thread_count())?;
+        Self::with_encoder(cfg, Arc::new(encoder), frame_w, frame_h)
+    }
+
+    /// Prepares a tracker around an already loaded encoder (shared between
+    /// trackers of the same processing size).
+    pub fn with_encoder(cfg: &EngineConfig, encoder: Arc<Encoder>, frame_w: usize, frame_h: usize) -> Result<Self, EngineError> {
+        cfg.validate()?;
+        if frame_w == 0 || frame_h == 0 {
+            return Err(EngineError::FrameSize { got_w: frame_w, got_h: frame_h, want_w: 1, want_h: 1 });
+        }
+        let [grid4, grid, grid16] = *encoder.grids();
+        let _ = grid4;
+        let (pw, ph) = (encoder.width(), encoder.height());
+        let cells = grid.len();
+        let channels = cfg.max_objects + 1;
+        let edge = match cfg.upsampling {
+            Upsampling::EdgeAware => Some((cfg.edge_sigma_color, cfg.edge_sigma_space)),
+            Upsampling::Bilinear => None,
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            frame_w,
+            frame_h,
+            grid,
+            proc_image: RgbFrame::new(pw, ph),
+            features: encoder.new_features(),
+            s16_x: AxisInterp::new(&grid16.x, &grid.x),
+            s16_y: AxisInterp::new(&grid16.y, &grid.y),
+            query: vec![0.0; cells * KEY_DIM],
+            probs: vec![0.0; cells * channels],
+            confidence: vec![0.0; cells],
+            memory: MemoryStore::new(cells, KEY_DIM, channels, cfg.working_memory),
+            upsampler: Upsampler::new(grid, pw, ph, frame_w, frame_h, edge),
+            labels: Vec::with_capacity(channels),
+            encoder,
+            frame_index: 0,
+            times: StageTimes::default(),
+        })
+    }
+
+    /// Object ids being tracked, in channel order.
+    pub fn object_ids(&self) -> &[u8] {
+        self.labels.get(1..).unwrap_or(&[])
+    }
+
+    /// Bytes held by the memory store (constant for a tracker).
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.bytes()
+    }
+
+    /// Cumulative per-stage times of `step`.
+    pub fn stage_times(&self) -> StageTimes {
+        self.times
+    }
+
+    /// The stride-8 feature grid.
+    pub fn grid(&self) -> Grid {
+        self.grid
+    }
+
+    fn check_frame(&self, frame: &RgbFrame) -> Result<(), EngineError> {
+        if frame.width != self.frame_w || frame.height != self.frame_h || frame.data.len() != frame.width * frame.height * 3 {
+            return Err(EngineError::FrameSize { got_w: frame.width, got_h: frame.height, want_w: self.frame_w, want_h: self.frame_h });
+        }
+        Ok(())
+    }
+
+    /// Encodes `frame` into `self.query` (L2-normalised stride-8 keys).
+    fn encode(&mut self, frame: &RgbFrame) -> Result<(), EngineError> {
+        resize_bilinear(frame, &mut self.proc_image);
+        self.encoder.encode(&self.proc_image, &mut self.features)?;
+        let (s8, s16) = (&self.features.s8, &self.features.s16);
+        let (gw, gh) = (s8.width, s8.height);
+        let (p8, p16) = (gw * gh, s16.width * s16.height);
+        let inv_sqrt2 = std::f32::consts::FRAC_1_SQRT_2;
+        for y in 0..gh {
+            let (y0, y1) = self.s16_y.idx[y];
+            let wy = self.s16_y.w[y];
+            for x in 0..gw {
+                let (x0, x1) = self.s16_x.idx[x];
+                let wx = self.s16_x.w[x];
+                let key = &mut self.query[(y * gw + x) * KEY_DIM..(y * gw + x + 1) * KEY_DIM];
+                let (k8, k16) = key.split_at_mut(40);
+                for (c, k) in k8.iter_mut().enumerate() {
+                    *k = s8.data[c * p8 + y * gw + x];
+                }
+                let at = |c: usize, yy: u32, xx: u32| s16.data[c * p16 + yy as usize * s16.width + xx as usize];
+                for (c, k) in k16.iter_mut().enumerate() {
+                    let top = at(c, y0, x0) * (1.0 - wx) + at(c, y0, x1) * wx;
+                    let bottom = at(c, y1, x0) * (1.0 - wx) + at(c, y1, x1) * wx;
+                    *k = top * (1.0 - wy) + bottom * wy;
+                }
+                for part in [k8, k16] {
+                    let norm = part.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-6);
+                    let s = inv_sqrt2 / norm;
+                    part.iter_mut().for_each(|v| *v *= s);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fraction of each channel's pixels in each stride-8 cell's footprint.
+    fn mask_to_cells(&mut self, mask: &LabelMask) {
+        let channels = self.memory.channels();
+        let (gw, gh) = (self.grid.x.cells, self.grid.y.cells);
+        let (sx, sy) = (self.frame_w as f32 / self.proc_image.width as f32, self.frame_h as f32 / self.proc_image.height as f32);
+        let span = |axis: &GridAxis, i: usize, scale: f32, n: usize| {
+            let half = axis.stride as f32 / 2.0;
+            let a = ((axis.centre(i) - half + 0.5) * scale).floor().max(0.0) as usize;
+            let b = (((axis.centre(i) + half + 0.5) * scale).ceil() as usize).min(n);
+            (a.min(n.saturating_sub(1)), b.max(a + 1).min(n))
+        };
+        let mut id_to_channel = [usize::MAX; 256];
+        for (k, &id) in self.labels.iter().enumerate() {
+            id_to_channel[id as usize] = k;
+        }
+        for gy in 0..gh {
+            let (y0, y1) = span(&self.grid.y, gy, sy, self.frame_h);
+            for gx in 0..gw {
+                let (x0, x1) = span(&self.grid.x, gx, sx, self.frame_w);
+                let cell = &mut self.probs[(gy * gw + gx) * channels..(gy * gw + gx + 1) * channels];
+                cell.fill(0.0);
+                let mut n = 0.0;
+                for y in y0..y1 {
+                    for &id in &mask.data[y * self.frame_w + x0..y * self.frame_w + x1] {
+                        let ch = id_to_channel[id as usize];
+                        cell[if ch == usize::MAX { 0 } else { ch }] += 1.0;
+                        n += 1.0;
+                    }
+                }
+                if n > 0.0 {
+                    cell.iter_mut().for_each(|v| *v /= n);
+                } else {
+                    cell[0] = 1.0;
+                }
+            }
+        }
+    }
+
+    /// Starts tracking: `mask` labels the objects in `frame` (ids 1..=255,
+    /// at most `max_objects` of them). Memory is reset.
+    pub fn start(&mut self, frame: &RgbFrame, mask: &LabelMask) -> Result<(), EngineError> {
+        self.check_frame(frame)?;
+        if mask.width != self.frame_w || mask.height != self.frame_h || mask.data.len() != mask.width * mask.height {
+            return Err(EngineError::MaskSize { mask_w: mask.width, mask_h: mask.height, frame_w: self.frame_w, frame_h: self.frame_h });
+        }
+        let ids = mask.object_ids();
+        if ids.is_empty() {
+            return Err(EngineError::Objects("the first-frame mask is empty: it labels no object".into()));
+        }
+        if ids.len() > self.cfg.max_objects {
+            return Err(EngineError::Objects(format!(
+                "the first-frame mask labels {} objects but max_objects is {}",
+                ids.len(),
+                self.cfg.max_objects
+            )));
+        }
+        self.labels.clear();
+        self.labels.push(0);
+        self.labels.extend_from_slice(&ids);
+        self.encode(frame)?;
+        self.mask_to_cells(mask);
+        self.frame_index = 0;
+        self.memory.set_first(0, &self.query, &self.probs);
+        Ok(())
+    }
+
+    /// Segments the next frame into `out` (resized to the frame if needed).
+    pub fn step(&mut self, frame: &RgbFrame, out: &mut LabelMask) -> Result<(), EngineError> {
+        if self.labels.len() < 2 {
+            return Err(EngineError::NotStarted);
+        }
+        self.check_frame(frame)?;
+        self.frame_index += 1;
+        let t0 = Instant::now();
+        self.encode(frame)?;
+        let t1 = Instant::now();
+        let params = ReadoutParams {
+            top_k: self.cfg.top_k,
+            temperature: self.cfg.temperature,
+            window_radius: self.cfg.window_radius,
+            first_frame_radius: self.cfg.first_frame_radius,
+        };
+        let grid = GridSize { width: self.grid.x.cells, height: self.grid.y.cells };
+        readout(&self.query, grid, &self.memory, &params, &mut self.probs, &mut self.confidence);
+        let t2 = Instant::now();
+        if self.frame_index % self.cfg.mem_every as u64 == 0 {
+            self.memory.push_working(self.frame_index, &self.query, &self.probs);
+        }
+        if out.width != self.frame_w || out.height != self.frame_h {
+            *out = LabelMask::new(self.frame_w, self.frame_h);
+        }
+        let channels = self.memory.channels();
+        let active = self.labels.len();
+        // Unused channels stay zero, so the arg-max over the active ones is enough.
+        self.upsampler.upsample_active(&self.probs, channels, active, &self.labels, frame, out);
+        let t3 = Instant::now();
+        self.times.encode += t1 - t0;
+        self.times.readout += t2 - t1;
+        self.times.upsample += t3 - t2;
+        self.times.frames += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,315 @@
+//! DAVIS-style evaluation: segment each sequence from its first-frame
+//! annotation (or read existing predictions) and score it with
+//! [`crate::metrics`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::config::EngineConfig;
+use crate::encoder::Encoder;
+use crate::engine::Tracker;
+use crate::frame::LabelMask;
+use crate::imageio::{list_images, load_mask, load_rgb, save_mask};
+use crate::metrics::{overall, score_sequence, SequenceScores};
+
+/// One DAVIS sequence on disk.
+#[derive(Clone, Debug)]
+pub struct Sequence {
+    /// Sequence name (folder name).
+    pub name: String,
+    /// Frame files, in order.
+    pub frames: Vec<PathBuf>,
+    /// Annotation file for each frame (same stem), where present.
+    pub annotations: Vec<PathBuf>,
+}
+
+/// A DAVIS dataset root (`JPEGImages/480p`, `Annotations/480p`, `ImageSets`).
+#[derive(Clone, Debug)]
+pub struct Davis {
+    root: PathBuf,
+}
+
+impl Davis {
+    /// Checks that `root` looks like a DAVIS root.
+    pub fn open(root: &Path) -> Result<Self> {
+        for sub in ["JPEGImages/480p", "Annotations/480p"] {
+            if !root.join(sub).is_dir() {
+                bail!("{}: not a DAVIS root (no {sub} folder)", root.display());
+            }
+        }
+        Ok(Self { root: root.to_path_buf() })
+    }
+
+    /// Sequence names: of `split` if given (`ImageSets/2017/NAME.txt` or
+    /// `ImageSets/2016/NAME.txt` listing names, or DAVIS 2016's
+    /// `ImageSets/480p/NAME.txt` listing frame paths), else every folder.
+    pub fn sequence_names(&self, split: Option<&str>) -> Result<Vec<String>> {
+        let Some(split) = split else {
+            let mut names: Vec<String> = std::fs::read_dir(self.root.join("JPEGImages/480p"))
+                .with_context(|| format!("{}: cannot list sequences", self.root.display()))?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().to_str().map(String::from))
+                .collect();
+            names.sort();
+            return Ok(names);
+        };
+        for dir in ["2017", "2016", "480p"] {
+            let file = self.root.join("ImageSets").join(dir).join(format!("{split}.txt"));
+            if !file.is_file() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).with_context(|| format!("{}: cannot read split", file.display()))?;
+            let mut names: Vec<String> = Vec::new();
+            for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                // "/JPEGImages/480p/bear/00000.jpg /Annotations/..." or "bear".
+                let name = match line.split_whitespace().next().unwrap_or(line).split('/').collect::<Vec<_>>().as_slice() {
+                    [.., seq, _file] if line.contains('/') => seq.to_string(),
+                    _ => line.to_string(),
+                };
+                if names.last() != Some(&name) && !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            return Ok(names);
+        }
+        bail!("split '{split}' not found under {}/ImageSets (looked in 2017/, 2016/, 480p/)", self.root.display())
+    }
+
+    /// Frames and annotations of one sequence.
+    pub fn sequence(&self, name: &str) -> Result<Sequence> {
+        let frames = list_images(&self.root.join("JPEGImages/480p").join(name))?;
+        if frames.is_empty() {
+            bail!("sequence {name}: no frames in {}", self.root.join("JPEGImages/480p").join(name).display());
+        }
+        let ann_dir = self.root.join("Annotations/480p").join(name);
+        let annotations = frames
+            .iter()
+            .map(|f| ann_dir.join(f.with_extension("png").file_name().unwrap_or_default()))
+            .collect();
+        Ok(Sequence { name: name.to_string(), frames, annotations })
+    }
+}
+
+/// Figures for one sequence (J and F as fractions in 0..1).
+#[derive(Clone, Debug, Serialize)]
+pub struct SequenceReport {
+    /// Mean J over objects.
+    pub j_mean: f64,
+    /// J recall (fraction of frames with J > 0.5), mean over objects.
+    pub j_recall: f64,
+    /// J decay, mean over objects.
+    pub j_decay: f64,
+    /// Mean F over objects.
+    pub f_mean: f64,
+    /// F recall, mean over objects.
+    pub f_recall: f64,
+    /// F decay, mean over objects.
+    pub f_decay: f64,
+    /// Frames in the sequence.
+    pub frames: usize,
+    /// Objects scored.
+    pub objects: usize,
+    /// Segmentation speed (frames per second, excluding file I/O); 0 when
+    /// scoring existing results.
+    pub fps: f64,
+}
+
+/// Overall figures (official aggregation: mean over all objects).
+#[derive(Clone, Debug, Serialize)]
+pub struct OverallReport {
+    /// (J mean + F mean) / 2.
+    pub jf_mean: f64,
+    /// J mean.
+    pub j_mean: f64,
+    /// J recall.
+    pub j_recall: f64,
+    /// J decay.
+    pub j_decay: f64,
+    /// F mean.
+    pub f_mean: f64,
+    /// F recall.
+    pub f_recall: f64,
+    /// F decay.
+    pub f_decay: f64,
+    /// Segmentation fps over all sequences (0 when scoring existing results).
+    pub fps: f64,
+}
+
+/// The whole evaluation, as written by `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    /// Per-sequence figures.
+    pub sequences: BTreeMap<String, SequenceReport>,
+    /// Overall figures.
+    pub overall: OverallReport,
+    /// Engine settings used (absent when scoring existing results).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineConfig>,
+}
+
+/// Where predictions come from.
+pub enum Predictions<'a> {
+    /// Run the engine with this configuration; optionally keep masks in a folder.
+    Segment {
+        /// Engine settings.
+        config: &'a EngineConfig,
+        /// Folder for DIR/SEQUENCE/NNNNN.png, if wanted.
+        out: Option<&'a Path>,
+    },
+    /// Read existing masks from DIR/SEQUENCE/NNNNN.png.
+    Results(&'a Path),
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> f64 {
+    let v: Vec<f64> = xs.collect();
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+fn sequence_report(s: &SequenceScores, frames: usize, fps: f64) -> SequenceReport {
+    let o = &s.objects;
+    SequenceReport {
+        j_mean: mean(o.iter().map(|x| x.j.mean)),
+        j_recall: mean(o.iter().map(|x| x.j.recall)),
+        j_decay: mean(o.iter().map(|x| x.j.decay)),
+        f_mean: mean(o.iter().map(|x| x.f.mean)),
+        f_recall: mean(o.iter().map(|x| x.f.recall)),
+        f_decay: mean(o.iter().map(|x| x.f.decay)),
+        frames,
+        objects: o.len(),
+        fps,
+    }
+}
+
+/// Segments one sequence; returns the predicted masks (frame 0 = the given
+/// annotation) and the time spent in the engine.
+pub fn segment_sequence(
+    seq: &Sequence,
+    first: &LabelMask,
+    cfg: &EngineConfig,
+    encoder: &Arc<Encoder>,
+) -> Result<(Vec<LabelMask>, Duration)> {
+    let frame0 = load_rgb(&seq.frames[0])?;
+    let mut tracker = Tracker::with_encoder(cfg, encoder.clone(), frame0.width, frame0.height)?;
+    let mut busy = Duration::ZERO;
+    let t = Instant::now();
+    tracker.start(&frame0, first).with_context(|| format!("{}: cannot start", seq.annotations[0].display()))?;
+    busy += t.elapsed();
+    let mut preds = vec![first.clone()];
+    for path in &seq.frames[1..] {
+        let frame = load_rgb(path)?;
+        let mut out = LabelMask::new(frame0.width, frame0.height);
+        let t = Instant::now();
+        tracker.step(&frame, &mut out).with_context(|| format!("{}", path.display()))?;
+        busy += t.elapsed();
+        preds.push(out);
+    }
+    let st = tracker.stage_times();
+    let per = |d: Duration| d.as_secs_f64() * 1e3 / st.frames.max(1) as f64;
+    log::debug!(
+        "{}: per frame encode {:.1} ms, readout {:.1} ms, upsample {:.1} ms",
+        seq.name,
+        per(st.encode),
+        per(st.readout),
+        per(st.upsample)
+    );
+    Ok((preds, busy))
+}
+
+/// Runs the evaluation over `names` and prints one line per sequence to
+/// stderr as it goes.
+pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Result<EvalReport> {
+    let encoder = match &source {
+        Predictions::Segment { config, .. } => {
+            config.validate()?;
+            Some(Arc::new(Encoder::load(&config.model_path(), config.size[0], config.size[1], config.thread_count())?))
+        }
+        Predictions::Results(_) => None,
+    };
+    let mut scores = Vec::new();
+    let mut sequences = BTreeMap::new();
+    let (mut total_frames, mut total_time) = (0usize, Duration::ZERO);
+    for name in names {
+        let seq = davis.sequence(name)?;
+        let gt: Vec<LabelMask> = seq.annotations.iter().map(|p| load_mask(p)).collect::<Result<_, _>>()?;
+        let (w, h) = (gt[0].width, gt[0].height);
+        if let Some((i, m)) = gt.iter().enumerate().find(|(_, m)| m.width != w || m.height != h) {
+            bail!("{}: mask is {}x{}, the first is {w}x{h}", seq.annotations[i].display(), m.width, m.height);
+        }
+        let ids = gt[0].object_ids();
+        let (preds, fps) = match &source {
+            Predictions::Segment { config, out } => {
+                let encoder = encoder.as_ref().expect("encoder loaded for Segment");
+                let (preds, busy) = segment_sequence(&seq, &gt[0], config, encoder)?;
+                if let Some(out) = out {
+                    let dir = out.join(name);
+                    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+                    for (p, f) in preds.iter().zip(&seq.annotations) {
+                        save_mask(&dir.join(f.file_name().unwrap_or_default()), p)?;
+                    }
+                }
+                total_frames += preds.len() - 1;
+                total_time += busy;
+                let fps = (preds.len() - 1) as f64 / busy.as_secs_f64().max(1e-9);
+                (preds, fps)
+            }
+            Predictions::Results(dir) => {
+                let preds = seq
+                    .annotations
+                    .iter()
+                    .map(|f| {
+                        let p = dir.join(name).join(f.file_name().unwrap_or_default());
+                        let m = load_mask(&p)?;
+                        if m.width != w || m.height != h {
+                            bail!("{}: prediction is {}x{}, ground truth is {w}x{h}", p.display(), m.width, m.height);
+                        }
+                        Ok(m)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                (preds, 0.0)
+            }
+        };
+        let pred_data: Vec<Vec<u8>> = preds.into_iter().map(|m| m.data).collect();
+        let gt_data: Vec<Vec<u8>> = gt.into_iter().map(|m| m.data).collect();
+        let s = score_sequence(&pred_data, &gt_data, w, h, &ids).with_context(|| format!("scoring {name}"))?;
+        let report = sequence_report(&s, pred_data.len(), fps);
+        eprintln!(
+            "{name:<20} J {:.3}  F {:.3}  frames {:>3}  {}",
+            report.j_mean,
+            report.f_mean,
+            report.frames,
+            if fps > 0.0 { format!("{fps:.1} fps") } else { String::new() }
+        );
+        sequences.insert(name.clone(), report);
+        scores.push(s);
+    }
+    let o = overall(&scores);
+    let fps = if total_time > Duration::ZERO { total_frames as f64 / total_time.as_secs_f64() } else { 0.0 };
+    let engine = match source {
+        Predictions::Segment { config, .. } => Some(config.clone()),
+        Predictions::Results(_) => None,
+    };
+    Ok(EvalReport {
+        sequences,
+        overall: OverallReport {
+            jf_mean: o.jf_mean,
+            j_mean: o.j_mean,
+            j_recall: o.j_recall,
+            j_decay: o.j_decay,
+            f_mean: o.f_mean,
+            f_recall: o.f_recall,
+            f_decay: o.f_decay,
+            fps,
+        },
+        engine,
+    })
+}

@@ -1,0 +1,48 @@
+//! Publishing segmentation results over POSIX shared memory.
+//!
+//! Each pipeline owns one shared-memory object (e.g. `/vosd-cam0`) that it
+//! creates with [`ShmWriter::create`]. The object holds a header and a ring
+//! of slots; every [`ShmWriter::publish`] copies one frame's object states
+//! and label mask into the next slot under a seqlock, so the writer never
+//! waits for readers and readers detect (and retry) copies the writer tore.
+//! Readers — [`ShmReader`] here, `clients/c/vosd_shm.h` in C and
+//! `clients/python/vosd_reader.py` in Python — map the object read-only.
+//!
+//! The binary layout is in [`layout`] and `docs/shm-layout.md`.
+//!
+//! ```no_run
+//! use vosd::publish::{ObjectState, PublishConfig, ReadStatus, ShmReader, ShmWriter, SlotData};
+//!
+//! # fn main() -> Result<(), vosd::publish::ShmError> {
+//! let mut writer = ShmWriter::create(&PublishConfig::new("/vosd-demo", 64, 48))?;
+//! let mask = vec![0u8; 64 * 48];
+//! let objects = [ObjectState::from_mask(&mask, 64, 48, 1)];
+//! writer.publish(&SlotData {
+//!     frame_number: 0,
+//!     capture_ns: vosd::publish::monotonic_ns(),
+//!     objects: &objects,
+//!     mask: &mask,
+//! })?;
+//!
+//! let mut reader = ShmReader::open("/vosd-demo")?;
+//! let mut frame = reader.new_frame_buf();
+//! if let ReadStatus::Frame { seq, skipped } = reader.read_latest(&mut frame)? {
+//!     println!("publish {seq} (frame {}), {skipped} skipped", frame.frame_number());
+//! }
+//! writer.finish(); // end marker; dropping the writer unlinks the name
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+pub mod layout;
+mod reader;
+mod sys;
+mod types;
+mod writer;
+
+pub use error::ShmError;
+pub use reader::{FrameBuf, ReadStatus, ShmReader, WriterState};
+pub use sys::monotonic_ns;
+pub use types::{BBox, ObjectState, SlotData, Visibility};
+pub use writer::{GroupSpec, PublishConfig, ShmWriter};
