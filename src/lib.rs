@@ -16,3 +16,7 @@ pub mod publish;
 pub mod readout;
 pub mod segment;
 pub mod upsample;
+pub mod pipeline;
+pub mod service;
+pub mod source;
+pub mod tail;

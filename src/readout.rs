@@ -126,52 +126,82 @@ pub fn readout(
     let (dim, ch) = (memory.dim(), memory.channels());
     let row_values = grid.width * ch;
     let frames: Vec<_> = memory.frames().collect();
+    let ctx = RowContext { query, grid, frames: &frames, params, dim, ch };
     out.par_chunks_mut(row_values)
         .zip(confidence.par_chunks_mut(grid.width))
         .enumerate()
         .for_each(|(y, (out_row, conf_row))| {
-            for x in 0..grid.width {
-                let q = &query[(y * grid.width + x) * dim..(y * grid.width + x + 1) * dim];
-                let mut top = TopK::new(params.top_k);
-                for (f, frame) in frames.iter().enumerate() {
-                    let r = if frame.is_first { params.first_frame_radius } else { params.window_radius };
-                    let (y0, y1, x0, x1) = if r == 0 {
-                        (0, grid.height, 0, grid.width)
-                    } else {
-                        (y.saturating_sub(r), (y + r + 1).min(grid.height), x.saturating_sub(r), (x + r + 1).min(grid.width))
-                    };
-                    for my in y0..y1 {
-                        let base = my * grid.width;
-                        let keys = &frame.keys[(base + x0) * dim..(base + x1) * dim];
-                        for (i, k) in keys.chunks_exact(dim).enumerate() {
-                            let cell = (f * grid.width * grid.height + base + x0 + i) as u32;
-                            top.push(dot(q, k), cell);
-                        }
-                    }
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                    return unsafe { read_row_avx2(&ctx, y, out_row, conf_row) };
                 }
-                let dst = &mut out_row[x * ch..(x + 1) * ch];
-                dst.fill(0.0);
-                let best = top.as_slice();
-                let Some(&(max, _)) = best.last() else {
-                    conf_row[x] = 0.0;
-                    continue;
-                };
-                conf_row[x] = max;
-                let cells = grid.width * grid.height;
-                let mut total = 0.0f32;
-                for &(score, idx) in best {
-                    let w = ((score - max) / params.temperature).exp();
-                    total += w;
-                    let (f, cell) = (idx as usize / cells, idx as usize % cells);
-                    let v = &frames[f].values[cell * ch..(cell + 1) * ch];
-                    for (d, s) in dst.iter_mut().zip(v) {
-                        *d += w * s;
-                    }
-                }
-                let inv = 1.0 / total;
-                dst.iter_mut().for_each(|d| *d *= inv);
             }
+            read_row(&ctx, y, out_row, conf_row)
         });
+}
+
+/// What every row of the readout needs.
+struct RowContext<'a> {
+    query: &'a [f32],
+    grid: GridSize,
+    frames: &'a [crate::memory::MemoryFrame<'a>],
+    params: &'a ReadoutParams,
+    dim: usize,
+    ch: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn read_row_avx2(ctx: &RowContext<'_>, y: usize, out_row: &mut [f32], conf_row: &mut [f32]) {
+    read_row(ctx, y, out_row, conf_row)
+}
+
+/// Reads one row of query cells (inlined into each instruction-set variant).
+#[inline(always)]
+fn read_row(ctx: &RowContext<'_>, y: usize, out_row: &mut [f32], conf_row: &mut [f32]) {
+    let RowContext { query, grid, frames, params, dim, ch } = *ctx;
+    let cells = grid.width * grid.height;
+    for x in 0..grid.width {
+        let q = &query[(y * grid.width + x) * dim..(y * grid.width + x + 1) * dim];
+        let mut top = TopK::new(params.top_k);
+        for (f, frame) in frames.iter().enumerate() {
+            let r = if frame.is_first { params.first_frame_radius } else { params.window_radius };
+            let (y0, y1, x0, x1) = if r == 0 {
+                (0, grid.height, 0, grid.width)
+            } else {
+                (y.saturating_sub(r), (y + r + 1).min(grid.height), x.saturating_sub(r), (x + r + 1).min(grid.width))
+            };
+            for my in y0..y1 {
+                let base = my * grid.width;
+                let keys = &frame.keys[(base + x0) * dim..(base + x1) * dim];
+                for (i, k) in keys.chunks_exact(dim).enumerate() {
+                    top.push(dot_portable(q, k), (f * cells + base + x0 + i) as u32);
+                }
+            }
+        }
+        let dst = &mut out_row[x * ch..(x + 1) * ch];
+        dst.fill(0.0);
+        let best = top.as_slice();
+        let Some(&(max, _)) = best.last() else {
+            conf_row[x] = 0.0;
+            continue;
+        };
+        conf_row[x] = max;
+        let mut total = 0.0f32;
+        for &(score, idx) in best {
+            let w = ((score - max) / params.temperature).exp();
+            total += w;
+            let (f, cell) = (idx as usize / cells, idx as usize % cells);
+            let v = &frames[f].values[cell * ch..(cell + 1) * ch];
+            for (d, s) in dst.iter_mut().zip(v) {
+                *d += w * s;
+            }
+        }
+        let inv = 1.0 / total;
+        dst.iter_mut().for_each(|d| *d *= inv);
+    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ pub struct Upsampler {
     colour_lut: Vec<f32>,
     /// Mean colour of each cell (RGB), updated per frame.
     cell_colour: Vec<[f32; 3]>,
+    /// Per cell: the channel holding more than half of its probability, or
+    /// `u8::MAX` when none does. Updated per frame.
+    cell_major: Vec<u8>,
 }
 
 fn axis_taps(frame: usize, proc_size: usize, axis: &crate::geometry::GridAxis, sigma: Option<f32>) -> Vec<([u32; TAPS], [f32; TAPS])> {
@@ -76,6 +79,7 @@ impl Upsampler {
             rows: axis_taps(frame_h, proc_h, &grid.y, sigma_space),
             colour_lut,
             cell_colour: vec![[0.0; 3]; grid.len()],
+            cell_major: vec![u8::MAX; grid.len()],
         }
     }
 
@@ -135,6 +139,9 @@ impl Upsampler {
         out: &mut LabelMask,
     ) {
         self.update_cell_colours(frame);
+        for (major, p) in self.cell_major.iter_mut().zip(probs.chunks_exact(channels)) {
+            *major = p[..active].iter().position(|&v| v > 0.5).map_or(u8::MAX, |c| c as u8);
+        }
         let gw = self.grid.x.cells;
         let fw = self.frame_w;
         let this = &*self;
@@ -143,15 +150,24 @@ impl Upsampler {
             let mut acc = [0.0f32; 256];
             for (x, o) in out_row.iter_mut().enumerate() {
                 let (rx, wx) = this.cols[x];
+                // All 16 cells give more than half to one channel: any convex
+                // combination does too, so that channel is the arg-max.
+                let first = this.cell_major[ry[0] as usize * gw + rx[0] as usize];
+                if first != u8::MAX
+                    && ry.iter().all(|&cy| rx.iter().all(|&cx| this.cell_major[cy as usize * gw + cx as usize] == first))
+                {
+                    *o = labels[first as usize];
+                    continue;
+                }
                 let px = &frame.data[(y * fw + x) * 3..(y * fw + x) * 3 + 3];
                 let acc = &mut acc[..active];
                 acc.fill(0.0);
-                for j in 0..TAPS {
-                    for i in 0..TAPS {
-                        let cell = ry[j] as usize * gw + rx[i] as usize;
+                for (&cy, &wyj) in ry.iter().zip(&wy) {
+                    for (&cx, &wxi) in rx.iter().zip(&wx) {
+                        let cell = cy as usize * gw + cx as usize;
                         let cc = this.cell_colour[cell];
                         let d = (px[0] as f32 - cc[0]).abs() + (px[1] as f32 - cc[1]).abs() + (px[2] as f32 - cc[2]).abs();
-                        let w = wy[j] * wx[i] * this.colour_lut[(d as usize).min(765)];
+                        let w = wyj * wxi * this.colour_lut[(d as usize).min(765)];
                         let p = &probs[cell * channels..cell * channels + active];
                         for (a, v) in acc.iter_mut().zip(p) {
                             *a += w * v;

@@ -1,0 +1,164 @@
+//! The `vosd segment` and `vosd eval` commands, including their errors.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+fn vosd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vosd"))
+}
+
+/// Copies the first `n` bear frames into `dir/frames` and returns the first mask path.
+fn bear_clip(root: &Path, dir: &Path, n: usize) -> std::path::PathBuf {
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    for i in 0..n {
+        let name = format!("{i:05}.jpg");
+        std::fs::copy(root.join("JPEGImages/480p/bear").join(&name), frames.join(&name)).unwrap();
+    }
+    let mask = dir.join("first.png");
+    std::fs::copy(root.join("Annotations/480p/bear/00000.png"), &mask).unwrap();
+    mask
+}
+
+fn run_err(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "command should fail");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!err.contains("panicked"), "panic: {err}");
+    err
+}
+
+#[test]
+fn segment_writes_palette_masks_and_overlays() {
+    let Some(root) = common::davis_root() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mask = bear_clip(&root, dir.path(), 4);
+    let out = dir.path().join("out");
+    let overlay = dir.path().join("overlay");
+    let status = vosd()
+        .args(["segment", "--size", "256x144", "--frames"])
+        .arg(dir.path().join("frames"))
+        .arg("--mask")
+        .arg(&mask)
+        .arg("--out")
+        .arg(&out)
+        .arg("--overlay")
+        .arg(&overlay)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for i in 0..4 {
+        let m = vosd::imageio::load_mask(&out.join(format!("{i:05}.png"))).unwrap();
+        assert_eq!((m.width, m.height), (854, 480));
+        assert_eq!(m.object_ids(), vec![1], "frame {i}");
+        let o = vosd::imageio::load_rgb(&overlay.join(format!("{i:05}.jpg"))).unwrap();
+        assert_eq!((o.width, o.height), (854, 480));
+    }
+    // The files are palette PNGs (DAVIS 2017 style).
+    let decoder = png::Decoder::new(std::fs::File::open(out.join("00001.png")).unwrap());
+    let reader = decoder.read_info().unwrap();
+    assert_eq!(reader.info().color_type, png::ColorType::Indexed);
+}
+
+#[test]
+fn segment_input_errors_name_the_problem() {
+    let Some(root) = common::davis_root() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mask = bear_clip(&root, dir.path(), 3);
+    let frames = dir.path().join("frames");
+    let out = dir.path().join("out");
+    let seg = |frames: &Path, mask: &Path| {
+        let mut c = vosd();
+        c.args(["segment", "--size", "256x144", "--frames"]).arg(frames).arg("--mask").arg(mask).arg("--out").arg(&out);
+        c
+    };
+    // Missing frames folder.
+    let e = run_err(&mut seg(&dir.path().join("nope"), &mask));
+    assert!(e.contains("nope"), "{e}");
+    // Empty first mask.
+    let empty = dir.path().join("empty.png");
+    image::GrayImage::new(854, 480).save(&empty).unwrap();
+    let e = run_err(&mut seg(&frames, &empty));
+    assert!(e.contains("empty"), "{e}");
+    // Mask size different from the frames.
+    let small = dir.path().join("small.png");
+    image::GrayImage::from_pixel(100, 50, image::Luma([255])).save(&small).unwrap();
+    let e = run_err(&mut seg(&frames, &small));
+    assert!(e.contains("small.png") && e.contains("100x50"), "{e}");
+    // Corrupt mask PNG.
+    let corrupt = dir.path().join("corrupt.png");
+    std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDRgarbage").unwrap();
+    let e = run_err(&mut seg(&frames, &corrupt));
+    assert!(e.contains("corrupt.png"), "{e}");
+    // Corrupt JPEG among the frames.
+    std::fs::write(frames.join("00002.jpg"), b"\xff\xd8\xff\xe0 truncated").unwrap();
+    let e = run_err(&mut seg(&frames, &mask));
+    assert!(e.contains("00002.jpg"), "{e}");
+}
+
+#[test]
+fn config_and_model_errors_name_the_key_or_file() {
+    let Some(root) = common::davis_root() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mask = bear_clip(&root, dir.path(), 2);
+    let frames = dir.path().join("frames");
+    let base = |extra: &[&str]| {
+        let mut c = vosd();
+        c.arg("segment").arg("--frames").arg(&frames).arg("--mask").arg(&mask).arg("--out").arg(dir.path().join("o"));
+        c.args(extra);
+        c
+    };
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[engine]\ntop_kk = 4\n").unwrap();
+    let e = run_err(base(&[]).arg("--config").arg(&cfg));
+    assert!(e.contains("top_kk") && e.contains("bad.toml"), "{e}");
+    std::fs::write(&cfg, "[engine]\ntemperature = -1.0\n").unwrap();
+    let e = run_err(base(&[]).arg("--config").arg(&cfg));
+    assert!(e.contains("engine.temperature"), "{e}");
+    std::fs::write(&cfg, "[engin]\n").unwrap();
+    let e = run_err(base(&[]).arg("--config").arg(&cfg));
+    assert!(e.contains("engin"), "{e}");
+    // A model file that is not an ONNX encoder at all.
+    let model = dir.path().join("model.onnx");
+    std::fs::write(&model, b"this is not a model").unwrap();
+    let e = run_err(base(&[]).arg("--model").arg(&model));
+    assert!(e.contains("model.onnx"), "{e}");
+    // A missing model file.
+    let e = run_err(base(&["--model", "/nonexistent/enc.onnx"]));
+    assert!(e.contains("/nonexistent/enc.onnx"), "{e}");
+}
+
+#[test]
+fn eval_scores_existing_results() {
+    let Some(root) = common::davis_root() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Perfect predictions: the ground truth itself, as palette PNGs.
+    let seq = "boat";
+    let res = dir.path().join("res").join(seq);
+    std::fs::create_dir_all(&res).unwrap();
+    for f in vosd::imageio::list_images(&root.join("Annotations/480p").join(seq)).unwrap() {
+        let m = vosd::imageio::load_mask(&f).unwrap();
+        vosd::imageio::save_mask(&res.join(f.file_name().unwrap()), &m).unwrap();
+    }
+    let json = dir.path().join("eval.json");
+    let out = vosd()
+        .args(["eval", "--sequences", seq, "--davis"])
+        .arg(&root)
+        .arg("--results")
+        .arg(dir.path().join("res"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["sequences"][seq]["j_mean"], 1.0);
+    assert_eq!(v["sequences"][seq]["f_mean"], 1.0);
+    assert_eq!(v["overall"]["jf_mean"], 1.0);
+    // A missing prediction file is an error naming it.
+    std::fs::remove_file(res.join("00010.png")).unwrap();
+    let e = run_err(vosd().args(["eval", "--sequences", seq, "--davis"]).arg(&root).arg("--results").arg(dir.path().join("res")));
+    assert!(e.contains("00010.png"), "{e}");
+}
