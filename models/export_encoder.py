@@ -250,6 +250,29 @@ def compare(fp32_path, int8_path, davis, size):
     return {k: {m: round(float(np.mean(v)), 4) for m, v in s.items()} for k, s in stats.items()}
 
 
+def pattern_image(size=64):
+    """A deterministic RGB test pattern that the Rust tests rebuild exactly."""
+    y, x, c = np.meshgrid(np.arange(size), np.arange(size), np.arange(3), indexing="ij")
+    return ((x * 7 + y * 13 + c * 29 + (x * y) % 17) % 256).astype(np.uint8)
+
+
+def write_parity_references(paths, out_dir):
+    """onnxruntime's outputs on the 64x64 pattern, for tract parity tests:
+    feat4, feat8, feat16 flattened (NCHW) and concatenated, little-endian f32."""
+    import onnxruntime as ort
+
+    os.makedirs(out_dir, exist_ok=True)
+    x = preprocess(pattern_image())
+    written = {}
+    for path in paths:
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        outs = sess.run(["feat4", "feat8", "feat16"], {"image": x})
+        name = os.path.basename(path).replace(".onnx", "_pattern64.f32")
+        np.concatenate([o.ravel() for o in outs]).astype("<f4").tofile(os.path.join(out_dir, name))
+        written[name] = [list(o.shape) for o in outs]
+    return written
+
+
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -276,10 +299,12 @@ def main():
     onnx.save(build(sd, classifier=False), fp32)
     quantize(fp32, int8, args.davis, size)
     parity = compare(fp32, int8, args.davis, size)
+    references = write_parity_references([fp32, int8], os.path.join(args.out, "testdata"))
     report = {
         "weights": {"file": os.path.basename(weights), "sha256": sha256(weights)},
         "classifier_check_chelsea_top5": top5,
         "int8_vs_fp32": parity,
+        "parity_references": references,
         "files": {os.path.basename(p): {"bytes": os.path.getsize(p), "sha256": sha256(p)} for p in (fp32, int8)},
     }
     with open(os.path.join(args.out, "export_report.json"), "w") as f:

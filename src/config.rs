@@ -29,6 +29,17 @@ pub enum Upsampling {
     Bilinear,
 }
 
+/// What a frame stores as its memory values.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemoryValues {
+    /// The readout's soft probabilities per cell.
+    Soft,
+    /// The final (edge-refined) label mask, averaged back onto the cells.
+    #[default]
+    Mask,
+}
+
 /// The VOS engine's settings. Defaults are tuned on DAVIS 2016 train.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -58,6 +69,8 @@ pub struct EngineConfig {
     pub window_radius: usize,
     /// Search radius in the first (annotated) frame; `0` = whole frame.
     pub first_frame_radius: usize,
+    /// What a frame stores as its memory values.
+    pub memory_values: MemoryValues,
     /// How probabilities are upsampled to frame resolution.
     pub upsampling: Upsampling,
     /// Edge-aware upsampling: colour similarity scale (0–255 RGB distance).
@@ -80,6 +93,7 @@ impl Default for EngineConfig {
             temperature: 0.1,
             window_radius: 6,
             first_frame_radius: 12,
+            memory_values: MemoryValues::Mask,
             upsampling: Upsampling::EdgeAware,
             edge_sigma_color: 20.0,
             edge_sigma_space: 1.0,

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{EngineConfig, Upsampling};
+use crate::config::{EngineConfig, MemoryValues, Upsampling};
 use crate::encoder::{Encoder, EncoderError, Features};
 use crate::frame::{resize_bilinear, LabelMask, RgbFrame};
 use crate::geometry::{Grid, GridAxis};
@@ -309,9 +309,6 @@ impl Tracker {
         let grid = GridSize { width: self.grid.x.cells, height: self.grid.y.cells };
         readout(&self.query, grid, &self.memory, &params, &mut self.probs, &mut self.confidence);
         let t2 = Instant::now();
-        if self.frame_index % self.cfg.mem_every as u64 == 0 {
-            self.memory.push_working(self.frame_index, &self.query, &self.probs);
-        }
         if out.width != self.frame_w || out.height != self.frame_h {
             *out = LabelMask::new(self.frame_w, self.frame_h);
         }
@@ -319,6 +316,12 @@ impl Tracker {
         let active = self.labels.len();
         // Unused channels stay zero, so the arg-max over the active ones is enough.
         self.upsampler.upsample_active(&self.probs, channels, active, &self.labels, frame, out);
+        if self.frame_index % self.cfg.mem_every as u64 == 0 {
+            if self.cfg.memory_values == MemoryValues::Mask {
+                self.mask_to_cells(out);
+            }
+            self.memory.push_working(self.frame_index, &self.query, &self.probs);
+        }
         let t3 = Instant::now();
         self.times.encode += t1 - t0;
         self.times.readout += t2 - t1;
