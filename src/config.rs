@@ -34,9 +34,9 @@ pub enum Upsampling {
 #[serde(rename_all = "kebab-case")]
 pub enum MemoryValues {
     /// The readout's soft probabilities per cell.
+    #[default]
     Soft,
     /// The final (edge-refined) label mask, averaged back onto the cells.
-    #[default]
     Mask,
 }
 
@@ -92,8 +92,8 @@ impl Default for EngineConfig {
             top_k: 5,
             temperature: 0.1,
             window_radius: 6,
-            first_frame_radius: 12,
-            memory_values: MemoryValues::Mask,
+            first_frame_radius: 0,
+            memory_values: MemoryValues::Soft,
             upsampling: Upsampling::EdgeAware,
             edge_sigma_color: 20.0,
             edge_sigma_space: 1.0,
@@ -116,8 +116,8 @@ impl EngineConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key, reason: &str| Err(ConfigError { key, reason: reason.to_string() });
         let [w, h] = self.size;
-        if !(32..=4096).contains(&w) || !(32..=4096).contains(&h) {
-            return bad("size", "width and height must be within 32..=4096");
+        if !(32..=1920).contains(&w) || !(32..=1920).contains(&h) {
+            return bad("size", "width and height must be within 32..=1920");
         }
         if !(1..=254).contains(&self.max_objects) {
             return bad("max_objects", "must be within 1..=254");

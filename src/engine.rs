@@ -12,7 +12,7 @@ use crate::encoder::{Encoder, EncoderError, Features};
 use crate::frame::{resize_bilinear, LabelMask, RgbFrame};
 use crate::geometry::{Grid, GridAxis};
 use crate::memory::MemoryStore;
-use crate::readout::{readout, GridSize, ReadoutParams};
+use crate::readout::{readout, GridSize, ReadoutParams, ReadoutScratch};
 use crate::upsample::Upsampler;
 
 /// Key dimension: 40 stride-8 channels + 112 stride-16 channels.
@@ -108,6 +108,7 @@ pub struct Tracker {
     query: Vec<f32>,
     probs: Vec<f32>,
     confidence: Vec<f32>,
+    scratch: ReadoutScratch,
     memory: MemoryStore,
     upsampler: Upsampler,
     /// `labels[k]` = object id of value channel `k` (`labels[0]` = 0).
@@ -153,6 +154,10 @@ impl Tracker {
             query: vec![0.0; cells * KEY_DIM],
             probs: vec![0.0; cells * channels],
             confidence: vec![0.0; cells],
+            scratch: ReadoutScratch::new(
+                GridSize { width: grid.x.cells, height: grid.y.cells },
+                cfg.thread_count(),
+            ),
             memory: MemoryStore::new(cells, KEY_DIM, channels, cfg.working_memory),
             upsampler: Upsampler::new(grid, pw, ph, frame_w, frame_h, edge),
             labels: Vec::with_capacity(channels),
@@ -307,7 +312,7 @@ impl Tracker {
             first_frame_radius: self.cfg.first_frame_radius,
         };
         let grid = GridSize { width: self.grid.x.cells, height: self.grid.y.cells };
-        readout(&self.query, grid, &self.memory, &params, &mut self.probs, &mut self.confidence);
+        readout(&self.query, grid, &self.memory, &params, &mut self.scratch, &mut self.probs, &mut self.confidence);
         let t2 = Instant::now();
         if out.width != self.frame_w || out.height != self.frame_h {
             *out = LabelMask::new(self.frame_w, self.frame_h);

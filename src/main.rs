@@ -79,6 +79,47 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// Run the daemon: capture, segment, publish to shared memory.
+    Run {
+        /// Daemon configuration (TOML: [engine], [source], [publish], [pipeline]).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Only check the configuration, then exit.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print one line per frame published to shared memory.
+    Tail {
+        /// Shared-memory name of the pipeline.
+        #[arg(long, value_name = "NAME", default_value = "/vosd-demo")]
+        shm: String,
+        /// Exit after N frames (0: until the writer ends).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        frames: u64,
+        /// Seconds to wait for the segment to appear.
+        #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+        wait: f64,
+    },
+    /// List the cameras (V4L2 device nodes).
+    Probe,
+    /// Benchmark the pipeline on the synthetic source (latency, fps, publication cost).
+    BenchPipeline {
+        /// Daemon configuration whose [engine] (and synthetic [source]) to use.
+        #[arg(long, value_name = "FILE", default_value = "config/demo.toml")]
+        config: PathBuf,
+        /// Offered frame rate of the synthetic source.
+        #[arg(long, default_value_t = 30.0)]
+        fps: f64,
+        /// Seconds measured (after the warm-up).
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// Seconds of warm-up, not measured.
+        #[arg(long, default_value_t = 3.0)]
+        warmup: f64,
+        /// Also write the figures as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
 }
 
 fn parse_size(s: &str) -> Result<[usize; 2]> {
@@ -175,6 +216,56 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&report)?;
                 std::fs::write(&path, text + "\n").with_context(|| format!("{}: cannot write", path.display()))?;
+            }
+        }
+        Command::Run { config, check } => {
+            let cfg = vosd::service::DaemonConfig::load(&config)?;
+            if check {
+                println!("{}: ok", config.display());
+                return Ok(());
+            }
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            vosd::service::install_signal_handlers(&stop)?;
+            let notifier = vosd::service::Notifier::from_env().context("NOTIFY_SOCKET")?;
+            vosd::service::run(&cfg, stop, &notifier)?;
+        }
+        Command::Tail { shm, frames, wait } => {
+            let opts = vosd::tail::TailOptions { shm, frames, wait_s: wait, stall_s: 2.0 };
+            let stdout = std::io::stdout();
+            let (n, end) = vosd::tail::tail(&opts, &mut stdout.lock())?;
+            if end == vosd::tail::TailEnd::Ended {
+                eprintln!("vosd tail: the writer ended (end marker) after {n} frames read");
+            }
+        }
+        Command::Probe => {
+            print!("{}", vosd::service::probe::report(std::path::Path::new("/dev"), std::path::Path::new("/sys/class/video4linux")));
+        }
+        Command::BenchPipeline { config, fps, seconds, warmup, json } => {
+            let cfg = vosd::service::DaemonConfig::load(&config)?;
+            let mut source = match cfg.source {
+                vosd::source::SourceConfig::Synthetic(s) => s,
+                _ => vosd::source::synthetic::SyntheticConfig::default(),
+            };
+            source.fps = fps;
+            source.frames = 0;
+            if !(seconds > 0.0 && warmup >= 0.0) {
+                bail!("--seconds must be positive and --warmup not negative");
+            }
+            let opts = vosd::service::bench::BenchOptions { engine: cfg.engine.clone(), source: source.clone(), warmup_s: warmup, seconds };
+            eprintln!(
+                "bench: synthetic {}x{} at {fps} fps, engine {}x{} ({} threads), {warmup} s warm-up + {seconds} s",
+                source.width,
+                source.height,
+                cfg.engine.size[0],
+                cfg.engine.size[1],
+                cfg.engine.thread_count()
+            );
+            let r = vosd::service::bench::run(&opts)?;
+            println!("offered {:.1} fps: published {:.2} fps, captured {:.2} fps, dropped {} ({} frames read back)", r.source_fps, r.published_fps, r.captured_fps, r.dropped, r.frames_read);
+            println!("capture->publish latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", r.latency_p50_ms, r.latency_p99_ms, r.latency_max_ms);
+            println!("publication per frame (states + shm): p50 {:.1} us, p99 {:.1} us; shm publish alone p50 {:.1} us", r.publish_p50_us, r.publish_p99_us, r.shm_publish_p50_us);
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&r)? + "\n").with_context(|| format!("{}: cannot write", path.display()))?;
             }
         }
     }

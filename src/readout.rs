@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use crate::memory::MemoryStore;
+use crate::memory::{MemoryFrame, MemoryStore};
 
 /// Largest supported `top_k`.
 pub const MAX_TOP_K: usize = 64;
@@ -70,6 +70,7 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// A small ascending list of the best `(score, index)` pairs.
+#[derive(Clone, Debug)]
 struct TopK {
     len: usize,
     k: usize,
@@ -110,43 +111,92 @@ impl TopK {
     }
 }
 
+/// Per-row working buffers of the readout, allocated once per grid size.
+///
+/// Frames read without a window (radius 0) are compared with a dense
+/// matrix product per row of query cells, which needs a `width × cells`
+/// score buffer per row in flight.
+#[derive(Debug, Default)]
+pub struct ReadoutScratch {
+    scores: Vec<f32>,
+    tops: Vec<TopK>,
+}
+
+impl ReadoutScratch {
+    /// Buffers for `rows_in_flight` rows of `grid` at once.
+    pub fn new(grid: GridSize, rows_in_flight: usize) -> Self {
+        let rows = rows_in_flight.max(1);
+        let cells = grid.width * grid.height;
+        Self {
+            scores: vec![0.0; rows * grid.width * cells],
+            tops: (0..rows * grid.width).map(|_| TopK::new(1)).collect(),
+        }
+    }
+
+    fn rows_in_flight(&self, grid: GridSize) -> usize {
+        if grid.width == 0 {
+            0
+        } else {
+            self.tops.len() / grid.width
+        }
+    }
+}
+
 /// Reads the memory for every query cell.
 ///
 /// `query` holds `grid.width * grid.height * memory.dim()` keys; `out`
 /// receives `cells * memory.channels()` values; `confidence` (one per cell)
-/// receives the best affinity found. Work is split over rows with rayon.
+/// receives the best affinity found. Rows are spread over rayon's threads,
+/// `scratch` bounds how many are in flight at once.
 pub fn readout(
     query: &[f32],
     grid: GridSize,
     memory: &MemoryStore,
     params: &ReadoutParams,
+    scratch: &mut ReadoutScratch,
     out: &mut [f32],
     confidence: &mut [f32],
 ) {
     let (dim, ch) = (memory.dim(), memory.channels());
-    let row_values = grid.width * ch;
-    let frames: Vec<_> = memory.frames().collect();
+    let cells = grid.width * grid.height;
+    let in_flight = scratch.rows_in_flight(grid).max(1);
+    if scratch.scores.len() < in_flight * grid.width * cells {
+        *scratch = ReadoutScratch::new(grid, in_flight);
+    }
+    let frames: heapless::Vec<MemoryFrame<'_>, { MAX_FRAMES }> = memory.frames().take(MAX_FRAMES).collect();
     let ctx = RowContext { query, grid, frames: &frames, params, dim, ch };
-    out.par_chunks_mut(row_values)
-        .zip(confidence.par_chunks_mut(grid.width))
-        .enumerate()
-        .for_each(|(y, (out_row, conf_row))| {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                    return unsafe { read_row_avx2(&ctx, y, out_row, conf_row) };
+    for group in (0..grid.height).step_by(in_flight) {
+        let rows = in_flight.min(grid.height - group);
+        let out_rows = &mut out[group * grid.width * ch..(group + rows) * grid.width * ch];
+        let conf_rows = &mut confidence[group * grid.width..(group + rows) * grid.width];
+        out_rows
+            .par_chunks_mut(grid.width * ch)
+            .zip(conf_rows.par_chunks_mut(grid.width))
+            .zip(scratch.scores.par_chunks_mut(grid.width * cells))
+            .zip(scratch.tops.par_chunks_mut(grid.width))
+            .enumerate()
+            .for_each(|(i, (((out_row, conf_row), scores), tops))| {
+                let y = group + i;
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                        return unsafe { read_row_avx2(&ctx, y, scores, tops, out_row, conf_row) };
+                    }
                 }
-            }
-            read_row(&ctx, y, out_row, conf_row)
-        });
+                read_row(&ctx, y, scores, tops, out_row, conf_row)
+            });
+    }
 }
+
+/// Most frames the readout looks at (first frame + working memory).
+pub const MAX_FRAMES: usize = 65;
 
 /// What every row of the readout needs.
 struct RowContext<'a> {
     query: &'a [f32],
     grid: GridSize,
-    frames: &'a [crate::memory::MemoryFrame<'a>],
+    frames: &'a [MemoryFrame<'a>],
     params: &'a ReadoutParams,
     dim: usize,
     ch: usize,
@@ -154,25 +204,66 @@ struct RowContext<'a> {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn read_row_avx2(ctx: &RowContext<'_>, y: usize, out_row: &mut [f32], conf_row: &mut [f32]) {
-    read_row(ctx, y, out_row, conf_row)
+unsafe fn read_row_avx2(
+    ctx: &RowContext<'_>,
+    y: usize,
+    scores: &mut [f32],
+    tops: &mut [TopK],
+    out_row: &mut [f32],
+    conf_row: &mut [f32],
+) {
+    read_row(ctx, y, scores, tops, out_row, conf_row)
 }
 
 /// Reads one row of query cells (inlined into each instruction-set variant).
 #[inline(always)]
-fn read_row(ctx: &RowContext<'_>, y: usize, out_row: &mut [f32], conf_row: &mut [f32]) {
+fn read_row(
+    ctx: &RowContext<'_>,
+    y: usize,
+    scores: &mut [f32],
+    tops: &mut [TopK],
+    out_row: &mut [f32],
+    conf_row: &mut [f32],
+) {
     let RowContext { query, grid, frames, params, dim, ch } = *ctx;
     let cells = grid.width * grid.height;
-    for x in 0..grid.width {
-        let q = &query[(y * grid.width + x) * dim..(y * grid.width + x + 1) * dim];
-        let mut top = TopK::new(params.top_k);
-        for (f, frame) in frames.iter().enumerate() {
-            let r = if frame.is_first { params.first_frame_radius } else { params.window_radius };
-            let (y0, y1, x0, x1) = if r == 0 {
-                (0, grid.height, 0, grid.width)
-            } else {
-                (y.saturating_sub(r), (y + r + 1).min(grid.height), x.saturating_sub(r), (x + r + 1).min(grid.width))
-            };
+    let row_query = &query[y * grid.width * dim..(y + 1) * grid.width * dim];
+    tops.iter_mut().for_each(|t| *t = TopK::new(params.top_k));
+    for (f, frame) in frames.iter().enumerate() {
+        let r = if frame.is_first { params.first_frame_radius } else { params.window_radius };
+        if r == 0 {
+            // Whole frame: scores = row_query (width × dim) · keysᵀ (dim × cells).
+            // SAFETY: the slices hold exactly the sizes given with these strides.
+            unsafe {
+                matrixmultiply::sgemm(
+                    grid.width,
+                    dim,
+                    cells,
+                    1.0,
+                    row_query.as_ptr(),
+                    dim as isize,
+                    1,
+                    frame.keys.as_ptr(),
+                    1,
+                    dim as isize,
+                    0.0,
+                    scores.as_mut_ptr(),
+                    cells as isize,
+                    1,
+                );
+            }
+            for (x, top) in tops.iter_mut().enumerate() {
+                let base = (f * cells) as u32;
+                for (i, &s) in scores[x * cells..(x + 1) * cells].iter().enumerate() {
+                    top.push(s, base + i as u32);
+                }
+            }
+            continue;
+        }
+        for (x, top) in tops.iter_mut().enumerate() {
+            let q = &row_query[x * dim..(x + 1) * dim];
+            let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(grid.height));
+            let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(grid.width));
             for my in y0..y1 {
                 let base = my * grid.width;
                 let keys = &frame.keys[(base + x0) * dim..(base + x1) * dim];
@@ -181,6 +272,8 @@ fn read_row(ctx: &RowContext<'_>, y: usize, out_row: &mut [f32], conf_row: &mut 
                 }
             }
         }
+    }
+    for (x, top) in tops.iter().enumerate() {
         let dst = &mut out_row[x * ch..(x + 1) * ch];
         dst.fill(0.0);
         let best = top.as_slice();
@@ -280,7 +373,8 @@ mod tests {
             let p = ReadoutParams { top_k: k, temperature: 0.1, window_radius: r, first_frame_radius: rf };
             let mut out = vec![0.0; cells * ch];
             let mut conf = vec![0.0; cells];
-            readout(&query, grid, &mem, &p, &mut out, &mut conf);
+            let mut scratch = ReadoutScratch::new(grid, 3);
+            readout(&query, grid, &mem, &p, &mut scratch, &mut out, &mut conf);
             let want = naive(&query, grid, &mem, &p);
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "k={k} r={r}: {a} vs {b}");
@@ -300,7 +394,7 @@ mod tests {
         let p = ReadoutParams { top_k: 1, temperature: 0.1, window_radius: 0, first_frame_radius: 0 };
         let mut out = vec![0.0; 32];
         let mut conf = vec![0.0; 16];
-        readout(&keys, grid, &mem, &p, &mut out, &mut conf);
+        readout(&keys, grid, &mem, &p, &mut ReadoutScratch::new(grid, 2), &mut out, &mut conf);
         assert_eq!(out, values);
         assert!(conf.iter().all(|&c| (c - 1.0).abs() < 1e-5));
     }

@@ -210,14 +210,14 @@ impl Scene {
                 outline: Outline::Ellipse,
                 texture: Texture::Rings,
                 colours: [[235.0, 215.0, 40.0], [30.0, 95.0, 45.0]],
-                half: [0.12 * m, 0.12 * m],
+                half: [0.14 * m, 0.14 * m],
                 centre: [0.5, 0.5],
                 amplitude: [0.3, 0.24],
                 period: [160.0, 160.0],
                 phase: [1.6, 0.0],
                 scale_amplitude: 0.25,
                 scale_period: 100.0,
-                scale_phase: 4.0,
+                scale_phase: 0.0,
             },
         ];
         let mut shapes = Vec::with_capacity(cfg.objects);
@@ -339,9 +339,9 @@ impl Scene {
                     if rgb.is_some() {
                         let (u, v) = (dx / p.scale, dy / p.scale);
                         let which = match s.texture {
-                            Texture::Stripes => ((u + 0.6 * v) / 6.0).floor() as i32 & 1,
-                            Texture::Checker => ((u / 9.0).floor() as i32 + (v / 9.0).floor() as i32) & 1,
-                            Texture::Rings => ((u * u + v * v).sqrt() / 5.0).floor() as i32 & 1,
+                            Texture::Stripes => ((u + 0.6 * v) / 10.0).floor() as i32 & 1,
+                            Texture::Checker => ((u / 13.0).floor() as i32 + (v / 13.0).floor() as i32) & 1,
+                            Texture::Rings => ((u * u + v * v).sqrt() / 8.0).floor() as i32 & 1,
                         };
                         colour = s.colours[which as usize];
                         // Shading towards the rim gives the shapes some relief.

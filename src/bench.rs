@@ -1,0 +1,125 @@
+//! `vosd bench`: per-stage timing of the VOS engine on real or synthetic frames.
+//!
+//! Frames are decoded up front so that only the engine is timed. Figures are
+//! printed, never asserted: speed targets are checked by reading them.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::config::EngineConfig;
+use crate::engine::Tracker;
+use crate::frame::{LabelMask, RgbFrame};
+use crate::imageio::{list_images, load_mask, load_rgb};
+use crate::source::synthetic::{Scene, SyntheticConfig};
+
+/// What to run the benchmark on.
+#[derive(Clone, Debug)]
+pub struct EngineBenchOptions {
+    /// Frames to time (after one warm-up frame).
+    pub frames: usize,
+    /// A DAVIS sequence folder pair (frames, first mask); `None` = synthetic 854×480.
+    pub davis_sequence: Option<(PathBuf, PathBuf)>,
+}
+
+/// The figures `vosd bench` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineBenchReport {
+    /// Encoder file.
+    pub model: String,
+    /// Processing size.
+    pub size: [usize; 2],
+    /// Frame size.
+    pub frame_size: [usize; 2],
+    /// Objects tracked.
+    pub objects: usize,
+    /// Threads used.
+    pub threads: usize,
+    /// Frames timed.
+    pub frames: usize,
+    /// Mean ms per frame: resize + encoder + keys.
+    pub encode_ms: f64,
+    /// Mean ms per frame: memory readout.
+    pub readout_ms: f64,
+    /// Mean ms per frame: upsampling + arg-max (+ memory write).
+    pub upsample_ms: f64,
+    /// Per-frame total, median ms.
+    pub total_p50_ms: f64,
+    /// Per-frame total, 99th percentile ms.
+    pub total_p99_ms: f64,
+    /// Frames per second (1000 / mean total).
+    pub fps: f64,
+    /// Bytes of the fixed memory store.
+    pub memory_bytes: usize,
+}
+
+fn load_clip(frames_dir: &PathBuf, mask: &PathBuf, n: usize) -> Result<(Vec<RgbFrame>, LabelMask)> {
+    let files = list_images(frames_dir)?;
+    if files.is_empty() {
+        bail!("{}: no frames", frames_dir.display());
+    }
+    let frames = files.iter().take(n + 1).map(|p| load_rgb(p)).collect::<Result<Vec<_>, _>>()?;
+    Ok((frames, load_mask(mask)?))
+}
+
+fn synthetic_clip(n: usize) -> Result<(Vec<RgbFrame>, LabelMask)> {
+    let cfg = SyntheticConfig { width: 854, height: 480, ..Default::default() };
+    let scene = Scene::new(&cfg).context("synthetic scene")?;
+    let mut mask = LabelMask::new(854, 480);
+    let frames = (0..=n as u64)
+        .map(|k| {
+            let mut f = RgbFrame::new(854, 480);
+            scene.render(k, Some(&mut f), if k == 0 { Some(&mut mask) } else { None });
+            f
+        })
+        .collect();
+    Ok((frames, mask))
+}
+
+/// Runs the engine over the clip and measures each stage.
+pub fn bench_engine(cfg: &EngineConfig, opts: &EngineBenchOptions) -> Result<EngineBenchReport> {
+    let (clip, mask) = match &opts.davis_sequence {
+        Some((frames, mask)) => load_clip(frames, mask, opts.frames)?,
+        None => synthetic_clip(opts.frames)?,
+    };
+    let (w, h) = (clip[0].width, clip[0].height);
+    let mut tracker = Tracker::new(cfg, w, h)?;
+    tracker.start(&clip[0], &mask)?;
+    let mut out = LabelMask::new(w, h);
+    // Warm-up (first allocation of tract's scratch buffers, caches).
+    tracker.step(&clip[1.min(clip.len() - 1)], &mut out)?;
+    let before = tracker.stage_times();
+    let mut totals = Vec::with_capacity(opts.frames);
+    for i in 0..opts.frames {
+        // Ping-pong through the clip so that motion stays continuous.
+        let period = 2 * (clip.len() - 1).max(1);
+        let k = (i + 2) % period;
+        let idx = if k < clip.len() { k } else { period - k };
+        let t = Instant::now();
+        tracker.step(&clip[idx], &mut out)?;
+        totals.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let after = tracker.stage_times();
+    let n = opts.frames.max(1) as f64;
+    let ms = |a: std::time::Duration, b: std::time::Duration| (a - b).as_secs_f64() * 1e3 / n;
+    totals.sort_by(f64::total_cmp);
+    let pct = |p: f64| totals.get(((totals.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    let mean_total = totals.iter().sum::<f64>() / n;
+    Ok(EngineBenchReport {
+        model: cfg.model_path().display().to_string(),
+        size: cfg.size,
+        frame_size: [w, h],
+        objects: tracker.object_ids().len(),
+        threads: cfg.thread_count(),
+        frames: opts.frames,
+        encode_ms: ms(after.encode, before.encode),
+        readout_ms: ms(after.readout, before.readout),
+        upsample_ms: ms(after.upsample, before.upsample),
+        total_p50_ms: pct(0.5),
+        total_p99_ms: pct(0.99),
+        fps: if mean_total > 0.0 { 1e3 / mean_total } else { 0.0 },
+        memory_bytes: tracker.memory_bytes(),
+    })
+}

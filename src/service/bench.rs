@@ -1,0 +1,152 @@
+//! `vosd bench-pipeline`: the daemon's figures on the synthetic source.
+//!
+//! Runs the real pipeline (source → engine → shared memory) with the given
+//! engine configuration for a while, reads every frame back through
+//! [`ShmReader`] in another thread, and reports capture→publish latency
+//! percentiles, sustained fps and drops after a warm-up; then measures the
+//! publication cost per frame (object states + `ShmWriter::publish`) alone.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::config::EngineConfig;
+use crate::engine::Tracker;
+use crate::frame::LabelMask;
+use crate::pipeline::{Pipeline, PipelineConfig, Segmenter};
+use crate::publish::{monotonic_ns, ObjectState, PublishConfig, ReadStatus, ShmReader, ShmWriter, SlotData};
+use crate::source::synthetic::{Scene, Synthetic, SyntheticConfig};
+
+/// Bench settings.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Engine to run.
+    pub engine: EngineConfig,
+    /// The synthetic source (its fps is the offered rate).
+    pub source: SyntheticConfig,
+    /// Seconds excluded at the start.
+    pub warmup_s: f64,
+    /// Seconds measured.
+    pub seconds: f64,
+}
+
+/// The figures.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchReport {
+    /// Offered frame rate.
+    pub source_fps: f64,
+    /// Frames published per second during the measured period.
+    pub published_fps: f64,
+    /// Frames captured per second during the measured period.
+    pub captured_fps: f64,
+    /// Frames dropped (all stages) during the measured period.
+    pub dropped: u64,
+    /// Frames the reader saw during the measured period.
+    pub frames_read: usize,
+    /// Capture→publish latency, median, ms.
+    pub latency_p50_ms: f64,
+    /// Capture→publish latency, 99th percentile, ms.
+    pub latency_p99_ms: f64,
+    /// Capture→publish latency, maximum, ms.
+    pub latency_max_ms: f64,
+    /// Object states + publish of one frame, median, µs.
+    pub publish_p50_us: f64,
+    /// Object states + publish of one frame, 99th percentile, µs.
+    pub publish_p99_us: f64,
+    /// `ShmWriter::publish` alone, median, µs.
+    pub shm_publish_p50_us: f64,
+}
+
+fn pct(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Runs the benchmark.
+pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let source = Synthetic::new(&opts.source, stop.clone())?;
+    let (w, h) = (opts.source.width, opts.source.height);
+    let tracker = Tracker::new(&opts.engine, w, h).context("[engine]")?;
+    let name = format!("/vosd-bench-{}", std::process::id());
+    let writer = ShmWriter::create(&PublishConfig { max_objects: 16, ..PublishConfig::new(name.clone(), w as u32, h as u32) })?;
+    let mut reader = ShmReader::open(&name)?;
+    let pcfg = PipelineConfig { stats_interval_s: 0.0, ..Default::default() };
+    let pipeline = Pipeline::start(Box::new(source), Box::new(tracker) as Box<dyn Segmenter>, writer, &pcfg, stop.clone())?;
+    let stats = pipeline.stats().clone();
+
+    let measure_from = monotonic_ns() + (opts.warmup_s * 1e9) as u64;
+    let reader_thread = std::thread::spawn(move || -> Result<Vec<u64>> {
+        let mut buf = reader.new_frame_buf();
+        let mut lat = Vec::with_capacity(100_000);
+        loop {
+            match reader.wait_next(&mut buf, Duration::from_millis(100))? {
+                ReadStatus::Frame { .. } => {
+                    if buf.capture_ns() >= measure_from {
+                        lat.push(buf.latency_ns());
+                    }
+                }
+                ReadStatus::Ended => return Ok(lat),
+                ReadStatus::Empty => {}
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs_f64(opts.warmup_s));
+    let a = stats.snapshot();
+    std::thread::sleep(Duration::from_secs_f64(opts.seconds));
+    let b = stats.snapshot();
+    stop.store(true, Ordering::SeqCst);
+    pipeline.join()?;
+    let mut lat = reader_thread.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
+    lat.sort_unstable();
+    let (captured_fps, published_fps) = b.rates_since(&a);
+
+    // Publication alone: states of the scene's objects + publish, on a
+    // writer of the same geometry with a reader attached.
+    let scene = Scene::new(&opts.source)?;
+    let pub_name = format!("/vosd-bench-pub-{}", std::process::id());
+    let mut writer = ShmWriter::create(&PublishConfig { max_objects: 16, ..PublishConfig::new(pub_name.clone(), w as u32, h as u32) })?;
+    let mut masks = Vec::new();
+    for k in 0..16 {
+        let mut m = LabelMask::default();
+        scene.ground_truth(k * 7, &mut m);
+        masks.push(m);
+    }
+    let ids = scene.object_ids();
+    let mut states: Vec<ObjectState> = Vec::with_capacity(16);
+    let (mut total, mut shm_only) = (Vec::with_capacity(2000), Vec::with_capacity(2000));
+    for i in 0..2000u64 {
+        let m = &masks[i as usize % masks.len()];
+        let t0 = Instant::now();
+        states.clear();
+        states.extend(ids.iter().map(|&id| ObjectState::from_mask(&m.data, w, h, id)));
+        let t1 = Instant::now();
+        writer.publish(&SlotData { frame_number: i, capture_ns: monotonic_ns(), objects: &states, mask: &m.data })?;
+        let t2 = Instant::now();
+        total.push((t2 - t0).as_nanos() as u64);
+        shm_only.push((t2 - t1).as_nanos() as u64);
+    }
+    drop(writer);
+    total.sort_unstable();
+    shm_only.sort_unstable();
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let us = |ns: u64| ns as f64 / 1e3;
+    Ok(BenchReport {
+        source_fps: opts.source.fps,
+        published_fps,
+        captured_fps,
+        dropped: b.dropped().saturating_sub(a.dropped()),
+        frames_read: lat.len(),
+        latency_p50_ms: ms(pct(&lat, 50.0)),
+        latency_p99_ms: ms(pct(&lat, 99.0)),
+        latency_max_ms: ms(lat.last().copied().unwrap_or(0)),
+        publish_p50_us: us(pct(&total, 50.0)),
+        publish_p99_us: us(pct(&total, 99.0)),
+        shm_publish_p50_us: us(pct(&shm_only, 50.0)),
+    })
+}

@@ -1,0 +1,151 @@
+//! `vosd run`: the daemon. Opens the source, loads the engine, creates the
+//! shared-memory segment, runs the [`Pipeline`] and supervises it: signals,
+//! periodic statistics, systemd notifications (READY once the first frame is
+//! published, STATUS, WATCHDOG only while frames flow).
+
+pub mod bench;
+pub mod config;
+pub mod notify;
+pub mod probe;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::engine::Tracker;
+use crate::pipeline::{Pipeline, Segmenter, StatsSnapshot, Summary};
+use crate::publish::{monotonic_ns, ShmWriter};
+
+pub use config::DaemonConfig;
+pub use notify::Notifier;
+
+/// Registers SIGTERM, SIGINT and SIGHUP to raise `stop`; a second signal
+/// while stopping exits at once with status 1.
+pub fn install_signal_handlers(stop: &Arc<AtomicBool>) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    for sig in [SIGTERM, SIGINT, SIGHUP] {
+        // Order matters: the conditional exit checks the flag before the
+        // plain handler raises it, so the first signal only raises it.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+            .with_context(|| format!("cannot install the handler of signal {sig}"))?;
+        signal_hook::flag::register(sig, stop.clone()).with_context(|| format!("cannot install the handler of signal {sig}"))?;
+    }
+    Ok(())
+}
+
+/// One statistics line.
+pub fn stats_line(now: &StatsSnapshot, prev: &StatsSnapshot) -> String {
+    let (cap_fps, pub_fps) = now.rates_since(prev);
+    format!(
+        "captured {} ({cap_fps:.1} fps), processed {}, published {} ({pub_fps:.1} fps), dropped {} at engine input + {} at publish input, \
+         capture errors {}, latency p50 {:.1} ms p99 {:.1} ms",
+        now.captured,
+        now.processed,
+        now.published,
+        now.dropped_capture,
+        now.dropped_engine,
+        now.capture_errors,
+        now.latency_p50_ms,
+        now.latency_p99_ms
+    )
+}
+
+/// Runs the daemon until a signal, the end of the source, a fatal error or
+/// `pipeline.max_frames`. `stop` is raised by the signal handlers.
+pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Result<Summary> {
+    notifier.notify("STATUS=opening the source");
+    let source = crate::source::open(&cfg.source, stop.clone()).context("[source]")?;
+    let (w, h) = source.size();
+    log::info!("source: {}", source.describe());
+
+    notifier.notify("STATUS=loading the engine");
+    let t0 = Instant::now();
+    let tracker = Tracker::new(&cfg.engine, w, h).context("[engine]")?;
+    log::info!(
+        "engine: {} at {}x{}, loaded in {:.2} s",
+        cfg.engine.model_path().display(),
+        cfg.engine.size[0],
+        cfg.engine.size[1],
+        t0.elapsed().as_secs_f64()
+    );
+    let writer = ShmWriter::create(&cfg.publish.to_publish_config(w, h)).context("[publish]")?;
+    log::info!(
+        "publishing to shm '{}' ({} bytes, {} slots, {}x{} masks, mode {:#o})",
+        writer.name(),
+        writer.size_bytes(),
+        writer.slot_count(),
+        w,
+        h,
+        cfg.publish.mode
+    );
+    let segmenter: Box<dyn Segmenter> = Box::new(tracker);
+    let pipeline = Pipeline::start(source, segmenter, writer, &cfg.pipeline, stop.clone())?;
+    supervise(pipeline, cfg.pipeline.stats_interval_s, &stop, notifier)
+}
+
+/// The service loop around a started pipeline: polls every 20 ms.
+pub fn supervise(pipeline: Pipeline, stats_interval_s: f64, stop: &AtomicBool, notifier: &Notifier) -> Result<Summary> {
+    let stats = pipeline.stats().clone();
+    let mut ready = false;
+    let first = stats.snapshot();
+    let mut prev = first;
+    let mut last_stats = Instant::now();
+    let interval = (stats_interval_s > 0.0).then(|| Duration::from_secs_f64(stats_interval_s));
+    // STATUS at least every 5 s under systemd, even with logging off.
+    let status_every = interval.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
+    let mut last_status = Instant::now();
+    let mut status_prev = prev;
+    let watchdog = notifier.watchdog();
+    let mut last_ping = Instant::now();
+    let mut pinged_publish = 0u64;
+    while !stop.load(Ordering::Relaxed) && !pipeline.finished() {
+        std::thread::sleep(Duration::from_millis(20));
+        let published = stats.published.load(Ordering::Acquire);
+        if !ready && published > 0 {
+            ready = true;
+            log::info!("first frame published: ready");
+            notifier.notify("READY=1\nSTATUS=running: first frame published");
+        }
+        if let Some(wd) = watchdog {
+            // Ping only while frames flow: a stalled pipeline lets systemd's
+            // watchdog fire and restart the service.
+            let last_ns = stats.last_publish_ns.load(Ordering::Relaxed);
+            let fresh = last_ns > 0 && monotonic_ns().saturating_sub(last_ns) < wd.as_nanos() as u64 / 2;
+            if published > pinged_publish && fresh && last_ping.elapsed() >= wd / 4 {
+                notifier.notify("WATCHDOG=1");
+                last_ping = Instant::now();
+                pinged_publish = published;
+            }
+        }
+        if let Some(iv) = interval {
+            if last_stats.elapsed() >= iv {
+                let now = stats.snapshot();
+                log::info!("{}", stats_line(&now, &prev));
+                prev = now;
+                last_stats = Instant::now();
+            }
+        }
+        if notifier.enabled() && last_status.elapsed() >= status_every {
+            let now = stats.snapshot();
+            let (_, fps) = now.rates_since(&status_prev);
+            notifier.notify(&format!(
+                "STATUS={fps:.1} fps, {} published, {} dropped, latency p50 {:.0} ms p99 {:.0} ms",
+                now.published,
+                now.dropped(),
+                now.latency_p50_ms,
+                now.latency_p99_ms
+            ));
+            status_prev = now;
+            last_status = Instant::now();
+        }
+    }
+    let why = if stop.load(Ordering::Relaxed) { "stopping" } else { "pipeline finished" };
+    log::info!("{why}: draining the stages");
+    notifier.notify("STOPPING=1\nSTATUS=stopping");
+    let t = Instant::now();
+    let summary = pipeline.join()?;
+    log::info!("stopped in {:.0} ms; totals: {}", t.elapsed().as_secs_f64() * 1e3, stats_line(&summary.stats, &first));
+    Ok(summary)
+}

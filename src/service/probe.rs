@@ -1,0 +1,87 @@
+//! `vosd probe`: the cameras this machine has.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// One V4L2 device node.
+#[derive(Clone, Debug)]
+pub struct VideoNode {
+    /// `/dev/videoN`.
+    pub path: PathBuf,
+    /// The driver's name for it (sysfs), if known.
+    pub name: Option<String>,
+}
+
+/// Lists `/dev/video*` (in number order) with their sysfs names.
+pub fn video_nodes(dev: &Path, sysfs: &Path) -> Vec<VideoNode> {
+    let Ok(entries) = std::fs::read_dir(dev) else { return Vec::new() };
+    let mut nodes: Vec<(u32, VideoNode)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let file = e.file_name().to_str()?.to_string();
+            let n: u32 = file.strip_prefix("video")?.parse().ok()?;
+            let name = std::fs::read_to_string(sysfs.join(&file).join("name")).ok().map(|s| s.trim().to_string());
+            Some((n, VideoNode { path: e.path(), name }))
+        })
+        .collect();
+    nodes.sort_by_key(|(n, _)| *n);
+    nodes.into_iter().map(|(_, v)| v).collect()
+}
+
+/// The report `vosd probe` prints.
+pub fn report(dev: &Path, sysfs: &Path) -> String {
+    let nodes = video_nodes(dev, sysfs);
+    let mut out = String::new();
+    if nodes.is_empty() {
+        let _ = writeln!(
+            out,
+            "no camera: there is no {}/video* device node (is a camera plugged in and its V4L2 driver loaded?)",
+            dev.display()
+        );
+        return out;
+    }
+    for node in nodes {
+        let _ = writeln!(out, "{}: {}", node.path.display(), node.name.as_deref().unwrap_or("(no name in sysfs)"));
+        #[cfg(feature = "v4l2")]
+        match crate::source::v4l2::describe_device(&node.path) {
+            Ok(lines) => lines.iter().for_each(|l| {
+                let _ = writeln!(out, "    {l}");
+            }),
+            Err(e) => {
+                let _ = writeln!(out, "    cannot query: {e}");
+            }
+        }
+        #[cfg(not(feature = "v4l2"))]
+        let _ = writeln!(out, "    (formats: rebuild vosd with `--features v4l2` to query them)");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_devices_is_said_plainly() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = report(dir.path(), dir.path());
+        assert!(r.starts_with("no camera"), "{r}");
+    }
+
+    #[test]
+    fn lists_nodes_in_number_order_with_names() {
+        let dev = tempfile::tempdir().unwrap();
+        let sys = tempfile::tempdir().unwrap();
+        for n in [10, 2, 0] {
+            std::fs::write(dev.path().join(format!("video{n}")), b"").unwrap();
+        }
+        std::fs::write(dev.path().join("videoX"), b"").unwrap();
+        std::fs::create_dir(sys.path().join("video2")).unwrap();
+        std::fs::write(sys.path().join("video2/name"), "USB Camera\n").unwrap();
+        let nodes = video_nodes(dev.path(), sys.path());
+        let names: Vec<String> = nodes.iter().map(|n| n.path.file_name().unwrap().to_string_lossy().into()).collect();
+        assert_eq!(names, vec!["video0", "video2", "video10"]);
+        assert_eq!(nodes[1].name.as_deref(), Some("USB Camera"));
+        assert!(report(dev.path(), sys.path()).contains("USB Camera"));
+    }
+}

@@ -1,0 +1,106 @@
+//! `vosd tail`: a shared-memory reader that prints one line per published
+//! frame (frame number, capture→publish latency, each object's id, area,
+//! box and visibility).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::publish::{FrameBuf, ReadStatus, ShmError, ShmReader};
+
+/// What `vosd tail` reads and for how long.
+#[derive(Clone, Debug)]
+pub struct TailOptions {
+    /// Segment name, e.g. "/vosd-demo".
+    pub shm: String,
+    /// Exit after this many frames; 0 = until the writer ends.
+    pub frames: u64,
+    /// Seconds to wait for the segment to appear (the daemon starting).
+    pub wait_s: f64,
+    /// Seconds without a new frame after which a writer whose process is
+    /// gone is reported as dead.
+    pub stall_s: f64,
+}
+
+/// How a tail ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TailEnd {
+    /// The requested number of frames was printed.
+    Count,
+    /// The writer published its end marker.
+    Ended,
+}
+
+/// Formats one frame as a line (no newline).
+pub fn frame_line(f: &FrameBuf, skipped: u64) -> String {
+    let mut s = format!("frame {:>6}  latency {:>6.1} ms", f.frame_number(), f.latency_ns() as f64 / 1e6);
+    if skipped > 0 {
+        s.push_str(&format!("  (skipped {skipped})"));
+    }
+    if f.objects().is_empty() {
+        s.push_str("  no objects");
+    }
+    for o in f.objects() {
+        let b = o.bbox;
+        s.push_str(&format!(
+            "  | id {} area {} box {},{} {}x{} {}",
+            o.id,
+            o.area,
+            b.x0,
+            b.y0,
+            b.width(),
+            b.height(),
+            o.visibility
+        ));
+    }
+    s
+}
+
+/// Opens the segment, waiting up to `wait` for it to appear.
+pub fn open_waiting(name: &str, wait: Duration) -> Result<ShmReader> {
+    let start = Instant::now();
+    loop {
+        match ShmReader::open(name) {
+            Ok(r) => return Ok(r),
+            Err(ShmError::NotFound { .. } | ShmError::NotReady { .. }) if start.elapsed() < wait => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e).context("cannot read the shared memory"),
+        }
+    }
+}
+
+/// Prints frames to `out` until `frames` were printed or the writer ends.
+pub fn tail(opts: &TailOptions, out: &mut dyn Write) -> Result<(u64, TailEnd)> {
+    let mut reader = open_waiting(&opts.shm, Duration::from_secs_f64(opts.wait_s.max(0.0)))?;
+    let mut buf = reader.new_frame_buf();
+    let mut printed = 0u64;
+    let mut last_frame = Instant::now();
+    loop {
+        match reader.wait_next(&mut buf, Duration::from_millis(200))? {
+            ReadStatus::Frame { skipped, .. } => {
+                writeln!(out, "{}", frame_line(&buf, skipped)).context("cannot write to stdout")?;
+                printed += 1;
+                last_frame = Instant::now();
+                if opts.frames > 0 && printed >= opts.frames {
+                    out.flush().ok();
+                    return Ok((printed, TailEnd::Count));
+                }
+            }
+            ReadStatus::Ended => {
+                out.flush().ok();
+                return Ok((printed, TailEnd::Ended));
+            }
+            ReadStatus::Empty => {
+                if last_frame.elapsed().as_secs_f64() > opts.stall_s && !reader.writer_alive() {
+                    bail!(
+                        "shm '{}': the writer (pid {}) is gone without an end marker after {printed} frames",
+                        opts.shm,
+                        reader.writer_pid()
+                    );
+                }
+            }
+        }
+    }
+}

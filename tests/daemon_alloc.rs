@@ -1,0 +1,110 @@
+//! The pipeline's steady state allocates nothing in vosd's own code:
+//! capture (synthetic source), the hand-over queues, object states and the
+//! shared-memory publish, counted by a global allocator in a test binary of
+//! its own. The engine stage runs a segmenter without the encoder (the
+//! inference library allocates inside; see docs/daemon.md).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vosd::frame::{LabelMask, RgbFrame};
+use vosd::pipeline::{Pipeline, PipelineConfig, SegmentError, Segmenter};
+use vosd::publish::{PublishConfig, ShmWriter};
+use vosd::source::synthetic::{Synthetic, SyntheticConfig};
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+struct Counting;
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Shifts the first mask one pixel right per frame: real per-frame work
+/// on the mask, without an encoder.
+struct Shift {
+    first: LabelMask,
+    ids: Vec<u8>,
+    k: usize,
+}
+
+impl Segmenter for Shift {
+    fn start(&mut self, _frame: &RgbFrame, mask: &LabelMask) -> Result<(), SegmentError> {
+        self.first.data.copy_from_slice(&mask.data);
+        self.ids.clear();
+        self.ids.extend(mask.object_ids());
+        self.k = 0;
+        Ok(())
+    }
+    fn step(&mut self, _frame: &RgbFrame, out: &mut LabelMask) -> Result<(), SegmentError> {
+        self.k = (self.k + 1) % out.width;
+        for (o, f) in out.data.chunks_mut(out.width).zip(self.first.data.chunks(out.width)) {
+            o[self.k..].copy_from_slice(&f[..out.width - self.k]);
+            o[..self.k].fill(0);
+        }
+        Ok(())
+    }
+    fn object_ids(&self) -> &[u8] {
+        &self.ids
+    }
+}
+
+#[test]
+fn steady_state_does_not_allocate() {
+    // The counter works.
+    COUNTING.store(true, Ordering::SeqCst);
+    drop(std::hint::black_box(vec![0u8; 64]));
+    COUNTING.store(false, Ordering::SeqCst);
+    assert!(ALLOCS.swap(0, Ordering::SeqCst) >= 1);
+
+    let (w, h) = (320, 240);
+    let stop = Arc::new(AtomicBool::new(false));
+    let source = Synthetic::new(&SyntheticConfig { width: w, height: h, fps: 400.0, ..Default::default() }, stop.clone()).unwrap();
+    let name = format!("/vosd-test-alloc-{}", std::process::id());
+    let writer = ShmWriter::create(&PublishConfig::new(name.clone(), w as u32, h as u32)).unwrap();
+    let seg = Shift { first: LabelMask::new(w, h), ids: Vec::with_capacity(256), k: 0 };
+    let cfg = PipelineConfig { stats_interval_s: 0.0, ..Default::default() };
+    let pipeline = Pipeline::start(Box::new(source), Box::new(seg), writer, &cfg, stop.clone()).unwrap();
+    let stats = pipeline.stats().clone();
+
+    let t0 = Instant::now();
+    while stats.published.load(Ordering::Relaxed) < 100 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "pipeline does not publish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (p0, c0) = (stats.published.load(Ordering::Relaxed), stats.captured.load(Ordering::Relaxed));
+    COUNTING.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1500));
+    COUNTING.store(false, Ordering::SeqCst);
+    let allocs = ALLOCS.load(Ordering::SeqCst);
+    let (p1, c1) = (stats.published.load(Ordering::Relaxed), stats.captured.load(Ordering::Relaxed));
+    stop.store(true, Ordering::SeqCst);
+    let summary = pipeline.join().unwrap();
+    eprintln!("{} frames captured, {} published while counting: {allocs} allocations; {:?}", c1 - c0, p1 - p0, summary.stats);
+    assert!(p1 - p0 >= 200, "only {} frames published in 1.5 s", p1 - p0);
+    assert_eq!(allocs, 0, "{allocs} allocations during {} frames", p1 - p0);
+}

@@ -1,0 +1,92 @@
+//! `vosd run` refuses bad configurations with a message that names the file
+//! and the key, and exit status 1; the shipped configurations are valid.
+
+#[path = "daemon_support.rs"]
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+fn run_config(text: &str, check: bool) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), text);
+    let mut cmd = Command::new(vosd_bin());
+    cmd.args(["run", "--config"]).arg(&path);
+    if check {
+        cmd.arg("--check");
+    }
+    let out = cmd.output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout))
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let good = config_text("/vosd-test-cfg", 15.0, 10, "");
+    for (from, to, key) in [
+        ("seed = 1", "seed = 1\nsed = 2", "sed"),
+        ("mode = 0o600", "mode = 0o600\nmodes = 1", "modes"),
+        ("threads = 2", "threads = 2\nthread = 2", "thread"),
+        ("[pipeline]", "[pipeline]\nframe_pools = 3", "frame_pools"),
+        ("[pipeline]", "[pipeline]\n[control]\nx = 1", "control"),
+    ] {
+        let (code, err) = run_config(&good.replace(from, to), false);
+        assert_eq!(code, 1, "{key}: {err}");
+        assert!(err.contains(key) && err.contains("vosd.toml"), "{key}: {err}");
+    }
+}
+
+#[test]
+fn bad_values_are_named() {
+    let good = config_text("/vosd-test-cfg", 15.0, 10, "");
+    for (from, to, key) in [
+        ("fps = 15", "fps = 0", "source.fps"),
+        ("fps = 15", "fps = \"x\"", "fps"),
+        ("objects = 3", "objects = 5", "source.objects"),
+        ("mode = 0o600", "mode = 0o7777", "publish.mode"),
+        ("slots = 64", "slots = 1", "publish.slots"),
+        ("max_objects = 8", "max_objects = 2", "publish.max_objects"),
+        ("size = [256, 192]", "size = [256, 1]", "engine.size"),
+        ("stats_interval_s = 1", "stats_interval_s = -1", "pipeline.stats_interval_s"),
+        ("kind = \"synthetic\"", "kind = \"camera\"", "camera"),
+    ] {
+        let (code, err) = run_config(&good.replace(from, to), true);
+        assert_eq!(code, 1, "{key}: {err}");
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
+
+#[test]
+fn unusable_sources_are_explained() {
+    let frames = r#"
+[source]
+kind = "frames"
+path = "/nonexistent/frames"
+[publish]
+name = "/vosd-test-cfg-frames"
+"#;
+    let (code, err) = run_config(frames, false);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("/nonexistent/frames") && err.contains("source.path"), "{err}");
+    let cam = "[source]\nkind = \"v4l2\"\ndevice = \"/dev/video99\"\n[publish]\nname = \"/vosd-test-cfg-cam\"\n";
+    let (code, err) = run_config(cam, false);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("/dev/video99"), "{err}");
+}
+
+#[test]
+fn missing_file_is_named() {
+    let out = Command::new(vosd_bin()).args(["run", "--config", "/nonexistent/vosd.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/vosd.toml"), "{err}");
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    for file in ["config/demo.toml", "config/vosd.toml"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let out = Command::new(vosd_bin()).args(["run", "--check", "--config"]).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
