@@ -3,7 +3,7 @@
 //! Frames are decoded up front so that only the engine is timed. Figures are
 //! printed, never asserted: speed targets are checked by reading them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -55,17 +55,25 @@ pub struct EngineBenchReport {
     pub memory_bytes: usize,
 }
 
-fn load_clip(frames_dir: &PathBuf, mask: &PathBuf, n: usize) -> Result<(Vec<RgbFrame>, LabelMask)> {
+fn load_clip(frames_dir: &Path, mask: &Path, n: usize) -> Result<(Vec<RgbFrame>, LabelMask)> {
     let files = list_images(frames_dir)?;
     if files.is_empty() {
         bail!("{}: no frames", frames_dir.display());
     }
-    let frames = files.iter().take(n + 1).map(|p| load_rgb(p)).collect::<Result<Vec<_>, _>>()?;
+    let frames = files
+        .iter()
+        .take(n + 1)
+        .map(|p| load_rgb(p))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((frames, load_mask(mask)?))
 }
 
 fn synthetic_clip(n: usize) -> Result<(Vec<RgbFrame>, LabelMask)> {
-    let cfg = SyntheticConfig { width: 854, height: 480, ..Default::default() };
+    let cfg = SyntheticConfig {
+        width: 854,
+        height: 480,
+        ..Default::default()
+    };
     let scene = Scene::new(&cfg).context("synthetic scene")?;
     let mut mask = LabelMask::new(854, 480);
     let frames = (0..=n as u64)
@@ -105,7 +113,12 @@ pub fn bench_engine(cfg: &EngineConfig, opts: &EngineBenchOptions) -> Result<Eng
     let n = opts.frames.max(1) as f64;
     let ms = |a: std::time::Duration, b: std::time::Duration| (a - b).as_secs_f64() * 1e3 / n;
     totals.sort_by(f64::total_cmp);
-    let pct = |p: f64| totals.get(((totals.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    let pct = |p: f64| {
+        totals
+            .get(((totals.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     let mean_total = totals.iter().sum::<f64>() / n;
     Ok(EngineBenchReport {
         model: cfg.model_path().display().to_string(),
@@ -119,7 +132,11 @@ pub fn bench_engine(cfg: &EngineConfig, opts: &EngineBenchOptions) -> Result<Eng
         upsample_ms: ms(after.upsample, before.upsample),
         total_p50_ms: pct(0.5),
         total_p99_ms: pct(0.99),
-        fps: if mean_total > 0.0 { 1e3 / mean_total } else { 0.0 },
+        fps: if mean_total > 0.0 {
+            1e3 / mean_total
+        } else {
+            0.0
+        },
         memory_bytes: tracker.memory_bytes(),
     })
 }

@@ -114,7 +114,12 @@ pub struct ConfigError {
 impl EngineConfig {
     /// Checks ranges; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key, reason: &str| Err(ConfigError { key, reason: reason.to_string() });
+        let bad = |key, reason: &str| {
+            Err(ConfigError {
+                key,
+                reason: reason.to_string(),
+            })
+        };
         let [w, h] = self.size;
         if !(32..=1920).contains(&w) || !(32..=1920).contains(&h) {
             return bad("size", "width and height must be within 32..=1920");
@@ -163,7 +168,9 @@ impl EngineConfig {
         if self.threads > 0 {
             self.threads
         } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         }
     }
 }
@@ -197,16 +204,32 @@ mod tests {
 
     #[test]
     fn unknown_key_is_rejected_by_name() {
-        let e = toml::from_str::<EngineConfig>("top_kk = 3").unwrap_err().to_string();
+        let e = toml::from_str::<EngineConfig>("top_kk = 3")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("top_kk"), "{e}");
     }
 
     #[test]
     fn out_of_range_names_the_key() {
-        let c = EngineConfig { temperature: 0.0, ..Default::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("engine.temperature"));
-        let c = EngineConfig { top_k: 0, ..Default::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("engine.top_k"));
+        let c = EngineConfig {
+            temperature: 0.0,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("engine.temperature"));
+        let c = EngineConfig {
+            top_k: 0,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("engine.top_k"));
     }
 }
 
@@ -251,9 +274,20 @@ pub enum ConfigFileError {
 impl FileConfig {
     /// Reads and validates a TOML configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigFileError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError::Read { path: path.into(), source: e })?;
-        let cfg: Self = toml::from_str(&text).map_err(|e| ConfigFileError::Parse { path: path.into(), message: e.to_string() })?;
-        cfg.engine.validate().map_err(|e| ConfigFileError::Invalid { path: path.into(), source: e })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError::Read {
+            path: path.into(),
+            source: e,
+        })?;
+        let cfg: Self = toml::from_str(&text).map_err(|e| ConfigFileError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        cfg.engine
+            .validate()
+            .map_err(|e| ConfigFileError::Invalid {
+                path: path.into(),
+                source: e,
+            })?;
         Ok(cfg)
     }
 }

@@ -79,7 +79,12 @@ pub struct FeatureMap {
 impl FeatureMap {
     fn zeros(channels: usize, grid: &Grid) -> Self {
         let (height, width) = (grid.y.cells, grid.x.cells);
-        Self { channels, height, width, data: vec![0.0; channels * height * width] }
+        Self {
+            channels,
+            height,
+            width,
+            data: vec![0.0; channels * height * width],
+        }
     }
 }
 
@@ -106,27 +111,59 @@ pub struct Encoder {
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Encoder({}, {}x{})", self.path.display(), self.width, self.height)
+        write!(
+            f,
+            "Encoder({}, {}x{})",
+            self.path.display(),
+            self.width,
+            self.height
+        )
     }
 }
 
 impl Encoder {
     /// Loads `path`, fixes the input to `width`×`height`, optimises, and
     /// checks that the outputs are the expected stride-4/8/16 feature maps.
-    pub fn load(path: &Path, width: usize, height: usize, threads: usize) -> Result<Self, EncoderError> {
-        let bytes = std::fs::read(path).map_err(|e| EncoderError::Unreadable { path: path.into(), source: e })?;
-        let load = |e: TractError| EncoderError::Load { path: path.into(), reason: format!("{e:#}") };
-        let wrong = |reason: String| EncoderError::WrongModel { path: path.into(), reason };
-        let mut model = tract_onnx::onnx().model_for_read(&mut bytes.as_slice()).map_err(load)?;
+    pub fn load(
+        path: &Path,
+        width: usize,
+        height: usize,
+        threads: usize,
+    ) -> Result<Self, EncoderError> {
+        let bytes = std::fs::read(path).map_err(|e| EncoderError::Unreadable {
+            path: path.into(),
+            source: e,
+        })?;
+        let load = |e: TractError| EncoderError::Load {
+            path: path.into(),
+            reason: format!("{e:#}"),
+        };
+        let wrong = |reason: String| EncoderError::WrongModel {
+            path: path.into(),
+            reason,
+        };
+        let mut model = tract_onnx::onnx()
+            .model_for_read(&mut bytes.as_slice())
+            .map_err(load)?;
         if model.input_outlets().map_err(load)?.len() != 1 {
             return Err(wrong("expected exactly one input (the image)".into()));
         }
         if model.output_outlets().map_err(load)?.len() != 3 {
-            return Err(wrong("expected three outputs (feat4, feat8, feat16)".into()));
+            return Err(wrong(
+                "expected three outputs (feat4, feat8, feat16)".into(),
+            ));
         }
-        model.set_input_fact(0, f32::fact([1, 3, height, width]).into()).map_err(load)?;
-        let typed = model.into_optimized().map_err(|e| wrong(format!("{e:#}")))?;
-        let grids = [Grid::new(width, height, 2), Grid::new(width, height, 3), Grid::new(width, height, 4)];
+        model
+            .set_input_fact(0, f32::fact([1, 3, height, width]).into())
+            .map_err(load)?;
+        let typed = model
+            .into_optimized()
+            .map_err(|e| wrong(format!("{e:#}")))?;
+        let grids = [
+            Grid::new(width, height, 2),
+            Grid::new(width, height, 3),
+            Grid::new(width, height, 4),
+        ];
         for (i, outlet) in typed.output_outlets().map_err(load)?.iter().enumerate() {
             let fact = typed.outlet_fact(*outlet).map_err(load)?;
             let want = [1, CHANNELS[i], grids[i].y.cells, grids[i].x.cells];
@@ -142,8 +179,19 @@ impl Encoder {
             }
         }
         let plan = typed.into_runnable().map_err(load)?;
-        let executor = if threads > 1 { Executor::multithread(threads) } else { Executor::SingleThread };
-        Ok(Self { plan, executor, width, height, grids, path: path.into() })
+        let executor = if threads > 1 {
+            Executor::multithread(threads)
+        } else {
+            Executor::SingleThread
+        };
+        Ok(Self {
+            plan,
+            executor,
+            width,
+            height,
+            grids,
+            path: path.into(),
+        })
     }
 
     /// Processing width.
@@ -192,13 +240,18 @@ impl Encoder {
                 }
             }
         }
-        let outputs = multithread_tract_scope(self.executor.clone(), || self.plan.run(tvec!(input.into())))
-            .map_err(run)?;
+        let outputs =
+            multithread_tract_scope(self.executor.clone(), || self.plan.run(tvec!(input.into())))
+                .map_err(run)?;
         for (value, map) in outputs.iter().zip([&mut out.s4, &mut out.s8, &mut out.s16]) {
             let view = value.try_as_plain_ram().map_err(run)?;
             let src = view.as_slice::<f32>().map_err(run)?;
             if src.len() != map.data.len() {
-                return Err(EncoderError::Run(format!("output has {} values, expected {}", src.len(), map.data.len())));
+                return Err(EncoderError::Run(format!(
+                    "output has {} values, expected {}",
+                    src.len(),
+                    map.data.len()
+                )));
             }
             map.data.copy_from_slice(src);
         }

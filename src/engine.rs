@@ -84,7 +84,9 @@ impl AxisInterp {
         let mut idx = Vec::with_capacity(to.cells);
         let mut w = Vec::with_capacity(to.cells);
         for i in 0..to.cells {
-            let u = from.cell_of(to.centre(i)).clamp(0.0, (from.cells - 1) as f32);
+            let u = from
+                .cell_of(to.centre(i))
+                .clamp(0.0, (from.cells - 1) as f32);
             let i0 = u.floor() as usize;
             let i1 = (i0 + 1).min(from.cells - 1);
             idx.push((i0 as u32, i1 as u32));
@@ -122,16 +124,31 @@ impl Tracker {
     /// `frame_w`×`frame_h`.
     pub fn new(cfg: &EngineConfig, frame_w: usize, frame_h: usize) -> Result<Self, EngineError> {
         cfg.validate()?;
-        let encoder = Encoder::load(&cfg.model_path(), cfg.size[0], cfg.size[1], cfg.thread_count())?;
+        let encoder = Encoder::load(
+            &cfg.model_path(),
+            cfg.size[0],
+            cfg.size[1],
+            cfg.thread_count(),
+        )?;
         Self::with_encoder(cfg, Arc::new(encoder), frame_w, frame_h)
     }
 
     /// Prepares a tracker around an already loaded encoder (shared between
     /// trackers of the same processing size).
-    pub fn with_encoder(cfg: &EngineConfig, encoder: Arc<Encoder>, frame_w: usize, frame_h: usize) -> Result<Self, EngineError> {
+    pub fn with_encoder(
+        cfg: &EngineConfig,
+        encoder: Arc<Encoder>,
+        frame_w: usize,
+        frame_h: usize,
+    ) -> Result<Self, EngineError> {
         cfg.validate()?;
         if frame_w == 0 || frame_h == 0 {
-            return Err(EngineError::FrameSize { got_w: frame_w, got_h: frame_h, want_w: 1, want_h: 1 });
+            return Err(EngineError::FrameSize {
+                got_w: frame_w,
+                got_h: frame_h,
+                want_w: 1,
+                want_h: 1,
+            });
         }
         let [grid4, grid, grid16] = *encoder.grids();
         let _ = grid4;
@@ -155,7 +172,10 @@ impl Tracker {
             probs: vec![0.0; cells * channels],
             confidence: vec![0.0; cells],
             scratch: ReadoutScratch::new(
-                GridSize { width: grid.x.cells, height: grid.y.cells },
+                GridSize {
+                    width: grid.x.cells,
+                    height: grid.y.cells,
+                },
                 cfg.thread_count(),
             ),
             memory: MemoryStore::new(cells, KEY_DIM, channels, cfg.working_memory),
@@ -188,8 +208,16 @@ impl Tracker {
     }
 
     fn check_frame(&self, frame: &RgbFrame) -> Result<(), EngineError> {
-        if frame.width != self.frame_w || frame.height != self.frame_h || frame.data.len() != frame.width * frame.height * 3 {
-            return Err(EngineError::FrameSize { got_w: frame.width, got_h: frame.height, want_w: self.frame_w, want_h: self.frame_h });
+        if frame.width != self.frame_w
+            || frame.height != self.frame_h
+            || frame.data.len() != frame.width * frame.height * 3
+        {
+            return Err(EngineError::FrameSize {
+                got_w: frame.width,
+                got_h: frame.height,
+                want_w: self.frame_w,
+                want_h: self.frame_h,
+            });
         }
         Ok(())
     }
@@ -213,7 +241,9 @@ impl Tracker {
                 for (c, k) in k8.iter_mut().enumerate() {
                     *k = s8.data[c * p8 + y * gw + x];
                 }
-                let at = |c: usize, yy: u32, xx: u32| s16.data[c * p16 + yy as usize * s16.width + xx as usize];
+                let at = |c: usize, yy: u32, xx: u32| {
+                    s16.data[c * p16 + yy as usize * s16.width + xx as usize]
+                };
                 for (c, k) in k16.iter_mut().enumerate() {
                     let top = at(c, y0, x0) * (1.0 - wx) + at(c, y0, x1) * wx;
                     let bottom = at(c, y1, x0) * (1.0 - wx) + at(c, y1, x1) * wx;
@@ -233,7 +263,10 @@ impl Tracker {
     fn mask_to_cells(&mut self, mask: &LabelMask) {
         let channels = self.memory.channels();
         let (gw, gh) = (self.grid.x.cells, self.grid.y.cells);
-        let (sx, sy) = (self.frame_w as f32 / self.proc_image.width as f32, self.frame_h as f32 / self.proc_image.height as f32);
+        let (sx, sy) = (
+            self.frame_w as f32 / self.proc_image.width as f32,
+            self.frame_h as f32 / self.proc_image.height as f32,
+        );
         let span = |axis: &GridAxis, i: usize, scale: f32, n: usize| {
             let half = axis.stride as f32 / 2.0;
             let a = ((axis.centre(i) - half + 0.5) * scale).floor().max(0.0) as usize;
@@ -248,7 +281,8 @@ impl Tracker {
             let (y0, y1) = span(&self.grid.y, gy, sy, self.frame_h);
             for gx in 0..gw {
                 let (x0, x1) = span(&self.grid.x, gx, sx, self.frame_w);
-                let cell = &mut self.probs[(gy * gw + gx) * channels..(gy * gw + gx + 1) * channels];
+                let cell =
+                    &mut self.probs[(gy * gw + gx) * channels..(gy * gw + gx + 1) * channels];
                 cell.fill(0.0);
                 let mut n = 0.0;
                 for y in y0..y1 {
@@ -271,12 +305,22 @@ impl Tracker {
     /// at most `max_objects` of them). Memory is reset.
     pub fn start(&mut self, frame: &RgbFrame, mask: &LabelMask) -> Result<(), EngineError> {
         self.check_frame(frame)?;
-        if mask.width != self.frame_w || mask.height != self.frame_h || mask.data.len() != mask.width * mask.height {
-            return Err(EngineError::MaskSize { mask_w: mask.width, mask_h: mask.height, frame_w: self.frame_w, frame_h: self.frame_h });
+        if mask.width != self.frame_w
+            || mask.height != self.frame_h
+            || mask.data.len() != mask.width * mask.height
+        {
+            return Err(EngineError::MaskSize {
+                mask_w: mask.width,
+                mask_h: mask.height,
+                frame_w: self.frame_w,
+                frame_h: self.frame_h,
+            });
         }
         let ids = mask.object_ids();
         if ids.is_empty() {
-            return Err(EngineError::Objects("the first-frame mask is empty: it labels no object".into()));
+            return Err(EngineError::Objects(
+                "the first-frame mask is empty: it labels no object".into(),
+            ));
         }
         if ids.len() > self.cfg.max_objects {
             return Err(EngineError::Objects(format!(
@@ -311,8 +355,19 @@ impl Tracker {
             window_radius: self.cfg.window_radius,
             first_frame_radius: self.cfg.first_frame_radius,
         };
-        let grid = GridSize { width: self.grid.x.cells, height: self.grid.y.cells };
-        readout(&self.query, grid, &self.memory, &params, &mut self.scratch, &mut self.probs, &mut self.confidence);
+        let grid = GridSize {
+            width: self.grid.x.cells,
+            height: self.grid.y.cells,
+        };
+        readout(
+            &self.query,
+            grid,
+            &self.memory,
+            &params,
+            &mut self.scratch,
+            &mut self.probs,
+            &mut self.confidence,
+        );
         let t2 = Instant::now();
         if out.width != self.frame_w || out.height != self.frame_h {
             *out = LabelMask::new(self.frame_w, self.frame_h);
@@ -320,12 +375,14 @@ impl Tracker {
         let channels = self.memory.channels();
         let active = self.labels.len();
         // Unused channels stay zero, so the arg-max over the active ones is enough.
-        self.upsampler.upsample_active(&self.probs, channels, active, &self.labels, frame, out);
+        self.upsampler
+            .upsample_active(&self.probs, channels, active, &self.labels, frame, out);
         if self.frame_index % self.cfg.mem_every as u64 == 0 {
             if self.cfg.memory_values == MemoryValues::Mask {
                 self.mask_to_cells(out);
             }
-            self.memory.push_working(self.frame_index, &self.query, &self.probs);
+            self.memory
+                .push_working(self.frame_index, &self.query, &self.probs);
         }
         let t3 = Instant::now();
         self.times.encode += t1 - t0;

@@ -42,7 +42,9 @@ impl Davis {
                 bail!("{}: not a DAVIS root (no {sub} folder)", root.display());
             }
         }
-        Ok(Self { root: root.to_path_buf() })
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
     }
 
     /// Sequence names: of `split` if given (`ImageSets/2017/NAME.txt` or
@@ -60,15 +62,27 @@ impl Davis {
             return Ok(names);
         };
         for dir in ["2017", "2016", "480p"] {
-            let file = self.root.join("ImageSets").join(dir).join(format!("{split}.txt"));
+            let file = self
+                .root
+                .join("ImageSets")
+                .join(dir)
+                .join(format!("{split}.txt"));
             if !file.is_file() {
                 continue;
             }
-            let text = std::fs::read_to_string(&file).with_context(|| format!("{}: cannot read split", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("{}: cannot read split", file.display()))?;
             let mut names: Vec<String> = Vec::new();
             for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
                 // "/JPEGImages/480p/bear/00000.jpg /Annotations/..." or "bear".
-                let name = match line.split_whitespace().next().unwrap_or(line).split('/').collect::<Vec<_>>().as_slice() {
+                let name = match line
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or(line)
+                    .split('/')
+                    .collect::<Vec<_>>()
+                    .as_slice()
+                {
                     [.., seq, _file] if line.contains('/') => seq.to_string(),
                     _ => line.to_string(),
                 };
@@ -78,21 +92,31 @@ impl Davis {
             }
             return Ok(names);
         }
-        bail!("split '{split}' not found under {}/ImageSets (looked in 2017/, 2016/, 480p/)", self.root.display())
+        bail!(
+            "split '{split}' not found under {}/ImageSets (looked in 2017/, 2016/, 480p/)",
+            self.root.display()
+        )
     }
 
     /// Frames and annotations of one sequence.
     pub fn sequence(&self, name: &str) -> Result<Sequence> {
         let frames = list_images(&self.root.join("JPEGImages/480p").join(name))?;
         if frames.is_empty() {
-            bail!("sequence {name}: no frames in {}", self.root.join("JPEGImages/480p").join(name).display());
+            bail!(
+                "sequence {name}: no frames in {}",
+                self.root.join("JPEGImages/480p").join(name).display()
+            );
         }
         let ann_dir = self.root.join("Annotations/480p").join(name);
         let annotations = frames
             .iter()
             .map(|f| ann_dir.join(f.with_extension("png").file_name().unwrap_or_default()))
             .collect();
-        Ok(Sequence { name: name.to_string(), frames, annotations })
+        Ok(Sequence {
+            name: name.to_string(),
+            frames,
+            annotations,
+        })
     }
 }
 
@@ -202,14 +226,18 @@ pub fn segment_sequence(
     let mut tracker = Tracker::with_encoder(cfg, encoder.clone(), frame0.width, frame0.height)?;
     let mut busy = Duration::ZERO;
     let t = Instant::now();
-    tracker.start(&frame0, first).with_context(|| format!("{}: cannot start", seq.annotations[0].display()))?;
+    tracker
+        .start(&frame0, first)
+        .with_context(|| format!("{}: cannot start", seq.annotations[0].display()))?;
     busy += t.elapsed();
     let mut preds = vec![first.clone()];
     for path in &seq.frames[1..] {
         let frame = load_rgb(path)?;
         let mut out = LabelMask::new(frame0.width, frame0.height);
         let t = Instant::now();
-        tracker.step(&frame, &mut out).with_context(|| format!("{}", path.display()))?;
+        tracker
+            .step(&frame, &mut out)
+            .with_context(|| format!("{}", path.display()))?;
         busy += t.elapsed();
         preds.push(out);
     }
@@ -231,7 +259,12 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
     let encoder = match &source {
         Predictions::Segment { config, .. } => {
             config.validate()?;
-            Some(Arc::new(Encoder::load(&config.model_path(), config.size[0], config.size[1], config.thread_count())?))
+            Some(Arc::new(Encoder::load(
+                &config.model_path(),
+                config.size[0],
+                config.size[1],
+                config.thread_count(),
+            )?))
         }
         Predictions::Results(_) => None,
     };
@@ -240,10 +273,23 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
     let (mut total_frames, mut total_time) = (0usize, Duration::ZERO);
     for name in names {
         let seq = davis.sequence(name)?;
-        let gt: Vec<LabelMask> = seq.annotations.iter().map(|p| load_mask(p)).collect::<Result<_, _>>()?;
+        let gt: Vec<LabelMask> = seq
+            .annotations
+            .iter()
+            .map(|p| load_mask(p))
+            .collect::<Result<_, _>>()?;
         let (w, h) = (gt[0].width, gt[0].height);
-        if let Some((i, m)) = gt.iter().enumerate().find(|(_, m)| m.width != w || m.height != h) {
-            bail!("{}: mask is {}x{}, the first is {w}x{h}", seq.annotations[i].display(), m.width, m.height);
+        if let Some((i, m)) = gt
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.width != w || m.height != h)
+        {
+            bail!(
+                "{}: mask is {}x{}, the first is {w}x{h}",
+                seq.annotations[i].display(),
+                m.width,
+                m.height
+            );
         }
         let ids = gt[0].object_ids();
         let (preds, fps) = match &source {
@@ -252,7 +298,8 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
                 let (preds, busy) = segment_sequence(&seq, &gt[0], config, encoder)?;
                 if let Some(out) = out {
                     let dir = out.join(name);
-                    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("{}: cannot create", dir.display()))?;
                     for (p, f) in preds.iter().zip(&seq.annotations) {
                         save_mask(&dir.join(f.file_name().unwrap_or_default()), p)?;
                     }
@@ -270,7 +317,12 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
                         let p = dir.join(name).join(f.file_name().unwrap_or_default());
                         let m = load_mask(&p)?;
                         if m.width != w || m.height != h {
-                            bail!("{}: prediction is {}x{}, ground truth is {w}x{h}", p.display(), m.width, m.height);
+                            bail!(
+                                "{}: prediction is {}x{}, ground truth is {w}x{h}",
+                                p.display(),
+                                m.width,
+                                m.height
+                            );
                         }
                         Ok(m)
                     })
@@ -280,20 +332,29 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
         };
         let pred_data: Vec<Vec<u8>> = preds.into_iter().map(|m| m.data).collect();
         let gt_data: Vec<Vec<u8>> = gt.into_iter().map(|m| m.data).collect();
-        let s = score_sequence(&pred_data, &gt_data, w, h, &ids).with_context(|| format!("scoring {name}"))?;
+        let s = score_sequence(&pred_data, &gt_data, w, h, &ids)
+            .with_context(|| format!("scoring {name}"))?;
         let report = sequence_report(&s, pred_data.len(), fps);
         eprintln!(
             "{name:<20} J {:.3}  F {:.3}  frames {:>3}  {}",
             report.j_mean,
             report.f_mean,
             report.frames,
-            if fps > 0.0 { format!("{fps:.1} fps") } else { String::new() }
+            if fps > 0.0 {
+                format!("{fps:.1} fps")
+            } else {
+                String::new()
+            }
         );
         sequences.insert(name.clone(), report);
         scores.push(s);
     }
     let o = overall(&scores);
-    let fps = if total_time > Duration::ZERO { total_frames as f64 / total_time.as_secs_f64() } else { 0.0 };
+    let fps = if total_time > Duration::ZERO {
+        total_frames as f64 / total_time.as_secs_f64()
+    } else {
+        0.0
+    };
     let engine = match source {
         Predictions::Segment { config, .. } => Some(config.clone()),
         Predictions::Results(_) => None,

@@ -14,12 +14,20 @@ pub struct RgbFrame {
 impl RgbFrame {
     /// A black frame of the given size.
     pub fn new(width: usize, height: usize) -> Self {
-        Self { width, height, data: vec![0; width * height * 3] }
+        Self {
+            width,
+            height,
+            data: vec![0; width * height * 3],
+        }
     }
 
     /// Wraps existing RGB bytes; `None` if the length does not match the size.
     pub fn from_raw(width: usize, height: usize, data: Vec<u8>) -> Option<Self> {
-        (data.len() == width * height * 3).then_some(Self { width, height, data })
+        (data.len() == width * height * 3).then_some(Self {
+            width,
+            height,
+            data,
+        })
     }
 }
 
@@ -37,7 +45,11 @@ pub struct LabelMask {
 impl LabelMask {
     /// An all-background mask of the given size.
     pub fn new(width: usize, height: usize) -> Self {
-        Self { width, height, data: vec![0; width * height] }
+        Self {
+            width,
+            height,
+            data: vec![0; width * height],
+        }
     }
 
     /// The distinct non-zero ids present, in increasing order.
@@ -103,7 +115,12 @@ mod tests {
 
     #[test]
     fn resize_halves_by_averaging_pairs() {
-        let src = RgbFrame::from_raw(4, 1, vec![0, 0, 0, 100, 100, 100, 200, 200, 200, 50, 50, 50]).unwrap();
+        let src = RgbFrame::from_raw(
+            4,
+            1,
+            vec![0, 0, 0, 100, 100, 100, 200, 200, 200, 50, 50, 50],
+        )
+        .unwrap();
         let mut dst = RgbFrame::new(2, 1);
         resize_bilinear(&src, &mut dst);
         assert_eq!(dst.data, vec![50, 50, 50, 125, 125, 125]);
@@ -111,7 +128,11 @@ mod tests {
 
     #[test]
     fn object_ids_and_area() {
-        let m = LabelMask { width: 3, height: 1, data: vec![0, 4, 2] };
+        let m = LabelMask {
+            width: 3,
+            height: 1,
+            data: vec![0, 4, 2],
+        };
         assert_eq!(m.object_ids(), vec![2, 4]);
         assert_eq!(m.area(4), 1);
     }

@@ -38,7 +38,11 @@ impl GridAxis {
             a *= 2.0;
             n = out;
         }
-        Self { cells: n, stride: a as usize, offset: b }
+        Self {
+            cells: n,
+            stride: a as usize,
+            offset: b,
+        }
     }
 
     /// Pixel coordinate (processed image) of cell `i`'s centre.
@@ -64,7 +68,10 @@ pub struct Grid {
 impl Grid {
     /// The grid of the stride-`2^levels` map for a `width`×`height` input.
     pub fn new(width: usize, height: usize, levels: usize) -> Self {
-        Self { x: GridAxis::for_level(width, levels), y: GridAxis::for_level(height, levels) }
+        Self {
+            x: GridAxis::for_level(width, levels),
+            y: GridAxis::for_level(height, levels),
+        }
     }
 
     /// Number of cells.

@@ -46,7 +46,10 @@ pub enum ImageIoError {
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> ImageIoError {
-    ImageIoError::Io { path: path.to_path_buf(), source }
+    ImageIoError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Decodes a JPEG or PNG (or any format the `image` crate was built with) as RGB.
@@ -57,19 +60,33 @@ pub fn load_rgb(path: &Path) -> Result<RgbFrame, ImageIoError> {
         .map_err(|e| io_err(path, e))?;
     let img = reader
         .decode()
-        .map_err(|e| ImageIoError::Decode { path: path.to_path_buf(), reason: e.to_string() })?
+        .map_err(|e| ImageIoError::Decode {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?
         .to_rgb8();
     let (w, h) = img.dimensions();
-    Ok(RgbFrame { width: w as usize, height: h as usize, data: img.into_raw() })
+    Ok(RgbFrame {
+        width: w as usize,
+        height: h as usize,
+        data: img.into_raw(),
+    })
 }
 
 /// Decodes an RGB frame from encoded bytes in memory (JPEG, PNG).
 pub fn decode_rgb(bytes: &[u8], what: &Path) -> Result<RgbFrame, ImageIoError> {
     let img = image::load_from_memory(bytes)
-        .map_err(|e| ImageIoError::Decode { path: what.to_path_buf(), reason: e.to_string() })?
+        .map_err(|e| ImageIoError::Decode {
+            path: what.to_path_buf(),
+            reason: e.to_string(),
+        })?
         .to_rgb8();
     let (w, h) = img.dimensions();
-    Ok(RgbFrame { width: w as usize, height: h as usize, data: img.into_raw() })
+    Ok(RgbFrame {
+        width: w as usize,
+        height: h as usize,
+        data: img.into_raw(),
+    })
 }
 
 /// The 256-colour DAVIS / PASCAL VOC palette (index 0 black, 1 red, 2 green...).
@@ -101,14 +118,20 @@ pub fn load_mask(path: &Path) -> Result<LabelMask, ImageIoError> {
     let file = File::open(path).map_err(|e| io_err(path, e))?;
     let mut decoder = png::Decoder::new(BufReader::new(file));
     decoder.set_transformations(png::Transformations::IDENTITY);
-    let decode_err = |e: png::DecodingError| ImageIoError::Decode { path: path.to_path_buf(), reason: e.to_string() };
+    let decode_err = |e: png::DecodingError| ImageIoError::Decode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
     let mut reader = decoder.read_info().map_err(decode_err)?;
     let mut buf = vec![0u8; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).map_err(decode_err)?;
     let (w, h) = (info.width as usize, info.height as usize);
     let bits = info.bit_depth as usize;
     let line = info.line_size;
-    let mask_err = |reason: String| ImageIoError::Mask { path: path.to_path_buf(), reason };
+    let mask_err = |reason: String| ImageIoError::Mask {
+        path: path.to_path_buf(),
+        reason,
+    };
     let channels = match info.color_type {
         png::ColorType::Grayscale | png::ColorType::Indexed => 1,
         png::ColorType::GrayscaleAlpha => 2,
@@ -139,7 +162,11 @@ pub fn load_mask(path: &Path) -> Result<LabelMask, ImageIoError> {
             }
         }
         png::ColorType::Grayscale | png::ColorType::GrayscaleAlpha => {
-            let max = if bits >= 8 { 255u8 } else { ((1u16 << bits) - 1) as u8 };
+            let max = if bits >= 8 {
+                255u8
+            } else {
+                ((1u16 << bits) - 1) as u8
+            };
             for y in 0..h {
                 for x in 0..w {
                     data[y * w + x] = sample(y, x, 0);
@@ -158,20 +185,29 @@ pub fn load_mask(path: &Path) -> Result<LabelMask, ImageIoError> {
                 for x in 0..w {
                     let px = [sample(y, x, 0), sample(y, x, 1), sample(y, x, 2)];
                     let id = pal.iter().position(|c| *c == px).ok_or_else(|| {
-                        mask_err(format!("colour {px:?} at ({x}, {y}) is not in the DAVIS palette"))
+                        mask_err(format!(
+                            "colour {px:?} at ({x}, {y}) is not in the DAVIS palette"
+                        ))
                     })?;
                     data[y * w + x] = id as u8;
                 }
             }
         }
     }
-    Ok(LabelMask { width: w, height: h, data })
+    Ok(LabelMask {
+        width: w,
+        height: h,
+        data,
+    })
 }
 
 /// Writes a label mask as an 8-bit palette PNG (DAVIS 2017 style: pixel = id).
 pub fn save_mask(path: &Path, mask: &LabelMask) -> Result<(), ImageIoError> {
     let file = File::create(path).map_err(|e| io_err(path, e))?;
-    let enc_err = |e: png::EncodingError| ImageIoError::Encode { path: path.to_path_buf(), reason: e.to_string() };
+    let enc_err = |e: png::EncodingError| ImageIoError::Encode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
     let mut enc = png::Encoder::new(BufWriter::new(file), mask.width as u32, mask.height as u32);
     enc.set_color(png::ColorType::Indexed);
     enc.set_depth(png::BitDepth::Eight);
@@ -200,7 +236,11 @@ pub fn render_overlay(frame: &RgbFrame, mask: &LabelMask) -> RgbFrame {
             let c = pal[id as usize];
             let px = &mut out.data[(y * w + x) * 3..(y * w + x) * 3 + 3];
             for k in 0..3 {
-                px[k] = if edge { c[k] } else { ((px[k] as u16 + c[k] as u16) / 2) as u8 };
+                px[k] = if edge {
+                    c[k]
+                } else {
+                    ((px[k] as u16 + c[k] as u16) / 2) as u8
+                };
             }
         }
     }
@@ -211,8 +251,16 @@ pub fn render_overlay(frame: &RgbFrame, mask: &LabelMask) -> RgbFrame {
 pub fn save_jpeg(path: &Path, frame: &RgbFrame, quality: u8) -> Result<(), ImageIoError> {
     let file = File::create(path).map_err(|e| io_err(path, e))?;
     let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(BufWriter::new(file), quality);
-    enc.encode(&frame.data, frame.width as u32, frame.height as u32, image::ExtendedColorType::Rgb8)
-        .map_err(|e| ImageIoError::Encode { path: path.to_path_buf(), reason: e.to_string() })
+    enc.encode(
+        &frame.data,
+        frame.width as u32,
+        frame.height as u32,
+        image::ExtendedColorType::Rgb8,
+    )
+    .map_err(|e| ImageIoError::Encode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// Lists the image files (jpg, jpeg, png) of a directory in name order.
@@ -248,7 +296,11 @@ mod tests {
     fn palette_mask_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.png");
-        let mask = LabelMask { width: 3, height: 2, data: vec![0, 1, 2, 3, 0, 7] };
+        let mask = LabelMask {
+            width: 3,
+            height: 2,
+            data: vec![0, 1, 2, 3, 0, 7],
+        };
         save_mask(&path, &mask).unwrap();
         assert_eq!(load_mask(&path).unwrap(), mask);
     }
@@ -257,11 +309,17 @@ mod tests {
     fn binary_grey_mask_is_object_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.png");
-        image::GrayImage::from_raw(2, 2, vec![0, 255, 255, 0]).unwrap().save(&path).unwrap();
+        image::GrayImage::from_raw(2, 2, vec![0, 255, 255, 0])
+            .unwrap()
+            .save(&path)
+            .unwrap();
         assert_eq!(load_mask(&path).unwrap().data, vec![0, 1, 1, 0]);
         // Grey + alpha, as some DAVIS files are.
         let path2 = dir.path().join("ga.png");
-        image::GrayAlphaImage::from_raw(2, 1, vec![255, 255, 0, 255]).unwrap().save(&path2).unwrap();
+        image::GrayAlphaImage::from_raw(2, 1, vec![255, 255, 0, 255])
+            .unwrap()
+            .save(&path2)
+            .unwrap();
         assert_eq!(load_mask(&path2).unwrap().data, vec![1, 0]);
     }
 
@@ -276,7 +334,9 @@ mod tests {
         std::fs::write(&jpg, b"\xff\xd8\xff\xe0garbage").unwrap();
         let e = load_rgb(&jpg).unwrap_err().to_string();
         assert!(e.contains("bad.jpg") && e.contains("decode"), "{e}");
-        let e = load_rgb(&dir.path().join("missing.jpg")).unwrap_err().to_string();
+        let e = load_rgb(&dir.path().join("missing.jpg"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing.jpg"), "{e}");
     }
 
@@ -284,7 +344,10 @@ mod tests {
     fn rgb_mask_outside_palette_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rgb.png");
-        image::RgbImage::from_raw(2, 1, vec![128, 0, 0, 1, 2, 3]).unwrap().save(&path).unwrap();
+        image::RgbImage::from_raw(2, 1, vec![128, 0, 0, 1, 2, 3])
+            .unwrap()
+            .save(&path)
+            .unwrap();
         let e = load_mask(&path).unwrap_err().to_string();
         assert!(e.contains("not in the DAVIS palette"), "{e}");
     }

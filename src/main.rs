@@ -102,6 +102,24 @@ enum Command {
     },
     /// List the cameras (V4L2 device nodes).
     Probe,
+    /// Benchmark the VOS engine: per-stage times (encode, readout, upsample) and fps.
+    Bench {
+        /// Frames to time.
+        #[arg(long, default_value_t = 100)]
+        frames: usize,
+        /// DAVIS root whose `bear` sequence is used (default ../shared/data/davis2016
+        /// if present, else synthetic 854x480 frames).
+        #[arg(long, value_name = "ROOT")]
+        davis: Option<PathBuf>,
+        /// Sequence of the DAVIS root to use.
+        #[arg(long, default_value = "bear")]
+        sequence: String,
+        /// Also write the figures as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
     /// Benchmark the pipeline on the synthetic source (latency, fps, publication cost).
     BenchPipeline {
         /// Daemon configuration whose [engine] (and synthetic [source]) to use.
@@ -123,9 +141,17 @@ enum Command {
 }
 
 fn parse_size(s: &str) -> Result<[usize; 2]> {
-    let (w, h) = s.split_once(['x', 'X']).with_context(|| format!("--size '{s}': expected WxH, e.g. 854x480"))?;
-    let w = w.trim().parse().with_context(|| format!("--size '{s}': bad width"))?;
-    let h = h.trim().parse().with_context(|| format!("--size '{s}': bad height"))?;
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .with_context(|| format!("--size '{s}': expected WxH, e.g. 854x480"))?;
+    let w = w
+        .trim()
+        .parse()
+        .with_context(|| format!("--size '{s}': bad width"))?;
+    let h = h
+        .trim()
+        .parse()
+        .with_context(|| format!("--size '{s}': bad height"))?;
     Ok([w, h])
 }
 
@@ -140,7 +166,9 @@ impl EngineArgs {
             // --set goes through the same key and type checks as the file.
             let mut table = toml::Table::try_from(&file.engine)?;
             for kv in &self.set {
-                let (k, v) = kv.split_once('=').with_context(|| format!("--set '{kv}': expected KEY=VALUE"))?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--set '{kv}': expected KEY=VALUE"))?;
                 let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {v}"))
                     .or_else(|_| toml::from_str::<toml::Table>(&format!("v = \"{v}\"")))
                     .with_context(|| format!("--set '{kv}': bad value"))?
@@ -155,7 +183,11 @@ impl EngineArgs {
             e.size = parse_size(s)?;
         }
         if let Some(p) = &self.precision {
-            e.precision = if p == "int8" { Precision::Int8 } else { Precision::Fp32 };
+            e.precision = if p == "int8" {
+                Precision::Int8
+            } else {
+                Precision::Fp32
+            };
         }
         if let Some(m) = &self.model {
             e.model = m.clone();
@@ -167,9 +199,22 @@ impl EngineArgs {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Segment { frames, mask, out, overlay, engine } => {
+        Command::Segment {
+            frames,
+            mask,
+            out,
+            overlay,
+            engine,
+        } => {
             let cfg = engine.resolve()?;
-            let s = vosd::segment::segment_folder(&cfg, &frames, &mask, &out, overlay.as_deref(), true)?;
+            let s = vosd::segment::segment_folder(
+                &cfg,
+                &frames,
+                &mask,
+                &out,
+                overlay.as_deref(),
+                true,
+            )?;
             eprintln!(
                 "segmented {} frames, objects {:?}, {:.1} fps (engine only), masks in {}",
                 s.frames,
@@ -178,7 +223,15 @@ fn run(cli: Cli) -> Result<()> {
                 out.display()
             );
         }
-        Command::Eval { davis, split, sequences, results, out, json, engine } => {
+        Command::Eval {
+            davis,
+            split,
+            sequences,
+            results,
+            out,
+            json,
+            engine,
+        } => {
             let ds = Davis::open(&davis)?;
             let names = match sequences {
                 Some(s) => s,
@@ -198,7 +251,10 @@ fn run(cli: Cli) -> Result<()> {
                         cfg.size[0],
                         cfg.size[1]
                     );
-                    Predictions::Segment { config: &cfg, out: out.as_deref() }
+                    Predictions::Segment {
+                        config: &cfg,
+                        out: out.as_deref(),
+                    }
                 }
             };
             let report = evaluate(&ds, &names, source)?;
@@ -208,14 +264,25 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{name:<20} {:>7.3} {:>7.3}", s.j_mean, s.f_mean);
             }
             println!("J&F mean {:.3}", o.jf_mean);
-            println!("J mean {:.3}  recall {:.3}  decay {:.3}", o.j_mean, o.j_recall, o.j_decay);
-            println!("F mean {:.3}  recall {:.3}  decay {:.3}", o.f_mean, o.f_recall, o.f_decay);
+            println!(
+                "J mean {:.3}  recall {:.3}  decay {:.3}",
+                o.j_mean, o.j_recall, o.j_decay
+            );
+            println!(
+                "F mean {:.3}  recall {:.3}  decay {:.3}",
+                o.f_mean, o.f_recall, o.f_decay
+            );
             if o.fps > 0.0 {
-                println!("fps {:.2} (segmentation only, {} sequences)", o.fps, report.sequences.len());
+                println!(
+                    "fps {:.2} (segmentation only, {} sequences)",
+                    o.fps,
+                    report.sequences.len()
+                );
             }
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&report)?;
-                std::fs::write(&path, text + "\n").with_context(|| format!("{}: cannot write", path.display()))?;
+                std::fs::write(&path, text + "\n")
+                    .with_context(|| format!("{}: cannot write", path.display()))?;
             }
         }
         Command::Run { config, check } => {
@@ -230,17 +297,85 @@ fn run(cli: Cli) -> Result<()> {
             vosd::service::run(&cfg, stop, &notifier)?;
         }
         Command::Tail { shm, frames, wait } => {
-            let opts = vosd::tail::TailOptions { shm, frames, wait_s: wait, stall_s: 2.0 };
+            let opts = vosd::tail::TailOptions {
+                shm,
+                frames,
+                wait_s: wait,
+                stall_s: 2.0,
+            };
             let stdout = std::io::stdout();
             let (n, end) = vosd::tail::tail(&opts, &mut stdout.lock())?;
             if end == vosd::tail::TailEnd::Ended {
                 eprintln!("vosd tail: the writer ended (end marker) after {n} frames read");
             }
         }
-        Command::Probe => {
-            print!("{}", vosd::service::probe::report(std::path::Path::new("/dev"), std::path::Path::new("/sys/class/video4linux")));
+        Command::Bench {
+            frames,
+            davis,
+            sequence,
+            json,
+            engine,
+        } => {
+            let cfg = engine.resolve()?;
+            let root = davis.or_else(|| {
+                let d = PathBuf::from("../shared/data/davis2016");
+                d.join("JPEGImages/480p").is_dir().then_some(d)
+            });
+            let davis_sequence = root.map(|r| {
+                (
+                    r.join("JPEGImages/480p").join(&sequence),
+                    r.join("Annotations/480p").join(&sequence).join("00000.png"),
+                )
+            });
+            let opts = vosd::bench::EngineBenchOptions {
+                frames: frames.max(1),
+                davis_sequence,
+            };
+            let r = vosd::bench::bench_engine(&cfg, &opts)?;
+            println!("model      {}", r.model);
+            println!(
+                "size       {}x{} (frames {}x{}), {} object(s), {} thread(s), {} frames",
+                r.size[0],
+                r.size[1],
+                r.frame_size[0],
+                r.frame_size[1],
+                r.objects,
+                r.threads,
+                r.frames
+            );
+            println!("encode     {:7.1} ms/frame", r.encode_ms);
+            println!("readout    {:7.1} ms/frame", r.readout_ms);
+            println!("upsample   {:7.1} ms/frame", r.upsample_ms);
+            println!(
+                "total      p50 {:.1} ms, p99 {:.1} ms",
+                r.total_p50_ms, r.total_p99_ms
+            );
+            println!("fps        {:7.1}", r.fps);
+            println!(
+                "memory     {:.1} MiB (fixed)",
+                r.memory_bytes as f64 / (1024.0 * 1024.0)
+            );
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&r)? + "\n")
+                    .with_context(|| format!("{}: cannot write", path.display()))?;
+            }
         }
-        Command::BenchPipeline { config, fps, seconds, warmup, json } => {
+        Command::Probe => {
+            print!(
+                "{}",
+                vosd::service::probe::report(
+                    std::path::Path::new("/dev"),
+                    std::path::Path::new("/sys/class/video4linux")
+                )
+            );
+        }
+        Command::BenchPipeline {
+            config,
+            fps,
+            seconds,
+            warmup,
+            json,
+        } => {
             let cfg = vosd::service::DaemonConfig::load(&config)?;
             let mut source = match cfg.source {
                 vosd::source::SourceConfig::Synthetic(s) => s,
@@ -251,7 +386,12 @@ fn run(cli: Cli) -> Result<()> {
             if !(seconds > 0.0 && warmup >= 0.0) {
                 bail!("--seconds must be positive and --warmup not negative");
             }
-            let opts = vosd::service::bench::BenchOptions { engine: cfg.engine.clone(), source: source.clone(), warmup_s: warmup, seconds };
+            let opts = vosd::service::bench::BenchOptions {
+                engine: cfg.engine.clone(),
+                source: source.clone(),
+                warmup_s: warmup,
+                seconds,
+            };
             eprintln!(
                 "bench: synthetic {}x{} at {fps} fps, engine {}x{} ({} threads), {warmup} s warm-up + {seconds} s",
                 source.width,
@@ -262,10 +402,14 @@ fn run(cli: Cli) -> Result<()> {
             );
             let r = vosd::service::bench::run(&opts)?;
             println!("offered {:.1} fps: published {:.2} fps, captured {:.2} fps, dropped {} ({} frames read back)", r.source_fps, r.published_fps, r.captured_fps, r.dropped, r.frames_read);
-            println!("capture->publish latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", r.latency_p50_ms, r.latency_p99_ms, r.latency_max_ms);
+            println!(
+                "capture->publish latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                r.latency_p50_ms, r.latency_p99_ms, r.latency_max_ms
+            );
             println!("publication per frame (states + shm): p50 {:.1} us, p99 {:.1} us; shm publish alone p50 {:.1} us", r.publish_p50_us, r.publish_p99_us, r.shm_publish_p50_us);
             if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&r)? + "\n").with_context(|| format!("{}: cannot write", path.display()))?;
+                std::fs::write(&path, serde_json::to_string_pretty(&r)? + "\n")
+                    .with_context(|| format!("{}: cannot write", path.display()))?;
             }
         }
     }

@@ -138,12 +138,15 @@ impl MemoryStore {
     pub fn frames(&self) -> impl Iterator<Item = MemoryFrame<'_>> + '_ {
         let (kd, vd) = (self.cells * self.dim, self.cells * self.channels);
         let first = self.has_first.then_some(0);
-        first.into_iter().chain(1..=self.working_len).map(move |slot| MemoryFrame {
-            is_first: slot == 0,
-            frame: self.frame_of[slot],
-            keys: &self.keys[slot * kd..(slot + 1) * kd],
-            values: &self.values[slot * vd..(slot + 1) * vd],
-        })
+        first
+            .into_iter()
+            .chain(1..=self.working_len)
+            .map(move |slot| MemoryFrame {
+                is_first: slot == 0,
+                frame: self.frame_of[slot],
+                keys: &self.keys[slot * kd..(slot + 1) * kd],
+                values: &self.values[slot * vd..(slot + 1) * vd],
+            })
     }
 }
 

@@ -77,7 +77,13 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        Self { frame_pool: 4, mask_pool: 4, stats_interval_s: 10.0, latency_window: 1024, max_frames: 0 }
+        Self {
+            frame_pool: 4,
+            mask_pool: 4,
+            stats_interval_s: 10.0,
+            latency_window: 1024,
+            max_frames: 0,
+        }
     }
 }
 
@@ -96,16 +102,29 @@ impl PipelineConfig {
     pub fn validate(&self) -> Result<(), PipelineConfigError> {
         let bad = |key, reason: String| Err(PipelineConfigError { key, reason });
         if !(3..=64).contains(&self.frame_pool) {
-            return bad("frame_pool", format!("{} is not within 3..=64", self.frame_pool));
+            return bad(
+                "frame_pool",
+                format!("{} is not within 3..=64", self.frame_pool),
+            );
         }
         if !(3..=64).contains(&self.mask_pool) {
-            return bad("mask_pool", format!("{} is not within 3..=64", self.mask_pool));
+            return bad(
+                "mask_pool",
+                format!("{} is not within 3..=64", self.mask_pool),
+            );
         }
-        if !(self.stats_interval_s.is_finite() && (0.0..=86400.0).contains(&self.stats_interval_s)) {
-            return bad("stats_interval_s", "must be within 0..=86400 seconds".into());
+        if !(self.stats_interval_s.is_finite() && (0.0..=86400.0).contains(&self.stats_interval_s))
+        {
+            return bad(
+                "stats_interval_s",
+                "must be within 0..=86400 seconds".into(),
+            );
         }
         if !(16..=65536).contains(&self.latency_window) {
-            return bad("latency_window", format!("{} is not within 16..=65536", self.latency_window));
+            return bad(
+                "latency_window",
+                format!("{} is not within 16..=65536", self.latency_window),
+            );
         }
         Ok(())
     }
@@ -121,7 +140,11 @@ struct LatencyWindow {
 
 impl LatencyWindow {
     fn new(n: usize) -> Self {
-        Self { samples: vec![0; n.max(1)], next: 0, filled: false }
+        Self {
+            samples: vec![0; n.max(1)],
+            next: 0,
+            filled: false,
+        }
     }
     fn push(&mut self, ns: u64) {
         self.samples[self.next] = ns;
@@ -132,7 +155,11 @@ impl LatencyWindow {
         }
     }
     fn sorted(&self) -> Vec<u64> {
-        let n = if self.filled { self.samples.len() } else { self.next };
+        let n = if self.filled {
+            self.samples.len()
+        } else {
+            self.next
+        };
         let mut v = self.samples[..n].to_vec();
         v.sort_unstable();
         v
@@ -281,7 +308,12 @@ struct Output {
 /// Puts `item` into a one-item queue, taking back (and recycling) a stale
 /// item first if needed. Returns `Ok(dropped)` or `Err(())` when the
 /// consumer is gone.
-fn send_latest<T>(tx: &Sender<T>, rx: &Receiver<T>, mut item: T, mut recycle: impl FnMut(T)) -> Result<bool, ()> {
+fn send_latest<T>(
+    tx: &Sender<T>,
+    rx: &Receiver<T>,
+    mut item: T,
+    mut recycle: impl FnMut(T),
+) -> Result<bool, ()> {
     let mut dropped = false;
     loop {
         match tx.try_send(item) {
@@ -319,7 +351,9 @@ struct StateTracker {
 
 impl StateTracker {
     fn new() -> Self {
-        Self { tracks: Box::new([Track::default(); 256]) }
+        Self {
+            tracks: Box::new([Track::default(); 256]),
+        }
     }
 
     fn reset(&mut self) {
@@ -385,7 +419,12 @@ pub struct Pipeline {
     source_ended: Arc<AtomicBool>,
 }
 
-fn fail(error: &Mutex<Option<PipelineError>>, stop: &AtomicBool, stage: &'static str, message: String) {
+fn fail(
+    error: &Mutex<Option<PipelineError>>,
+    stop: &AtomicBool,
+    stage: &'static str,
+    message: String,
+) {
     log::error!("{stage}: {message}");
     if let Ok(mut e) = error.lock() {
         e.get_or_insert(PipelineError::Stage { stage, message });
@@ -440,11 +479,18 @@ impl Pipeline {
 
         let (free_tx, free_rx) = bounded::<Captured>(cfg.frame_pool);
         for _ in 0..cfg.frame_pool {
-            let _ = free_tx.send(Captured { meta: FrameMeta::default(), rgb: RgbFrame::new(w, h) });
+            let _ = free_tx.send(Captured {
+                meta: FrameMeta::default(),
+                rgb: RgbFrame::new(w, h),
+            });
         }
         let (mask_free_tx, mask_free_rx) = bounded::<Output>(cfg.mask_pool);
         for _ in 0..cfg.mask_pool {
-            let _ = mask_free_tx.send(Output { meta: FrameMeta::default(), mask: LabelMask::new(w, h), ids: Vec::with_capacity(256) });
+            let _ = mask_free_tx.send(Output {
+                meta: FrameMeta::default(),
+                mask: LabelMask::new(w, h),
+                ids: Vec::with_capacity(256),
+            });
         }
         let (frame_tx, frame_rx) = bounded::<Captured>(1);
         let (out_tx, out_rx) = bounded::<Output>(1);
@@ -453,167 +499,224 @@ impl Pipeline {
 
         // Capture.
         {
-            let (stats, stop, error, ended) = (stats.clone(), stop.clone(), error.clone(), source_ended.clone());
+            let (stats, stop, error, ended) = (
+                stats.clone(),
+                stop.clone(),
+                error.clone(),
+                source_ended.clone(),
+            );
             let (free_tx, free_rx, frame_rx) = (free_tx.clone(), free_rx, frame_rx.clone());
-            let spawn = std::thread::Builder::new().name("vosd-capture".into()).spawn(move || {
-                let mut bad_logged = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let mut slot = match free_rx.recv_timeout(tick) {
-                        Ok(s) => s,
-                        Err(RecvTimeoutError::Timeout) => continue,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    };
-                    match source.next_frame(&mut slot.rgb) {
-                        Ok(meta) => {
-                            slot.meta = meta;
-                            stats.captured.fetch_add(1, Ordering::Relaxed);
-                            match send_latest(&frame_tx, &frame_rx, slot, |stale| {
-                                let _ = free_tx.try_send(stale);
-                            }) {
-                                Ok(true) => {
-                                    stats.dropped_capture.fetch_add(1, Ordering::Relaxed);
+            let spawn = std::thread::Builder::new()
+                .name("vosd-capture".into())
+                .spawn(move || {
+                    let mut bad_logged = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut slot = match free_rx.recv_timeout(tick) {
+                            Ok(s) => s,
+                            Err(RecvTimeoutError::Timeout) => continue,
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        };
+                        match source.next_frame(&mut slot.rgb) {
+                            Ok(meta) => {
+                                slot.meta = meta;
+                                stats.captured.fetch_add(1, Ordering::Relaxed);
+                                match send_latest(&frame_tx, &frame_rx, slot, |stale| {
+                                    let _ = free_tx.try_send(stale);
+                                }) {
+                                    Ok(true) => {
+                                        stats.dropped_capture.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Ok(false) => {}
+                                    Err(()) => break,
                                 }
-                                Ok(false) => {}
-                                Err(()) => break,
                             }
-                        }
-                        Err(SourceError::Stopped) => break,
-                        Err(SourceError::Ended) => {
-                            log::info!("source: end of stream after {} frames", stats.captured.load(Ordering::Relaxed));
-                            ended.store(true, Ordering::SeqCst);
-                            break;
-                        }
-                        Err(e @ SourceError::BadFrame { .. }) => {
-                            let n = stats.capture_errors.fetch_add(1, Ordering::Relaxed) + 1;
-                            if n.is_power_of_two() && n > bad_logged {
-                                bad_logged = n;
-                                log::warn!("source: {e} ({n} so far; skipped)");
+                            Err(SourceError::Stopped) => break,
+                            Err(SourceError::Ended) => {
+                                log::info!(
+                                    "source: end of stream after {} frames",
+                                    stats.captured.load(Ordering::Relaxed)
+                                );
+                                ended.store(true, Ordering::SeqCst);
+                                break;
                             }
-                            let _ = free_tx.try_send(slot);
-                        }
-                        Err(e) => {
-                            fail(&error, &stop, "capture", e.to_string());
-                            break;
+                            Err(e @ SourceError::BadFrame { .. }) => {
+                                let n = stats.capture_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                                if n.is_power_of_two() && n > bad_logged {
+                                    bad_logged = n;
+                                    log::warn!("source: {e} ({n} so far; skipped)");
+                                }
+                                let _ = free_tx.try_send(slot);
+                            }
+                            Err(e) => {
+                                fail(&error, &stop, "capture", e.to_string());
+                                break;
+                            }
                         }
                     }
-                }
-                // Dropping frame_tx tells the engine that no frame follows.
-            });
-            threads.push(("capture", spawn.map_err(|e| PipelineError::Setup(format!("cannot start the capture thread: {e}")))?));
+                    // Dropping frame_tx tells the engine that no frame follows.
+                });
+            threads.push((
+                "capture",
+                spawn.map_err(|e| {
+                    PipelineError::Setup(format!("cannot start the capture thread: {e}"))
+                })?,
+            ));
         }
 
         // Engine.
         {
             let (stats, stop, error) = (stats.clone(), stop.clone(), error.clone());
-            let (mask_free_tx, mask_free_rx, out_rx) = (mask_free_tx.clone(), mask_free_rx, out_rx.clone());
-            let spawn = std::thread::Builder::new().name("vosd-engine".into()).spawn(move || {
-                let mut started = false;
-                loop {
-                    let f = match frame_rx.recv_timeout(tick) {
-                        Ok(f) => f,
-                        Err(RecvTimeoutError::Timeout) => continue,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    };
-                    if stop.load(Ordering::Relaxed) {
-                        // Stopping: let the capture side finish, skip the work.
+            let (mask_free_tx, mask_free_rx, out_rx) =
+                (mask_free_tx.clone(), mask_free_rx, out_rx.clone());
+            let spawn = std::thread::Builder::new()
+                .name("vosd-engine".into())
+                .spawn(move || {
+                    let mut started = false;
+                    loop {
+                        let f = match frame_rx.recv_timeout(tick) {
+                            Ok(f) => f,
+                            Err(RecvTimeoutError::Timeout) => continue,
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        };
+                        if stop.load(Ordering::Relaxed) {
+                            // Stopping: let the capture side finish, skip the work.
+                            let _ = free_tx.try_send(f);
+                            continue;
+                        }
+                        let mut out = loop {
+                            match mask_free_rx.recv_timeout(tick) {
+                                Ok(o) => break Some(o),
+                                Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => {
+                                    continue
+                                }
+                                Err(_) => break None,
+                            }
+                        };
+                        let Some(o) = out.as_mut() else {
+                            let _ = free_tx.try_send(f);
+                            break;
+                        };
+                        o.meta = f.meta;
+                        o.ids.clear();
+                        let result = match &initial {
+                            None => {
+                                o.mask.data.fill(0);
+                                Ok(())
+                            }
+                            Some(init) if !started || f.meta.restart => {
+                                started = true;
+                                segmenter.start(&f.rgb, init).map(|()| {
+                                    o.mask.data.copy_from_slice(&init.data);
+                                    o.ids.extend_from_slice(segmenter.object_ids());
+                                })
+                            }
+                            Some(_) => segmenter
+                                .step(&f.rgb, &mut o.mask)
+                                .map(|()| o.ids.extend_from_slice(segmenter.object_ids())),
+                        };
                         let _ = free_tx.try_send(f);
-                        continue;
+                        let o = out.take().expect("checked above");
+                        if let Err(e) = result {
+                            fail(&error, &stop, "engine", e.to_string());
+                            let _ = mask_free_tx.try_send(o);
+                            continue;
+                        }
+                        stats.processed.fetch_add(1, Ordering::Relaxed);
+                        match send_latest(&out_tx, &out_rx, o, |stale| {
+                            let _ = mask_free_tx.try_send(stale);
+                        }) {
+                            Ok(true) => {
+                                stats.dropped_engine.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(false) => {}
+                            Err(()) => break,
+                        }
                     }
-                    let mut out = loop {
-                        match mask_free_rx.recv_timeout(tick) {
-                            Ok(o) => break Some(o),
-                            Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => continue,
-                            Err(_) => break None,
-                        }
-                    };
-                    let Some(o) = out.as_mut() else {
-                        let _ = free_tx.try_send(f);
-                        break;
-                    };
-                    o.meta = f.meta;
-                    o.ids.clear();
-                    let result = match &initial {
-                        None => {
-                            o.mask.data.fill(0);
-                            Ok(())
-                        }
-                        Some(init) if !started || f.meta.restart => {
-                            started = true;
-                            segmenter.start(&f.rgb, init).map(|()| {
-                                o.mask.data.copy_from_slice(&init.data);
-                                o.ids.extend_from_slice(segmenter.object_ids());
-                            })
-                        }
-                        Some(_) => segmenter.step(&f.rgb, &mut o.mask).map(|()| o.ids.extend_from_slice(segmenter.object_ids())),
-                    };
-                    let _ = free_tx.try_send(f);
-                    let o = out.take().expect("checked above");
-                    if let Err(e) = result {
-                        fail(&error, &stop, "engine", e.to_string());
-                        let _ = mask_free_tx.try_send(o);
-                        continue;
-                    }
-                    stats.processed.fetch_add(1, Ordering::Relaxed);
-                    match send_latest(&out_tx, &out_rx, o, |stale| {
-                        let _ = mask_free_tx.try_send(stale);
-                    }) {
-                        Ok(true) => {
-                            stats.dropped_engine.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(false) => {}
-                        Err(()) => break,
-                    }
-                }
-                // Dropping out_tx tells the publisher that no result follows.
-            });
-            threads.push(("engine", spawn.map_err(|e| PipelineError::Setup(format!("cannot start the engine thread: {e}")))?));
+                    // Dropping out_tx tells the publisher that no result follows.
+                });
+            threads.push((
+                "engine",
+                spawn.map_err(|e| {
+                    PipelineError::Setup(format!("cannot start the engine thread: {e}"))
+                })?,
+            ));
         }
 
         // Publish.
         {
-            let (stats, stop, error, done) = (stats.clone(), stop.clone(), error.clone(), publish_done.clone());
+            let (stats, stop, error, done) = (
+                stats.clone(),
+                stop.clone(),
+                error.clone(),
+                publish_done.clone(),
+            );
             let max_frames = cfg.max_frames;
-            let spawn = std::thread::Builder::new().name("vosd-publish".into()).spawn(move || {
-                let max_objects = writer.max_objects() as usize;
-                let mut states: Vec<ObjectState> = Vec::with_capacity(max_objects);
-                let mut tracker = StateTracker::new();
-                loop {
-                    let o = match out_rx.recv_timeout(tick) {
-                        Ok(o) => o,
-                        Err(RecvTimeoutError::Timeout) => continue,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    };
-                    if o.meta.restart {
-                        tracker.reset();
-                    }
-                    tracker.update(&o, &mut states, max_objects);
-                    let data = SlotData { frame_number: o.meta.frame_number, capture_ns: o.meta.capture_ns, objects: &states, mask: &o.mask.data };
-                    match writer.publish(&data) {
-                        Ok(_) => {
-                            let now = monotonic_ns();
-                            if let Ok(mut l) = stats.latency.lock() {
-                                l.push(now.saturating_sub(o.meta.capture_ns));
-                            }
-                            stats.last_publish_ns.store(now, Ordering::Relaxed);
-                            let n = stats.published.fetch_add(1, Ordering::Release) + 1;
-                            if max_frames > 0 && n >= max_frames {
-                                log::info!("published {n} frames (pipeline.max_frames): stopping");
-                                stop.store(true, Ordering::SeqCst);
-                            }
+            let spawn = std::thread::Builder::new()
+                .name("vosd-publish".into())
+                .spawn(move || {
+                    let max_objects = writer.max_objects() as usize;
+                    let mut states: Vec<ObjectState> = Vec::with_capacity(max_objects);
+                    let mut tracker = StateTracker::new();
+                    loop {
+                        let o = match out_rx.recv_timeout(tick) {
+                            Ok(o) => o,
+                            Err(RecvTimeoutError::Timeout) => continue,
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        };
+                        if o.meta.restart {
+                            tracker.reset();
                         }
-                        Err(e) => fail(&error, &stop, "publish", e.to_string()),
+                        tracker.update(&o, &mut states, max_objects);
+                        let data = SlotData {
+                            frame_number: o.meta.frame_number,
+                            capture_ns: o.meta.capture_ns,
+                            objects: &states,
+                            mask: &o.mask.data,
+                        };
+                        match writer.publish(&data) {
+                            Ok(_) => {
+                                let now = monotonic_ns();
+                                if let Ok(mut l) = stats.latency.lock() {
+                                    l.push(now.saturating_sub(o.meta.capture_ns));
+                                }
+                                stats.last_publish_ns.store(now, Ordering::Relaxed);
+                                let n = stats.published.fetch_add(1, Ordering::Release) + 1;
+                                if max_frames > 0 && n >= max_frames {
+                                    log::info!(
+                                        "published {n} frames (pipeline.max_frames): stopping"
+                                    );
+                                    stop.store(true, Ordering::SeqCst);
+                                }
+                            }
+                            Err(e) => fail(&error, &stop, "publish", e.to_string()),
+                        }
+                        let _ = mask_free_tx.try_send(o);
                     }
-                    let _ = mask_free_tx.try_send(o);
-                }
-                writer.finish();
-                log::info!("shm '{}': end marker published after {} frames", writer.name(), writer.published());
-                drop(writer);
-                done.store(true, Ordering::SeqCst);
-            });
-            threads.push(("publish", spawn.map_err(|e| PipelineError::Setup(format!("cannot start the publish thread: {e}")))?));
+                    writer.finish();
+                    log::info!(
+                        "shm '{}': end marker published after {} frames",
+                        writer.name(),
+                        writer.published()
+                    );
+                    drop(writer);
+                    done.store(true, Ordering::SeqCst);
+                });
+            threads.push((
+                "publish",
+                spawn.map_err(|e| {
+                    PipelineError::Setup(format!("cannot start the publish thread: {e}"))
+                })?,
+            ));
         }
 
-        Ok(Pipeline { threads, stats, stop, error, publish_done, source_ended })
+        Ok(Pipeline {
+            threads,
+            stats,
+            stop,
+            error,
+            publish_done,
+            source_ended,
+        })
     }
 
     /// The live counters.
@@ -641,9 +744,15 @@ impl Pipeline {
             return Err(e);
         }
         if let Some(stage) = panicked {
-            return Err(PipelineError::Stage { stage, message: "the thread panicked".into() });
+            return Err(PipelineError::Stage {
+                stage,
+                message: "the thread panicked".into(),
+            });
         }
-        Ok(Summary { stats: self.stats.snapshot(), source_ended: self.source_ended.load(Ordering::SeqCst) })
+        Ok(Summary {
+            stats: self.stats.snapshot(),
+            source_ended: self.source_ended.load(Ordering::SeqCst),
+        })
     }
 }
 
@@ -687,7 +796,11 @@ mod tests {
         let (w, h) = (40usize, 20usize);
         let mut t = StateTracker::new();
         let mut states = Vec::new();
-        let mut out = Output { meta: FrameMeta::default(), mask: LabelMask::new(w, h), ids: vec![1] };
+        let mut out = Output {
+            meta: FrameMeta::default(),
+            mask: LabelMask::new(w, h),
+            ids: vec![1],
+        };
         let square = |mask: &mut LabelMask, x0: usize, size: usize| {
             mask.data.fill(0);
             for y in 5..5 + size {
@@ -702,7 +815,11 @@ mod tests {
             t.update(&out, &mut states, 8);
             assert_eq!(states[0].visibility, Visibility::Visible);
         }
-        assert!((states[0].velocity[0] - 20.0).abs() < 3.0, "{:?}", states[0].velocity);
+        assert!(
+            (states[0].velocity[0] - 20.0).abs() < 3.0,
+            "{:?}",
+            states[0].velocity
+        );
         assert!(states[0].velocity[1].abs() < 1e-3);
         square(&mut out.mask, 20, 2); // 4 px of 36: mostly hidden
         out.meta.capture_ns = 500_000_000;

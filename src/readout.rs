@@ -54,7 +54,12 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
             acc[i] += x[i] * y[i];
@@ -79,7 +84,11 @@ struct TopK {
 
 impl TopK {
     fn new(k: usize) -> Self {
-        Self { len: 0, k: k.clamp(1, MAX_TOP_K), items: [(f32::NEG_INFINITY, 0); MAX_TOP_K] }
+        Self {
+            len: 0,
+            k: k.clamp(1, MAX_TOP_K),
+            items: [(f32::NEG_INFINITY, 0); MAX_TOP_K],
+        }
     }
 
     #[inline]
@@ -134,11 +143,7 @@ impl ReadoutScratch {
     }
 
     fn rows_in_flight(&self, grid: GridSize) -> usize {
-        if grid.width == 0 {
-            0
-        } else {
-            self.tops.len() / grid.width
-        }
+        self.tops.len().checked_div(grid.width).unwrap_or(0)
     }
 }
 
@@ -163,8 +168,16 @@ pub fn readout(
     if scratch.scores.len() < in_flight * grid.width * cells {
         *scratch = ReadoutScratch::new(grid, in_flight);
     }
-    let frames: heapless::Vec<MemoryFrame<'_>, { MAX_FRAMES }> = memory.frames().take(MAX_FRAMES).collect();
-    let ctx = RowContext { query, grid, frames: &frames, params, dim, ch };
+    let frames: heapless::Vec<MemoryFrame<'_>, { MAX_FRAMES }> =
+        memory.frames().take(MAX_FRAMES).collect();
+    let ctx = RowContext {
+        query,
+        grid,
+        frames: &frames,
+        params,
+        dim,
+        ch,
+    };
     for group in (0..grid.height).step_by(in_flight) {
         let rows = in_flight.min(grid.height - group);
         let out_rows = &mut out[group * grid.width * ch..(group + rows) * grid.width * ch];
@@ -179,7 +192,8 @@ pub fn readout(
                 let y = group + i;
                 #[cfg(target_arch = "x86_64")]
                 {
-                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+                    {
                         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
                         return unsafe { read_row_avx2(&ctx, y, scores, tops, out_row, conf_row) };
                     }
@@ -225,12 +239,23 @@ fn read_row(
     out_row: &mut [f32],
     conf_row: &mut [f32],
 ) {
-    let RowContext { query, grid, frames, params, dim, ch } = *ctx;
+    let RowContext {
+        query,
+        grid,
+        frames,
+        params,
+        dim,
+        ch,
+    } = *ctx;
     let cells = grid.width * grid.height;
     let row_query = &query[y * grid.width * dim..(y + 1) * grid.width * dim];
     tops.iter_mut().for_each(|t| *t = TopK::new(params.top_k));
     for (f, frame) in frames.iter().enumerate() {
-        let r = if frame.is_first { params.first_frame_radius } else { params.window_radius };
+        let r = if frame.is_first {
+            params.first_frame_radius
+        } else {
+            params.window_radius
+        };
         if r == 0 {
             // Whole frame: scores = row_query (width × dim) · keysᵀ (dim × cells).
             // SAFETY: the slices hold exactly the sizes given with these strides.
@@ -311,11 +336,16 @@ mod tests {
                 let q = &query[(y * grid.width + x) * dim..][..dim];
                 let mut cands = Vec::new();
                 for fr in &frames {
-                    let r = if fr.is_first { p.first_frame_radius } else { p.window_radius } as isize;
+                    let r = if fr.is_first {
+                        p.first_frame_radius
+                    } else {
+                        p.window_radius
+                    } as isize;
                     for my in 0..grid.height {
                         for mx in 0..grid.width {
                             let inside = r == 0
-                                || ((my as isize - y as isize).abs() <= r && (mx as isize - x as isize).abs() <= r);
+                                || ((my as isize - y as isize).abs() <= r
+                                    && (mx as isize - x as isize).abs() <= r);
                             if inside {
                                 let k = &fr.keys[(my * grid.width + mx) * dim..][..dim];
                                 let s: f32 = q.iter().zip(k).map(|(a, b)| a * b).sum();
@@ -327,7 +357,10 @@ mod tests {
                 cands.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
                 cands.truncate(p.top_k);
                 let max = cands[0].0;
-                let total: f32 = cands.iter().map(|c| ((c.0 - max) / p.temperature).exp()).sum();
+                let total: f32 = cands
+                    .iter()
+                    .map(|c| ((c.0 - max) / p.temperature).exp())
+                    .sum();
                 for c in &cands {
                     let w = ((c.0 - max) / p.temperature).exp() / total;
                     for k in 0..ch {
@@ -359,18 +392,27 @@ mod tests {
     #[test]
     fn matches_naive_reference() {
         let mut seed = 0x9e3779b97f4a7c15;
-        let grid = GridSize { width: 9, height: 7 };
+        let grid = GridSize {
+            width: 9,
+            height: 7,
+        };
         let (dim, ch) = (19, 3);
         let cells = grid.width * grid.height;
         let mut mem = MemoryStore::new(cells, dim, ch, 3);
-        let vals = |seed: &mut u64| -> Vec<f32> { (0..cells * ch).map(|_| rng(seed) + 0.5).collect() };
+        let vals =
+            |seed: &mut u64| -> Vec<f32> { (0..cells * ch).map(|_| rng(seed) + 0.5).collect() };
         mem.set_first(0, &normalised(cells, dim, &mut seed), &vals(&mut seed));
         for f in 1..=4 {
             mem.push_working(f, &normalised(cells, dim, &mut seed), &vals(&mut seed));
         }
         let query = normalised(cells, dim, &mut seed);
         for (k, r, rf) in [(1, 0, 0), (5, 2, 3), (7, 1, 0), (64, 0, 2)] {
-            let p = ReadoutParams { top_k: k, temperature: 0.1, window_radius: r, first_frame_radius: rf };
+            let p = ReadoutParams {
+                top_k: k,
+                temperature: 0.1,
+                window_radius: r,
+                first_frame_radius: rf,
+            };
             let mut out = vec![0.0; cells * ch];
             let mut conf = vec![0.0; cells];
             let mut scratch = ReadoutScratch::new(grid, 3);
@@ -385,16 +427,34 @@ mod tests {
     #[test]
     fn identical_memory_copies_values() {
         // Query equal to the first frame: each cell's best match is itself.
-        let grid = GridSize { width: 4, height: 4 };
+        let grid = GridSize {
+            width: 4,
+            height: 4,
+        };
         let mut seed = 42;
         let keys = normalised(16, 8, &mut seed);
-        let values: Vec<f32> = (0..16).flat_map(|i| if i % 3 == 0 { [0.0, 1.0] } else { [1.0, 0.0] }).collect();
+        let values: Vec<f32> = (0..16)
+            .flat_map(|i| if i % 3 == 0 { [0.0, 1.0] } else { [1.0, 0.0] })
+            .collect();
         let mut mem = MemoryStore::new(16, 8, 2, 0);
         mem.set_first(0, &keys, &values);
-        let p = ReadoutParams { top_k: 1, temperature: 0.1, window_radius: 0, first_frame_radius: 0 };
+        let p = ReadoutParams {
+            top_k: 1,
+            temperature: 0.1,
+            window_radius: 0,
+            first_frame_radius: 0,
+        };
         let mut out = vec![0.0; 32];
         let mut conf = vec![0.0; 16];
-        readout(&keys, grid, &mem, &p, &mut ReadoutScratch::new(grid, 2), &mut out, &mut conf);
+        readout(
+            &keys,
+            grid,
+            &mem,
+            &p,
+            &mut ReadoutScratch::new(grid, 2),
+            &mut out,
+            &mut conf,
+        );
         assert_eq!(out, values);
         assert!(conf.iter().all(|&c| (c - 1.0).abs() < 1e-5));
     }

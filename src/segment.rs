@@ -36,7 +36,10 @@ pub fn segment_folder(
 ) -> Result<SegmentSummary> {
     let frames = list_images(frames_dir)?;
     if frames.is_empty() {
-        bail!("{}: no frames (jpg, jpeg or png) in this folder", frames_dir.display());
+        bail!(
+            "{}: no frames (jpg, jpeg or png) in this folder",
+            frames_dir.display()
+        );
     }
     let first_mask = load_mask(mask_path)?;
     let frame0 = load_rgb(&frames[0])?;
@@ -52,17 +55,24 @@ pub fn segment_folder(
         );
     }
     for dir in std::iter::once(out_dir).chain(overlay_dir) {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create folder", dir.display()))?;
     }
     let mut tracker = Tracker::new(cfg, frame0.width, frame0.height)?;
-    tracker.start(&frame0, &first_mask).with_context(|| format!("{}", mask_path.display()))?;
+    tracker
+        .start(&frame0, &first_mask)
+        .with_context(|| format!("{}", mask_path.display()))?;
     let objects = tracker.object_ids().to_vec();
     let stem = |p: &Path| p.file_stem().map(|s| s.to_os_string()).unwrap_or_default();
     let write = |i: usize, frame: &crate::frame::RgbFrame, mask: &LabelMask| -> Result<()> {
         let name = stem(&frames[i]);
         save_mask(&out_dir.join(&name).with_extension("png"), mask)?;
         if let Some(dir) = overlay_dir {
-            save_jpeg(&dir.join(&name).with_extension("jpg"), &render_overlay(frame, mask), 85)?;
+            save_jpeg(
+                &dir.join(&name).with_extension("jpg"),
+                &render_overlay(frame, mask),
+                85,
+            )?;
         }
         Ok(())
     };
@@ -72,20 +82,42 @@ pub fn segment_folder(
     for (i, path) in frames.iter().enumerate().skip(1) {
         let frame = load_rgb(path)?;
         if (frame.width, frame.height) != (frame0.width, frame0.height) {
-            bail!("{}: frame is {}x{}, the first frame is {}x{}", path.display(), frame.width, frame.height, frame0.width, frame0.height);
+            bail!(
+                "{}: frame is {}x{}, the first frame is {}x{}",
+                path.display(),
+                frame.width,
+                frame.height,
+                frame0.width,
+                frame0.height
+            );
         }
         let t = Instant::now();
-        tracker.step(&frame, &mut out).with_context(|| format!("{}", path.display()))?;
+        tracker
+            .step(&frame, &mut out)
+            .with_context(|| format!("{}", path.display()))?;
         busy += t.elapsed().as_secs_f64();
         write(i, &frame, &out)?;
         if progress {
-            eprint!("\r{}/{} frames, {:.1} fps", i + 1, frames.len(), i as f64 / busy.max(1e-9));
+            eprint!(
+                "\r{}/{} frames, {:.1} fps",
+                i + 1,
+                frames.len(),
+                i as f64 / busy.max(1e-9)
+            );
             let _ = std::io::stderr().flush();
         }
     }
     if progress {
         eprintln!();
     }
-    let fps = if busy > 0.0 { (frames.len() - 1) as f64 / busy } else { 0.0 };
-    Ok(SegmentSummary { frames: frames.len(), objects, fps })
+    let fps = if busy > 0.0 {
+        (frames.len() - 1) as f64 / busy
+    } else {
+        0.0
+    };
+    Ok(SegmentSummary {
+        frames: frames.len(),
+        objects,
+        fps,
+    })
 }

@@ -34,7 +34,11 @@ pub enum TailEnd {
 
 /// Formats one frame as a line (no newline).
 pub fn frame_line(f: &FrameBuf, skipped: u64) -> String {
-    let mut s = format!("frame {:>6}  latency {:>6.1} ms", f.frame_number(), f.latency_ns() as f64 / 1e6);
+    let mut s = format!(
+        "frame {:>6}  latency {:>6.1} ms",
+        f.frame_number(),
+        f.latency_ns() as f64 / 1e6
+    );
     if skipped > 0 {
         s.push_str(&format!("  (skipped {skipped})"));
     }
@@ -63,7 +67,9 @@ pub fn open_waiting(name: &str, wait: Duration) -> Result<ShmReader> {
     loop {
         match ShmReader::open(name) {
             Ok(r) => return Ok(r),
-            Err(ShmError::NotFound { .. } | ShmError::NotReady { .. }) if start.elapsed() < wait => {
+            Err(ShmError::NotFound { .. } | ShmError::NotReady { .. })
+                if start.elapsed() < wait =>
+            {
                 std::thread::sleep(Duration::from_millis(50));
             }
             Err(e) => return Err(e).context("cannot read the shared memory"),

@@ -33,7 +33,12 @@ pub struct Upsampler {
     cell_major: Vec<u8>,
 }
 
-fn axis_taps(frame: usize, proc_size: usize, axis: &crate::geometry::GridAxis, sigma: Option<f32>) -> Vec<([u32; TAPS], [f32; TAPS])> {
+fn axis_taps(
+    frame: usize,
+    proc_size: usize,
+    axis: &crate::geometry::GridAxis,
+    sigma: Option<f32>,
+) -> Vec<([u32; TAPS], [f32; TAPS])> {
     let scale = proc_size as f32 / frame as f32;
     (0..frame)
         .map(|p| {
@@ -60,7 +65,14 @@ impl Upsampler {
     /// Prepares upsampling from `grid` (over a `proc_w`×`proc_h` image) to a
     /// `frame_w`×`frame_h` mask. `edge_aware = Some((sigma_colour, sigma_space))`
     /// selects joint bilateral upsampling; `None` selects bilinear.
-    pub fn new(grid: Grid, proc_w: usize, proc_h: usize, frame_w: usize, frame_h: usize, edge_aware: Option<(f32, f32)>) -> Self {
+    pub fn new(
+        grid: Grid,
+        proc_w: usize,
+        proc_h: usize,
+        frame_w: usize,
+        frame_h: usize,
+        edge_aware: Option<(f32, f32)>,
+    ) -> Self {
         let sigma_space = edge_aware.map(|e| e.1);
         let colour_lut = (0..=765)
             .map(|d| match edge_aware {
@@ -87,28 +99,32 @@ impl Upsampler {
     /// around the cell centre, mapped to frame pixels).
     fn update_cell_colours(&mut self, frame: &RgbFrame) {
         let (gw, gh) = (self.grid.x.cells, self.grid.y.cells);
-        let ranges = |axis: &crate::geometry::GridAxis, taps: &[([u32; TAPS], [f32; TAPS])], n: usize| {
-            // Frame pixels whose nearest cell is i.
-            let mut r = vec![(usize::MAX, 0usize); axis.cells];
-            for (p, (idx, w)) in taps.iter().enumerate().take(n) {
-                let best = (0..TAPS).max_by(|&a, &b| w[a].total_cmp(&w[b])).unwrap_or(0);
-                let c = idx[best] as usize;
-                r[c].0 = r[c].0.min(p);
-                r[c].1 = r[c].1.max(p + 1);
-            }
-            r
-        };
+        let ranges =
+            |axis: &crate::geometry::GridAxis, taps: &[([u32; TAPS], [f32; TAPS])], n: usize| {
+                // Frame pixels whose nearest cell is i.
+                let mut r = vec![(usize::MAX, 0usize); axis.cells];
+                for (p, (idx, w)) in taps.iter().enumerate().take(n) {
+                    let best = (0..TAPS)
+                        .max_by(|&a, &b| w[a].total_cmp(&w[b]))
+                        .unwrap_or(0);
+                    let c = idx[best] as usize;
+                    r[c].0 = r[c].0.min(p);
+                    r[c].1 = r[c].1.max(p + 1);
+                }
+                r
+            };
         let xr = ranges(&self.grid.x, &self.cols, self.frame_w);
         let yr = ranges(&self.grid.y, &self.rows, self.frame_h);
-        for gy in 0..gh {
-            for gx in 0..gw {
-                let (x0, x1) = xr[gx];
-                let (y0, y1) = yr[gy];
+        for (gy, &(y0, y1)) in yr.iter().enumerate().take(gh) {
+            for (gx, &(x0, x1)) in xr.iter().enumerate().take(gw) {
                 let mut sum = [0.0f32; 3];
                 let mut n = 0.0f32;
                 if x0 < x1 && y0 < y1 {
                     for y in y0..y1 {
-                        for px in frame.data[(y * self.frame_w + x0) * 3..(y * self.frame_w + x1) * 3].chunks_exact(3) {
+                        for px in frame.data
+                            [(y * self.frame_w + x0) * 3..(y * self.frame_w + x1) * 3]
+                            .chunks_exact(3)
+                        {
                             sum[0] += px[0] as f32;
                             sum[1] += px[1] as f32;
                             sum[2] += px[2] as f32;
@@ -116,14 +132,25 @@ impl Upsampler {
                         }
                     }
                 }
-                self.cell_colour[gy * gw + gx] = if n > 0.0 { [sum[0] / n, sum[1] / n, sum[2] / n] } else { [0.0; 3] };
+                self.cell_colour[gy * gw + gx] = if n > 0.0 {
+                    [sum[0] / n, sum[1] / n, sum[2] / n]
+                } else {
+                    [0.0; 3]
+                };
             }
         }
     }
 
     /// Upsamples `probs` (`cells * channels`, channel 0 = background) to the
     /// frame and writes `labels[channel]` of the arg-max into `out`.
-    pub fn upsample(&mut self, probs: &[f32], channels: usize, labels: &[u8], frame: &RgbFrame, out: &mut LabelMask) {
+    pub fn upsample(
+        &mut self,
+        probs: &[f32],
+        channels: usize,
+        labels: &[u8],
+        frame: &RgbFrame,
+        out: &mut LabelMask,
+    ) {
         self.upsample_active(probs, channels, channels, labels, frame, out)
     }
 
@@ -140,49 +167,60 @@ impl Upsampler {
     ) {
         self.update_cell_colours(frame);
         for (major, p) in self.cell_major.iter_mut().zip(probs.chunks_exact(channels)) {
-            *major = p[..active].iter().position(|&v| v > 0.5).map_or(u8::MAX, |c| c as u8);
+            *major = p[..active]
+                .iter()
+                .position(|&v| v > 0.5)
+                .map_or(u8::MAX, |c| c as u8);
         }
         let gw = self.grid.x.cells;
         let fw = self.frame_w;
         let this = &*self;
-        out.data.par_chunks_mut(fw).enumerate().for_each(|(y, out_row)| {
-            let (ry, wy) = this.rows[y];
-            let mut acc = [0.0f32; 256];
-            for (x, o) in out_row.iter_mut().enumerate() {
-                let (rx, wx) = this.cols[x];
-                // All 16 cells give more than half to one channel: any convex
-                // combination does too, so that channel is the arg-max.
-                let first = this.cell_major[ry[0] as usize * gw + rx[0] as usize];
-                if first != u8::MAX
-                    && ry.iter().all(|&cy| rx.iter().all(|&cx| this.cell_major[cy as usize * gw + cx as usize] == first))
-                {
-                    *o = labels[first as usize];
-                    continue;
-                }
-                let px = &frame.data[(y * fw + x) * 3..(y * fw + x) * 3 + 3];
-                let acc = &mut acc[..active];
-                acc.fill(0.0);
-                for (&cy, &wyj) in ry.iter().zip(&wy) {
-                    for (&cx, &wxi) in rx.iter().zip(&wx) {
-                        let cell = cy as usize * gw + cx as usize;
-                        let cc = this.cell_colour[cell];
-                        let d = (px[0] as f32 - cc[0]).abs() + (px[1] as f32 - cc[1]).abs() + (px[2] as f32 - cc[2]).abs();
-                        let w = wyj * wxi * this.colour_lut[(d as usize).min(765)];
-                        let p = &probs[cell * channels..cell * channels + active];
-                        for (a, v) in acc.iter_mut().zip(p) {
-                            *a += w * v;
+        out.data
+            .par_chunks_mut(fw)
+            .enumerate()
+            .for_each(|(y, out_row)| {
+                let (ry, wy) = this.rows[y];
+                let mut acc = [0.0f32; 256];
+                for (x, o) in out_row.iter_mut().enumerate() {
+                    let (rx, wx) = this.cols[x];
+                    // All 16 cells give more than half to one channel: any convex
+                    // combination does too, so that channel is the arg-max.
+                    let first = this.cell_major[ry[0] as usize * gw + rx[0] as usize];
+                    if first != u8::MAX
+                        && ry.iter().all(|&cy| {
+                            rx.iter()
+                                .all(|&cx| this.cell_major[cy as usize * gw + cx as usize] == first)
+                        })
+                    {
+                        *o = labels[first as usize];
+                        continue;
+                    }
+                    let px = &frame.data[(y * fw + x) * 3..(y * fw + x) * 3 + 3];
+                    let acc = &mut acc[..active];
+                    acc.fill(0.0);
+                    for (&cy, &wyj) in ry.iter().zip(&wy) {
+                        for (&cx, &wxi) in rx.iter().zip(&wx) {
+                            let cell = cy as usize * gw + cx as usize;
+                            let cc = this.cell_colour[cell];
+                            let d = (px[0] as f32 - cc[0]).abs()
+                                + (px[1] as f32 - cc[1]).abs()
+                                + (px[2] as f32 - cc[2]).abs();
+                            let w = wyj * wxi * this.colour_lut[(d as usize).min(765)];
+                            let p = &probs[cell * channels..cell * channels + active];
+                            for (a, v) in acc.iter_mut().zip(p) {
+                                *a += w * v;
+                            }
                         }
                     }
-                }
-                let mut best = 0;
-                for c in 1..active {
-                    if acc[c] > acc[best] {
-                        best = c;
+                    let mut best = 0;
+                    for c in 1..active {
+                        if acc[c] > acc[best] {
+                            best = c;
+                        }
                     }
+                    *o = labels[best];
                 }
-                *o = labels[best];
-            }
-        });
+            });
     }
 }
 
@@ -222,7 +260,8 @@ mod tests {
         let mut frame = RgbFrame::new(64, 16);
         for y in 0..16 {
             for x in 28..64 {
-                frame.data[(y * 64 + x) * 3..(y * 64 + x) * 3 + 3].copy_from_slice(&[200, 200, 200]);
+                frame.data[(y * 64 + x) * 3..(y * 64 + x) * 3 + 3]
+                    .copy_from_slice(&[200, 200, 200]);
             }
         }
         let mut probs = vec![0.0; grid.len() * 2];

@@ -15,7 +15,11 @@ fn bear_clip(root: &Path, dir: &Path, n: usize) -> std::path::PathBuf {
     std::fs::create_dir_all(&frames).unwrap();
     for i in 0..n {
         let name = format!("{i:05}.jpg");
-        std::fs::copy(root.join("JPEGImages/480p/bear").join(&name), frames.join(&name)).unwrap();
+        std::fs::copy(
+            root.join("JPEGImages/480p/bear").join(&name),
+            frames.join(&name),
+        )
+        .unwrap();
     }
     let mask = dir.join("first.png");
     std::fs::copy(root.join("Annotations/480p/bear/00000.png"), &mask).unwrap();
@@ -32,7 +36,9 @@ fn run_err(cmd: &mut Command) -> String {
 
 #[test]
 fn segment_writes_palette_masks_and_overlays() {
-    let Some(root) = common::davis_root() else { return };
+    let Some(root) = common::davis_root() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mask = bear_clip(&root, dir.path(), 4);
     let out = dir.path().join("out");
@@ -64,14 +70,21 @@ fn segment_writes_palette_masks_and_overlays() {
 
 #[test]
 fn segment_input_errors_name_the_problem() {
-    let Some(root) = common::davis_root() else { return };
+    let Some(root) = common::davis_root() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mask = bear_clip(&root, dir.path(), 3);
     let frames = dir.path().join("frames");
     let out = dir.path().join("out");
     let seg = |frames: &Path, mask: &Path| {
         let mut c = vosd();
-        c.args(["segment", "--size", "256x144", "--frames"]).arg(frames).arg("--mask").arg(mask).arg("--out").arg(&out);
+        c.args(["segment", "--size", "256x144", "--frames"])
+            .arg(frames)
+            .arg("--mask")
+            .arg(mask)
+            .arg("--out")
+            .arg(&out);
         c
     };
     // Missing frames folder.
@@ -84,7 +97,9 @@ fn segment_input_errors_name_the_problem() {
     assert!(e.contains("empty"), "{e}");
     // Mask size different from the frames.
     let small = dir.path().join("small.png");
-    image::GrayImage::from_pixel(100, 50, image::Luma([255])).save(&small).unwrap();
+    image::GrayImage::from_pixel(100, 50, image::Luma([255]))
+        .save(&small)
+        .unwrap();
     let e = run_err(&mut seg(&frames, &small));
     assert!(e.contains("small.png") && e.contains("100x50"), "{e}");
     // Corrupt mask PNG.
@@ -100,13 +115,21 @@ fn segment_input_errors_name_the_problem() {
 
 #[test]
 fn config_and_model_errors_name_the_key_or_file() {
-    let Some(root) = common::davis_root() else { return };
+    let Some(root) = common::davis_root() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mask = bear_clip(&root, dir.path(), 2);
     let frames = dir.path().join("frames");
     let base = |extra: &[&str]| {
         let mut c = vosd();
-        c.arg("segment").arg("--frames").arg(&frames).arg("--mask").arg(&mask).arg("--out").arg(dir.path().join("o"));
+        c.arg("segment")
+            .arg("--frames")
+            .arg(&frames)
+            .arg("--mask")
+            .arg(&mask)
+            .arg("--out")
+            .arg(dir.path().join("o"));
         c.args(extra);
         c
     };
@@ -126,13 +149,15 @@ fn config_and_model_errors_name_the_key_or_file() {
     let e = run_err(base(&[]).arg("--model").arg(&model));
     assert!(e.contains("model.onnx"), "{e}");
     // A missing model file.
-    let e = run_err(base(&["--model", "/nonexistent/enc.onnx"]));
+    let e = run_err(&mut base(&["--model", "/nonexistent/enc.onnx"]));
     assert!(e.contains("/nonexistent/enc.onnx"), "{e}");
 }
 
 #[test]
 fn eval_scores_existing_results() {
-    let Some(root) = common::davis_root() else { return };
+    let Some(root) = common::davis_root() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     // Perfect predictions: the ground truth itself, as palette PNGs.
     let seq = "boat";
@@ -152,13 +177,24 @@ fn eval_scores_existing_results() {
         .arg(&json)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["sequences"][seq]["j_mean"], 1.0);
     assert_eq!(v["sequences"][seq]["f_mean"], 1.0);
     assert_eq!(v["overall"]["jf_mean"], 1.0);
     // A missing prediction file is an error naming it.
     std::fs::remove_file(res.join("00010.png")).unwrap();
-    let e = run_err(vosd().args(["eval", "--sequences", seq, "--davis"]).arg(&root).arg("--results").arg(dir.path().join("res")));
+    let e = run_err(
+        vosd()
+            .args(["eval", "--sequences", seq, "--davis"])
+            .arg(&root)
+            .arg("--results")
+            .arg(dir.path().join("res")),
+    );
     assert!(e.contains("00010.png"), "{e}");
 }

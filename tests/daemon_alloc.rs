@@ -62,7 +62,11 @@ impl Segmenter for Shift {
     }
     fn step(&mut self, _frame: &RgbFrame, out: &mut LabelMask) -> Result<(), SegmentError> {
         self.k = (self.k + 1) % out.width;
-        for (o, f) in out.data.chunks_mut(out.width).zip(self.first.data.chunks(out.width)) {
+        for (o, f) in out
+            .data
+            .chunks_mut(out.width)
+            .zip(self.first.data.chunks(out.width))
+        {
             o[self.k..].copy_from_slice(&f[..out.width - self.k]);
             o[..self.k].fill(0);
         }
@@ -83,28 +87,59 @@ fn steady_state_does_not_allocate() {
 
     let (w, h) = (320, 240);
     let stop = Arc::new(AtomicBool::new(false));
-    let source = Synthetic::new(&SyntheticConfig { width: w, height: h, fps: 400.0, ..Default::default() }, stop.clone()).unwrap();
+    let source = Synthetic::new(
+        &SyntheticConfig {
+            width: w,
+            height: h,
+            fps: 400.0,
+            ..Default::default()
+        },
+        stop.clone(),
+    )
+    .unwrap();
     let name = format!("/vosd-test-alloc-{}", std::process::id());
     let writer = ShmWriter::create(&PublishConfig::new(name.clone(), w as u32, h as u32)).unwrap();
-    let seg = Shift { first: LabelMask::new(w, h), ids: Vec::with_capacity(256), k: 0 };
-    let cfg = PipelineConfig { stats_interval_s: 0.0, ..Default::default() };
-    let pipeline = Pipeline::start(Box::new(source), Box::new(seg), writer, &cfg, stop.clone()).unwrap();
+    let seg = Shift {
+        first: LabelMask::new(w, h),
+        ids: Vec::with_capacity(256),
+        k: 0,
+    };
+    let cfg = PipelineConfig {
+        stats_interval_s: 0.0,
+        ..Default::default()
+    };
+    let pipeline =
+        Pipeline::start(Box::new(source), Box::new(seg), writer, &cfg, stop.clone()).unwrap();
     let stats = pipeline.stats().clone();
 
     let t0 = Instant::now();
     while stats.published.load(Ordering::Relaxed) < 100 {
-        assert!(t0.elapsed() < Duration::from_secs(20), "pipeline does not publish");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "pipeline does not publish"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let (p0, c0) = (stats.published.load(Ordering::Relaxed), stats.captured.load(Ordering::Relaxed));
+    let (p0, c0) = (
+        stats.published.load(Ordering::Relaxed),
+        stats.captured.load(Ordering::Relaxed),
+    );
     COUNTING.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(1500));
     COUNTING.store(false, Ordering::SeqCst);
     let allocs = ALLOCS.load(Ordering::SeqCst);
-    let (p1, c1) = (stats.published.load(Ordering::Relaxed), stats.captured.load(Ordering::Relaxed));
+    let (p1, c1) = (
+        stats.published.load(Ordering::Relaxed),
+        stats.captured.load(Ordering::Relaxed),
+    );
     stop.store(true, Ordering::SeqCst);
     let summary = pipeline.join().unwrap();
-    eprintln!("{} frames captured, {} published while counting: {allocs} allocations; {:?}", c1 - c0, p1 - p0, summary.stats);
+    eprintln!(
+        "{} frames captured, {} published while counting: {allocs} allocations; {:?}",
+        c1 - c0,
+        p1 - p0,
+        summary.stats
+    );
     assert!(p1 - p0 >= 200, "only {} frames published in 1.5 s", p1 - p0);
     assert_eq!(allocs, 0, "{allocs} allocations during {} frames", p1 - p0);
 }

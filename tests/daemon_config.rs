@@ -17,7 +17,10 @@ fn run_config(text: &str, check: bool) -> (i32, String) {
         cmd.arg("--check");
     }
     let out = cmd.output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout))
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
 }
 
 #[test]
@@ -32,7 +35,10 @@ fn unknown_keys_are_named() {
     ] {
         let (code, err) = run_config(&good.replace(from, to), false);
         assert_eq!(code, 1, "{key}: {err}");
-        assert!(err.contains(key) && err.contains("vosd.toml"), "{key}: {err}");
+        assert!(
+            err.contains(key) && err.contains("vosd.toml"),
+            "{key}: {err}"
+        );
     }
 }
 
@@ -41,13 +47,18 @@ fn bad_values_are_named() {
     let good = config_text("/vosd-test-cfg", 15.0, 10, "");
     for (from, to, key) in [
         ("fps = 15", "fps = 0", "source.fps"),
-        ("fps = 15", "fps = \"x\"", "fps"),
+        // A mistyped value inside the tagged [source] table is reported at the table.
+        ("fps = 15", "fps = \"x\"", "source"),
         ("objects = 3", "objects = 5", "source.objects"),
         ("mode = 0o600", "mode = 0o7777", "publish.mode"),
         ("slots = 64", "slots = 1", "publish.slots"),
         ("max_objects = 8", "max_objects = 2", "publish.max_objects"),
         ("size = [256, 192]", "size = [256, 1]", "engine.size"),
-        ("stats_interval_s = 1", "stats_interval_s = -1", "pipeline.stats_interval_s"),
+        (
+            "stats_interval_s = 1",
+            "stats_interval_s = -1",
+            "pipeline.stats_interval_s",
+        ),
         ("kind = \"synthetic\"", "kind = \"camera\"", "camera"),
     ] {
         let (code, err) = run_config(&good.replace(from, to), true);
@@ -67,7 +78,10 @@ name = "/vosd-test-cfg-frames"
 "#;
     let (code, err) = run_config(frames, false);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("/nonexistent/frames") && err.contains("source.path"), "{err}");
+    assert!(
+        err.contains("/nonexistent/frames") && err.contains("source.path"),
+        "{err}"
+    );
     let cam = "[source]\nkind = \"v4l2\"\ndevice = \"/dev/video99\"\n[publish]\nname = \"/vosd-test-cfg-cam\"\n";
     let (code, err) = run_config(cam, false);
     assert_eq!(code, 1, "{err}");
@@ -76,7 +90,10 @@ name = "/vosd-test-cfg-frames"
 
 #[test]
 fn missing_file_is_named() {
-    let out = Command::new(vosd_bin()).args(["run", "--config", "/nonexistent/vosd.toml"]).output().unwrap();
+    let out = Command::new(vosd_bin())
+        .args(["run", "--config", "/nonexistent/vosd.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/vosd.toml"), "{err}");
@@ -86,7 +103,15 @@ fn missing_file_is_named() {
 fn shipped_configs_are_valid() {
     for file in ["config/demo.toml", "config/vosd.toml"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
-        let out = Command::new(vosd_bin()).args(["run", "--check", "--config"]).arg(&path).output().unwrap();
-        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(vosd_bin())
+            .args(["run", "--check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -26,14 +26,26 @@ fn synthetic_run_published_masks_match_ground_truth() {
     let mut child = spawn_daemon(&cfg, &[]);
     let mut reader = open_reader(&shm, &mut child, Duration::from_secs(30));
 
-    let scene = Scene::new(&SyntheticConfig { width: 320, height: 240, fps: 12.0, seed: 1, objects: 3, frames, noise: 4 }).unwrap();
+    let scene = Scene::new(&SyntheticConfig {
+        width: 320,
+        height: 240,
+        fps: 12.0,
+        seed: 1,
+        objects: 3,
+        frames,
+        noise: 4,
+    })
+    .unwrap();
     let mut gt = LabelMask::default();
     let mut per_object = [Vec::new(), Vec::new(), Vec::new()];
     let mut last_frame = None;
     let mut states_ok = true;
     let (n, ended, _skipped) = read_all(&mut reader, Duration::from_secs(90), |f| {
         scene.ground_truth(f.frame_number(), &mut gt);
-        assert!(last_frame.map_or(true, |l| f.frame_number() > l), "frames out of order");
+        assert!(
+            last_frame.map_or(true, |l| f.frame_number() > l),
+            "frames out of order"
+        );
         last_frame = Some(f.frame_number());
         assert!(f.capture_ns() <= f.publish_ns());
         for id in 1..=3u8 {
@@ -42,7 +54,11 @@ fn synthetic_run_published_masks_match_ground_truth() {
                 per_object[id as usize - 1].push((f.frame_number(), j));
             }
             // Published states agree with the published mask.
-            let o = f.objects().iter().find(|o| o.id == u32::from(id)).expect("state of every object");
+            let o = f
+                .objects()
+                .iter()
+                .find(|o| o.id == u32::from(id))
+                .expect("state of every object");
             let area = f.mask().iter().filter(|&&v| v == id).count() as u32;
             states_ok &= o.area == area && ((area == 0) == (o.visibility == Visibility::Lost));
         }
@@ -52,15 +68,29 @@ fn synthetic_run_published_masks_match_ground_truth() {
     assert!(status.success(), "vosd failed: {status}\n{log}");
     assert!(ended, "no end marker after {n} frames\n{log}");
     assert!(states_ok, "object states disagree with the masks");
-    assert!(n >= frames / 2, "only {n} of {frames} frames published\n{log}");
+    assert!(
+        n >= frames / 2,
+        "only {n} of {frames} frames published\n{log}"
+    );
     let mut all = Vec::new();
     for (k, v) in per_object.iter().enumerate() {
         let mean = v.iter().map(|p| p.1).sum::<f64>() / v.len() as f64;
-        let chunks: Vec<String> = v.chunks(20).map(|c| format!("{:.2}", c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64)).collect();
-        eprintln!("object {}: mean J {mean:.3} over {} frames; by 20 frames: {}", k + 1, v.len(), chunks.join(" "));
+        let chunks: Vec<String> = v
+            .chunks(20)
+            .map(|c| format!("{:.2}", c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64))
+            .collect();
+        eprintln!(
+            "object {}: mean J {mean:.3} over {} frames; by 20 frames: {}",
+            k + 1,
+            v.len(),
+            chunks.join(" ")
+        );
         all.extend(v.iter().map(|p| p.1));
     }
     let mean = all.iter().sum::<f64>() / all.len() as f64;
     eprintln!("mean J {mean:.3} over {n} published frames");
-    assert!(mean > MIN_MEAN_IOU, "mean J {mean:.3} ≤ {MIN_MEAN_IOU}\n{log}");
+    assert!(
+        mean > MIN_MEAN_IOU,
+        "mean J {mean:.3} ≤ {MIN_MEAN_IOU}\n{log}"
+    );
 }

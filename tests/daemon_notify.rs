@@ -15,18 +15,25 @@ fn collect(fps: f64, watch_for: Duration, tag: &str) -> (Vec<(Duration, String)>
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
     let shm = unique_shm(tag);
     let cfg = write_config(dir.path(), &config_text(&shm, fps, 0, ""));
     let sock_env = sock_path.to_str().unwrap().to_string();
-    let mut child = spawn_daemon(&cfg, &[("NOTIFY_SOCKET", &sock_env), ("WATCHDOG_USEC", "400000")]);
+    let mut child = spawn_daemon(
+        &cfg,
+        &[("NOTIFY_SOCKET", &sock_env), ("WATCHDOG_USEC", "400000")],
+    );
     let t0 = Instant::now();
     let mut msgs = Vec::new();
     let mut buf = [0u8; 512];
     let mut published_at_ready = 0;
     let mut ready_at = None;
     while ready_at.map_or(true, |r: Instant| r.elapsed() < watch_for) {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no READY=1: {msgs:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no READY=1: {msgs:?}"
+        );
         if let Ok(n) = sock.recv(&mut buf) {
             let m = String::from_utf8_lossy(&buf[..n]).into_owned();
             if m.contains("READY=1") && ready_at.is_none() {
@@ -42,7 +49,10 @@ fn collect(fps: f64, watch_for: Duration, tag: &str) -> (Vec<(Duration, String)>
     let status = wait_exit(&mut child, Duration::from_secs(5));
     assert!(status.success());
     while let Ok(n) = sock.recv(&mut buf) {
-        msgs.push((t0.elapsed(), String::from_utf8_lossy(&buf[..n]).into_owned()));
+        msgs.push((
+            t0.elapsed(),
+            String::from_utf8_lossy(&buf[..n]).into_owned(),
+        ));
     }
     (msgs, published_at_ready)
 }
@@ -52,14 +62,27 @@ fn ready_status_watchdog_and_stopping() {
     let (msgs, published_at_ready) = collect(15.0, Duration::from_secs(6), "notify");
     assert!(published_at_ready >= 1, "READY before the first publish");
     let ready = msgs.iter().position(|m| m.1.contains("READY=1")).unwrap();
-    let pings_before = msgs[..ready].iter().filter(|m| m.1.contains("WATCHDOG=1")).count();
-    assert_eq!(pings_before, 0, "watchdog pinged before frames flowed: {msgs:?}");
+    let pings_before = msgs[..ready]
+        .iter()
+        .filter(|m| m.1.contains("WATCHDOG=1"))
+        .count();
+    assert_eq!(
+        pings_before, 0,
+        "watchdog pinged before frames flowed: {msgs:?}"
+    );
     let pings = msgs.iter().filter(|m| m.1 == "WATCHDOG=1").count();
     // Interval 0.4 s: pings every 0.1–0.2 s while frames flow for 6 s.
     assert!(pings >= 10, "only {pings} watchdog pings: {msgs:?}");
-    let status = msgs.iter().filter(|m| m.1.starts_with("STATUS=") && m.1.contains("fps") && m.1.contains("dropped")).count();
+    let status = msgs
+        .iter()
+        .filter(|m| m.1.starts_with("STATUS=") && m.1.contains("fps") && m.1.contains("dropped"))
+        .count();
     assert!(status >= 1, "no STATUS with fps and drops: {msgs:?}");
-    assert!(msgs.last().unwrap().1.contains("STOPPING=1") || msgs.iter().any(|m| m.1.contains("STOPPING=1")), "{msgs:?}");
+    assert!(
+        msgs.last().unwrap().1.contains("STOPPING=1")
+            || msgs.iter().any(|m| m.1.contains("STOPPING=1")),
+        "{msgs:?}"
+    );
 }
 
 #[test]
@@ -68,5 +91,8 @@ fn watchdog_pings_follow_the_frames() {
     // publish: at most one ping per frame, far fewer than at 15 fps.
     let (msgs, _) = collect(2.0, Duration::from_secs(4), "notify-slow");
     let pings = msgs.iter().filter(|m| m.1 == "WATCHDOG=1").count();
-    assert!((1..=10).contains(&pings), "{pings} pings in 4 s at 2 fps: {msgs:?}");
+    assert!(
+        (1..=10).contains(&pings),
+        "{pings} pings in 4 s at 2 fps: {msgs:?}"
+    );
 }

@@ -20,8 +20,14 @@ fn stop_with(signal: i32, tag: &str) {
     let mut seen = 0;
     let t0 = Instant::now();
     while seen < 5 {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no frames published");
-        if let ReadStatus::Frame { .. } = reader.wait_next(&mut buf, Duration::from_millis(100)).unwrap() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no frames published"
+        );
+        if let ReadStatus::Frame { .. } = reader
+            .wait_next(&mut buf, Duration::from_millis(100))
+            .unwrap()
+        {
             seen += 1;
         }
     }
@@ -34,12 +40,18 @@ fn stop_with(signal: i32, tag: &str) {
     let log = child_stderr(&mut child);
     eprintln!("signal {signal}: exited in {took:?} with {status}");
     assert!(status.success(), "exit status {status}\n{log}");
-    assert!(took < Duration::from_secs(1), "took {took:?} to stop\n{log}");
+    assert!(
+        took < Duration::from_secs(1),
+        "took {took:?} to stop\n{log}"
+    );
     // The mapped reader gets the remaining frames, then the end marker.
     let mut ended = false;
     let t1 = Instant::now();
     while t1.elapsed() < Duration::from_secs(2) {
-        match reader.wait_next(&mut buf, Duration::from_millis(100)).unwrap() {
+        match reader
+            .wait_next(&mut buf, Duration::from_millis(100))
+            .unwrap()
+        {
             ReadStatus::Ended => {
                 ended = true;
                 break;
@@ -50,7 +62,10 @@ fn stop_with(signal: i32, tag: &str) {
     assert!(ended, "no end marker after the signal\n{log}");
     assert!(log.contains("end marker published"), "{log}");
     // The name is gone: a new reader is told the pipeline is not running.
-    assert!(matches!(ShmReader::open(&shm), Err(ShmError::NotFound { .. })));
+    assert!(matches!(
+        ShmReader::open(&shm),
+        Err(ShmError::NotFound { .. })
+    ));
 }
 
 #[test]

@@ -61,7 +61,10 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 /// Starts `vosd run --config PATH` with stderr captured.
 pub fn spawn_daemon(config: &Path, envs: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(vosd_bin());
-    cmd.args(["run", "--config"]).arg(config).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     cmd.env("RUST_LOG", "info");
     for (k, v) in envs {
         cmd.env(k, v);
@@ -107,7 +110,10 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
         if t0.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("vosd did not exit within {limit:?}:\n{}", child_stderr(child));
+            panic!(
+                "vosd did not exit within {limit:?}:\n{}",
+                child_stderr(child)
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -116,12 +122,19 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
 /// Reads every frame in publish order until the end marker (or `limit`).
 /// Returns the frames as (frame number, mask, objects) and whether the end
 /// marker was seen.
-pub fn read_all(reader: &mut ShmReader, limit: Duration, mut each: impl FnMut(&FrameBuf)) -> (u64, bool, u64) {
+pub fn read_all(
+    reader: &mut ShmReader,
+    limit: Duration,
+    mut each: impl FnMut(&FrameBuf),
+) -> (u64, bool, u64) {
     let mut buf = reader.new_frame_buf();
     let t0 = Instant::now();
     let (mut n, mut skipped) = (0u64, 0u64);
     while t0.elapsed() < limit {
-        match reader.wait_next(&mut buf, Duration::from_millis(100)).expect("read") {
+        match reader
+            .wait_next(&mut buf, Duration::from_millis(100))
+            .expect("read")
+        {
             ReadStatus::Frame { skipped: s, .. } => {
                 n += 1;
                 skipped += s;

@@ -8,7 +8,11 @@ use vosd::frame::LabelMask;
 use vosd::imageio::{load_mask, load_rgb};
 use vosd::metrics::jaccard;
 
-fn frame_paths(root: &std::path::Path, seq: &str, n: usize) -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
+fn frame_paths(
+    root: &std::path::Path,
+    seq: &str,
+    n: usize,
+) -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
     (0..n)
         .map(|i| {
             (
@@ -20,12 +24,17 @@ fn frame_paths(root: &std::path::Path, seq: &str, n: usize) -> Vec<(std::path::P
 }
 
 fn small_config() -> EngineConfig {
-    EngineConfig { size: [512, 288], ..Default::default() }
+    EngineConfig {
+        size: [512, 288],
+        ..Default::default()
+    }
 }
 
 #[test]
 fn tracks_bear_with_high_iou() {
-    let Some(root) = common::davis_root() else { return };
+    let Some(root) = common::davis_root() else {
+        return;
+    };
     let files = frame_paths(&root, "bear", 20);
     let frame0 = load_rgb(&files[0].0).unwrap();
     let mask0 = load_mask(&files[0].1).unwrap();
@@ -44,18 +53,29 @@ fn tracks_bear_with_high_iou() {
     let mean = js.iter().sum::<f64>() / js.len() as f64;
     eprintln!("bear, 19 frames: mean J {mean:.3}");
     assert!(mean > 0.8, "mean J {mean:.3} on bear is too low");
-    assert!(js.iter().all(|&j| j > 0.6), "some frame lost the bear: {js:?}");
+    assert!(
+        js.iter().all(|&j| j > 0.6),
+        "some frame lost the bear: {js:?}"
+    );
 }
 
 #[test]
 fn tracks_two_objects_at_once() {
-    let Some(root) = common::davis_root() else { return };
+    let Some(root) = common::davis_root() else {
+        return;
+    };
     // Split the first-frame bear mask into a left part (id 2) and a right part (id 5).
     let files = frame_paths(&root, "bear", 10);
     let frame0 = load_rgb(&files[0].0).unwrap();
     let mut mask0 = load_mask(&files[0].1).unwrap();
     let w = mask0.width;
-    let xs: Vec<usize> = mask0.data.iter().enumerate().filter(|(_, &v)| v == 1).map(|(i, _)| i % w).collect();
+    let xs: Vec<usize> = mask0
+        .data
+        .iter()
+        .enumerate()
+        .filter(|(_, &v)| v == 1)
+        .map(|(i, _)| i % w)
+        .collect();
     let split = (xs.iter().min().unwrap() + xs.iter().max().unwrap()) / 2;
     for (i, v) in mask0.data.iter_mut().enumerate() {
         if *v == 1 {
@@ -71,14 +91,25 @@ fn tracks_two_objects_at_once() {
         let gt = load_mask(ann).unwrap();
         // Both parts are present, nothing else, and together they cover the bear.
         assert!(out.data.iter().all(|&v| v == 0 || v == 2 || v == 5));
-        assert!(out.area(2) > 1000 && out.area(5) > 1000, "areas {} {}", out.area(2), out.area(5));
+        assert!(
+            out.area(2) > 1000 && out.area(5) > 1000,
+            "areas {} {}",
+            out.area(2),
+            out.area(5)
+        );
         let p: Vec<bool> = out.data.iter().map(|&v| v != 0).collect();
         let g: Vec<bool> = gt.data.iter().map(|&v| v == 1).collect();
         let j = jaccard(&p, &g).unwrap();
         assert!(j > 0.7, "union J {j:.3}");
         // The left part stays left of the right part.
         let cx = |id: u8| {
-            let v: Vec<usize> = out.data.iter().enumerate().filter(|(_, &x)| x == id).map(|(i, _)| i % w).collect();
+            let v: Vec<usize> = out
+                .data
+                .iter()
+                .enumerate()
+                .filter(|(_, &x)| x == id)
+                .map(|(i, _)| i % w)
+                .collect();
             v.iter().sum::<usize>() as f64 / v.len() as f64
         };
         assert!(cx(2) < cx(5));
@@ -87,7 +118,9 @@ fn tracks_two_objects_at_once() {
 
 #[test]
 fn bad_first_masks_are_errors() {
-    let Some(root) = common::davis_root() else { return };
+    let Some(root) = common::davis_root() else {
+        return;
+    };
     let files = frame_paths(&root, "bear", 1);
     let frame0 = load_rgb(&files[0].0).unwrap();
     let mut tracker = Tracker::new(&small_config(), frame0.width, frame0.height).unwrap();

@@ -16,7 +16,9 @@ use crate::config::EngineConfig;
 use crate::engine::Tracker;
 use crate::frame::LabelMask;
 use crate::pipeline::{Pipeline, PipelineConfig, Segmenter};
-use crate::publish::{monotonic_ns, ObjectState, PublishConfig, ReadStatus, ShmReader, ShmWriter, SlotData};
+use crate::publish::{
+    monotonic_ns, ObjectState, PublishConfig, ReadStatus, ShmReader, ShmWriter, SlotData,
+};
 use crate::source::synthetic::{Scene, Synthetic, SyntheticConfig};
 
 /// Bench settings.
@@ -74,10 +76,22 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let (w, h) = (opts.source.width, opts.source.height);
     let tracker = Tracker::new(&opts.engine, w, h).context("[engine]")?;
     let name = format!("/vosd-bench-{}", std::process::id());
-    let writer = ShmWriter::create(&PublishConfig { max_objects: 16, ..PublishConfig::new(name.clone(), w as u32, h as u32) })?;
+    let writer = ShmWriter::create(&PublishConfig {
+        max_objects: 16,
+        ..PublishConfig::new(name.clone(), w as u32, h as u32)
+    })?;
     let mut reader = ShmReader::open(&name)?;
-    let pcfg = PipelineConfig { stats_interval_s: 0.0, ..Default::default() };
-    let pipeline = Pipeline::start(Box::new(source), Box::new(tracker) as Box<dyn Segmenter>, writer, &pcfg, stop.clone())?;
+    let pcfg = PipelineConfig {
+        stats_interval_s: 0.0,
+        ..Default::default()
+    };
+    let pipeline = Pipeline::start(
+        Box::new(source),
+        Box::new(tracker) as Box<dyn Segmenter>,
+        writer,
+        &pcfg,
+        stop.clone(),
+    )?;
     let stats = pipeline.stats().clone();
 
     let measure_from = monotonic_ns() + (opts.warmup_s * 1e9) as u64;
@@ -102,7 +116,9 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let b = stats.snapshot();
     stop.store(true, Ordering::SeqCst);
     pipeline.join()?;
-    let mut lat = reader_thread.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
+    let mut lat = reader_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
     lat.sort_unstable();
     let (captured_fps, published_fps) = b.rates_since(&a);
 
@@ -110,7 +126,10 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     // writer of the same geometry with a reader attached.
     let scene = Scene::new(&opts.source)?;
     let pub_name = format!("/vosd-bench-pub-{}", std::process::id());
-    let mut writer = ShmWriter::create(&PublishConfig { max_objects: 16, ..PublishConfig::new(pub_name.clone(), w as u32, h as u32) })?;
+    let mut writer = ShmWriter::create(&PublishConfig {
+        max_objects: 16,
+        ..PublishConfig::new(pub_name.clone(), w as u32, h as u32)
+    })?;
     let mut masks = Vec::new();
     for k in 0..16 {
         let mut m = LabelMask::default();
@@ -124,9 +143,17 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         let m = &masks[i as usize % masks.len()];
         let t0 = Instant::now();
         states.clear();
-        states.extend(ids.iter().map(|&id| ObjectState::from_mask(&m.data, w, h, id)));
+        states.extend(
+            ids.iter()
+                .map(|&id| ObjectState::from_mask(&m.data, w, h, id)),
+        );
         let t1 = Instant::now();
-        writer.publish(&SlotData { frame_number: i, capture_ns: monotonic_ns(), objects: &states, mask: &m.data })?;
+        writer.publish(&SlotData {
+            frame_number: i,
+            capture_ns: monotonic_ns(),
+            objects: &states,
+            mask: &m.data,
+        })?;
         let t2 = Instant::now();
         total.push((t2 - t0).as_nanos() as u64);
         shm_only.push((t2 - t1).as_nanos() as u64);

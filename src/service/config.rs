@@ -110,13 +110,20 @@ impl DaemonConfig {
             path: path.into(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        cfg.validate().map_err(|message| DaemonConfigError::Invalid { path: path.into(), message })?;
+        cfg.validate()
+            .map_err(|message| DaemonConfigError::Invalid {
+                path: path.into(),
+                message,
+            })?;
         Ok(cfg)
     }
 
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, DaemonConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| DaemonConfigError::Read { path: path.into(), source: e })?;
+        let text = std::fs::read_to_string(path).map_err(|e| DaemonConfigError::Read {
+            path: path.into(),
+            source: e,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -134,7 +141,10 @@ impl DaemonConfig {
             return Err(format!("publish.slots: {} is not within 2..=1024", p.slots));
         }
         if !(1..=255).contains(&p.max_objects) {
-            return Err(format!("publish.max_objects: {} is not within 1..=255", p.max_objects));
+            return Err(format!(
+                "publish.max_objects: {} is not within 1..=255",
+                p.max_objects
+            ));
         }
         if (p.max_objects as usize) < self.engine.max_objects {
             return Err(format!(
@@ -146,7 +156,10 @@ impl DaemonConfig {
             return Err(format!("publish.mode: {:#o} has bits beyond 0o777", p.mode));
         }
         if p.mode & 0o400 == 0 {
-            return Err(format!("publish.mode: {:#o} does not let the owner read the segment", p.mode));
+            return Err(format!(
+                "publish.mode: {:#o} does not let the owner read the segment",
+                p.mode
+            ));
         }
         Ok(())
     }
@@ -193,7 +206,11 @@ stats_interval_s = 2
             ("fps = 15", "fps = 15\nfsp = 3", "fsp"),
             ("mode = 0o640", "mode = 0o640\nslot = 3", "slot"),
             ("size = [256, 144]", "size = [256, 144]\ntopk = 3", "topk"),
-            ("stats_interval_s = 2", "stats_interval_s = 2\nframe_pol = 3", "frame_pol"),
+            (
+                "stats_interval_s = 2",
+                "stats_interval_s = 2\nframe_pol = 3",
+                "frame_pol",
+            ),
             ("[pipeline]", "[pipelin]", "pipelin"),
         ] {
             let e = parse(&GOOD.replace(from, to)).unwrap_err();
@@ -208,10 +225,22 @@ stats_interval_s = 2
             ("fps = 15", "fps = \"fast\"", "fps"),
             ("width = 320", "width = -3", "width"),
             ("mode = 0o640", "mode = 0o1777", "publish.mode"),
-            ("name = \"/vosd-test\"", "name = \"vosd test\"", "publish.name"),
-            ("size = [256, 144]", "size = [256, 144]\nmax_objects = 20", "publish.max_objects"),
+            (
+                "name = \"/vosd-test\"",
+                "name = \"vosd test\"",
+                "publish.name",
+            ),
+            (
+                "size = [256, 144]",
+                "size = [256, 144]\nmax_objects = 20",
+                "publish.max_objects",
+            ),
             ("size = [256, 144]", "size = [8, 144]", "engine.size"),
-            ("stats_interval_s = 2", "frame_pool = 1", "pipeline.frame_pool"),
+            (
+                "stats_interval_s = 2",
+                "frame_pool = 1",
+                "pipeline.frame_pool",
+            ),
             ("kind = \"synthetic\"", "kind = \"webcam\"", "webcam"),
         ] {
             let e = parse(&GOOD.replace(from, to)).unwrap_err();

@@ -30,7 +30,8 @@ pub fn install_signal_handlers(stop: &Arc<AtomicBool>) -> Result<()> {
         // plain handler raises it, so the first signal only raises it.
         signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
             .with_context(|| format!("cannot install the handler of signal {sig}"))?;
-        signal_hook::flag::register(sig, stop.clone()).with_context(|| format!("cannot install the handler of signal {sig}"))?;
+        signal_hook::flag::register(sig, stop.clone())
+            .with_context(|| format!("cannot install the handler of signal {sig}"))?;
     }
     Ok(())
 }
@@ -86,7 +87,12 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
 }
 
 /// The service loop around a started pipeline: polls every 20 ms.
-pub fn supervise(pipeline: Pipeline, stats_interval_s: f64, stop: &AtomicBool, notifier: &Notifier) -> Result<Summary> {
+pub fn supervise(
+    pipeline: Pipeline,
+    stats_interval_s: f64,
+    stop: &AtomicBool,
+    notifier: &Notifier,
+) -> Result<Summary> {
     let stats = pipeline.stats().clone();
     let mut ready = false;
     let first = stats.snapshot();
@@ -94,7 +100,9 @@ pub fn supervise(pipeline: Pipeline, stats_interval_s: f64, stop: &AtomicBool, n
     let mut last_stats = Instant::now();
     let interval = (stats_interval_s > 0.0).then(|| Duration::from_secs_f64(stats_interval_s));
     // STATUS at least every 5 s under systemd, even with logging off.
-    let status_every = interval.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
+    let status_every = interval
+        .unwrap_or(Duration::from_secs(5))
+        .min(Duration::from_secs(5));
     let mut last_status = Instant::now();
     let mut status_prev = prev;
     let watchdog = notifier.watchdog();
@@ -112,7 +120,8 @@ pub fn supervise(pipeline: Pipeline, stats_interval_s: f64, stop: &AtomicBool, n
             // Ping only while frames flow: a stalled pipeline lets systemd's
             // watchdog fire and restart the service.
             let last_ns = stats.last_publish_ns.load(Ordering::Relaxed);
-            let fresh = last_ns > 0 && monotonic_ns().saturating_sub(last_ns) < wd.as_nanos() as u64 / 2;
+            let fresh =
+                last_ns > 0 && monotonic_ns().saturating_sub(last_ns) < wd.as_nanos() as u64 / 2;
             if published > pinged_publish && fresh && last_ping.elapsed() >= wd / 4 {
                 notifier.notify("WATCHDOG=1");
                 last_ping = Instant::now();
@@ -141,11 +150,19 @@ pub fn supervise(pipeline: Pipeline, stats_interval_s: f64, stop: &AtomicBool, n
             last_status = Instant::now();
         }
     }
-    let why = if stop.load(Ordering::Relaxed) { "stopping" } else { "pipeline finished" };
+    let why = if stop.load(Ordering::Relaxed) {
+        "stopping"
+    } else {
+        "pipeline finished"
+    };
     log::info!("{why}: draining the stages");
     notifier.notify("STOPPING=1\nSTATUS=stopping");
     let t = Instant::now();
     let summary = pipeline.join()?;
-    log::info!("stopped in {:.0} ms; totals: {}", t.elapsed().as_secs_f64() * 1e3, stats_line(&summary.stats, &first));
+    log::info!(
+        "stopped in {:.0} ms; totals: {}",
+        t.elapsed().as_secs_f64() * 1e3,
+        stats_line(&summary.stats, &first)
+    );
     Ok(summary)
 }

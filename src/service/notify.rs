@@ -17,7 +17,10 @@ pub struct Notifier {
 impl Notifier {
     /// No service manager.
     pub fn disabled() -> Self {
-        Self { target: None, watchdog: None }
+        Self {
+            target: None,
+            watchdog: None,
+        }
     }
 
     /// Reads `$NOTIFY_SOCKET`, `$WATCHDOG_USEC` and `$WATCHDOG_PID` (the
@@ -35,7 +38,10 @@ impl Notifier {
             })
             .map(Duration::from_micros);
         let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-            return Ok(Self { target: None, watchdog });
+            return Ok(Self {
+                target: None,
+                watchdog,
+            });
         };
         let bytes = path.as_encoded_bytes();
         let addr = if let Some(name) = bytes.strip_prefix(b"@") {
@@ -48,7 +54,10 @@ impl Notifier {
                 format!("NOTIFY_SOCKET={path:?} is neither a path nor @abstract"),
             ));
         };
-        Ok(Self { target: Some((UnixDatagram::unbound()?, addr)), watchdog })
+        Ok(Self {
+            target: Some((UnixDatagram::unbound()?, addr)),
+            watchdog,
+        })
     }
 
     /// Whether a service manager listens.
@@ -89,7 +98,10 @@ fn abstract_addr(name: &[u8]) -> io::Result<SocketAddr> {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn abstract_addr(_name: &[u8]) -> io::Result<SocketAddr> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "abstract NOTIFY_SOCKET needs Linux"))
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "abstract NOTIFY_SOCKET needs Linux",
+    ))
 }
 
 #[cfg(test)]
@@ -101,7 +113,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify.sock");
         let listener = UnixDatagram::bind(&path).unwrap();
-        let n = Notifier { target: Some((UnixDatagram::unbound().unwrap(), SocketAddr::from_pathname(&path).unwrap())), watchdog: None };
+        let n = Notifier {
+            target: Some((
+                UnixDatagram::unbound().unwrap(),
+                SocketAddr::from_pathname(&path).unwrap(),
+            )),
+            watchdog: None,
+        };
         n.send("READY=1\nSTATUS=up").unwrap();
         let mut buf = [0u8; 64];
         let len = listener.recv(&mut buf).unwrap();

@@ -14,14 +14,24 @@ pub struct VideoNode {
 
 /// Lists `/dev/video*` (in number order) with their sysfs names.
 pub fn video_nodes(dev: &Path, sysfs: &Path) -> Vec<VideoNode> {
-    let Ok(entries) = std::fs::read_dir(dev) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dev) else {
+        return Vec::new();
+    };
     let mut nodes: Vec<(u32, VideoNode)> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let file = e.file_name().to_str()?.to_string();
             let n: u32 = file.strip_prefix("video")?.parse().ok()?;
-            let name = std::fs::read_to_string(sysfs.join(&file).join("name")).ok().map(|s| s.trim().to_string());
-            Some((n, VideoNode { path: e.path(), name }))
+            let name = std::fs::read_to_string(sysfs.join(&file).join("name"))
+                .ok()
+                .map(|s| s.trim().to_string());
+            Some((
+                n,
+                VideoNode {
+                    path: e.path(),
+                    name,
+                },
+            ))
         })
         .collect();
     nodes.sort_by_key(|(n, _)| *n);
@@ -41,18 +51,16 @@ pub fn report(dev: &Path, sysfs: &Path) -> String {
         return out;
     }
     for node in nodes {
-        let _ = writeln!(out, "{}: {}", node.path.display(), node.name.as_deref().unwrap_or("(no name in sysfs)"));
-        #[cfg(feature = "v4l2")]
-        match crate::source::v4l2::describe_device(&node.path) {
-            Ok(lines) => lines.iter().for_each(|l| {
-                let _ = writeln!(out, "    {l}");
-            }),
-            Err(e) => {
-                let _ = writeln!(out, "    cannot query: {e}");
-            }
-        }
-        #[cfg(not(feature = "v4l2"))]
-        let _ = writeln!(out, "    (formats: rebuild vosd with `--features v4l2` to query them)");
+        let _ = writeln!(
+            out,
+            "{}: {}",
+            node.path.display(),
+            node.name.as_deref().unwrap_or("(no name in sysfs)")
+        );
+        let _ = writeln!(
+            out,
+            "    (formats: not queried; V4L2 capture is not implemented yet)"
+        );
     }
     out
 }
@@ -79,7 +87,10 @@ mod tests {
         std::fs::create_dir(sys.path().join("video2")).unwrap();
         std::fs::write(sys.path().join("video2/name"), "USB Camera\n").unwrap();
         let nodes = video_nodes(dev.path(), sys.path());
-        let names: Vec<String> = nodes.iter().map(|n| n.path.file_name().unwrap().to_string_lossy().into()).collect();
+        let names: Vec<String> = nodes
+            .iter()
+            .map(|n| n.path.file_name().unwrap().to_string_lossy().into())
+            .collect();
         assert_eq!(names, vec!["video0", "video2", "video10"]);
         assert_eq!(nodes[1].name.as_deref(), Some("USB Camera"));
         assert!(report(dev.path(), sys.path()).contains("USB Camera"));

@@ -33,7 +33,11 @@ pub fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
     let c = 298 * (i32::from(y) - 16);
     let d = i32::from(u) - 128;
     let e = i32::from(v) - 128;
-    [clamp8((c + 409 * e + 128) >> 8), clamp8((c - 100 * d - 208 * e + 128) >> 8), clamp8((c + 516 * d + 128) >> 8)]
+    [
+        clamp8((c + 409 * e + 128) >> 8),
+        clamp8((c - 100 * d - 208 * e + 128) >> 8),
+        clamp8((c + 516 * d + 128) >> 8),
+    ]
 }
 
 /// One RGB pixel to BT.601 limited-range YUV.
@@ -49,7 +53,12 @@ pub fn rgb_to_yuv(p: [u8; 3]) -> [u8; 3] {
 
 fn check(out: &RgbFrame, src_len: usize, need: usize, what: &str) -> Result<(), ConvertError> {
     if out.data.len() != out.width * out.height * 3 {
-        return Err(ConvertError(format!("output frame {}x{} has {} bytes", out.width, out.height, out.data.len())));
+        return Err(ConvertError(format!(
+            "output frame {}x{} has {} bytes",
+            out.width,
+            out.height,
+            out.data.len()
+        )));
     }
     if src_len < need {
         return Err(ConvertError(format!(
@@ -65,7 +74,9 @@ fn check(out: &RgbFrame, src_len: usize, need: usize, what: &str) -> Result<(), 
 pub fn yuyv_to_rgb(src: &[u8], stride: usize, out: &mut RgbFrame) -> Result<(), ConvertError> {
     let (w, h) = (out.width, out.height);
     if w % 2 != 0 || stride < 2 * w {
-        return Err(ConvertError(format!("YUYV needs an even width and stride ≥ 2×width (width {w}, stride {stride})")));
+        return Err(ConvertError(format!(
+            "YUYV needs an even width and stride ≥ 2×width (width {w}, stride {stride})"
+        )));
     }
     check(out, src.len(), stride * (h.max(1) - 1) + 2 * w, "YUYV")?;
     for y in 0..h {
@@ -84,10 +95,17 @@ pub fn yuyv_to_rgb(src: &[u8], stride: usize, out: &mut RgbFrame) -> Result<(), 
 pub fn nv12_to_rgb(src: &[u8], stride: usize, out: &mut RgbFrame) -> Result<(), ConvertError> {
     let (w, h) = (out.width, out.height);
     if w % 2 != 0 || h % 2 != 0 || stride < w {
-        return Err(ConvertError(format!("NV12 needs an even size and stride ≥ width ({w}x{h}, stride {stride})")));
+        return Err(ConvertError(format!(
+            "NV12 needs an even size and stride ≥ width ({w}x{h}, stride {stride})"
+        )));
     }
     let uv_off = stride * h;
-    check(out, src.len(), uv_off + stride * (h / 2).saturating_sub(1) + w, "NV12")?;
+    check(
+        out,
+        src.len(),
+        uv_off + stride * (h / 2).saturating_sub(1) + w,
+        "NV12",
+    )?;
     for y in 0..h {
         let yrow = &src[y * stride..y * stride + w];
         let uvrow = &src[uv_off + (y / 2) * stride..uv_off + (y / 2) * stride + w];
@@ -104,12 +122,17 @@ pub fn nv12_to_rgb(src: &[u8], stride: usize, out: &mut RgbFrame) -> Result<(), 
 pub fn grey_to_rgb(src: &[u8], stride: usize, out: &mut RgbFrame) -> Result<(), ConvertError> {
     let (w, h) = (out.width, out.height);
     if stride < w {
-        return Err(ConvertError(format!("GREY stride {stride} is below the width {w}")));
+        return Err(ConvertError(format!(
+            "GREY stride {stride} is below the width {w}"
+        )));
     }
     check(out, src.len(), stride * (h.max(1) - 1) + w, "GREY")?;
     for y in 0..h {
         let row = &src[y * stride..y * stride + w];
-        for (g, px) in row.iter().zip(out.data[y * w * 3..(y + 1) * w * 3].chunks_exact_mut(3)) {
+        for (g, px) in row
+            .iter()
+            .zip(out.data[y * w * 3..(y + 1) * w * 3].chunks_exact_mut(3))
+        {
             px.fill(*g);
         }
     }
@@ -124,7 +147,10 @@ pub fn mjpeg_to_rgb(src: &[u8], out: &mut RgbFrame) -> Result<(), ConvertError> 
         .to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     if (w, h) != (out.width, out.height) || out.data.len() != w * h * 3 {
-        return Err(ConvertError(format!("MJPEG frame is {w}x{h}, the stream is {}x{}", out.width, out.height)));
+        return Err(ConvertError(format!(
+            "MJPEG frame is {w}x{h}, the stream is {}x{}",
+            out.width, out.height
+        )));
     }
     out.data.copy_from_slice(img.as_raw());
     Ok(())
@@ -139,7 +165,7 @@ pub fn rgb_to_yuyv(src: &RgbFrame) -> Vec<u8> {
         for x in (0..w).step_by(2) {
             let a = rgb_to_yuv(px(src, x, y));
             let b = rgb_to_yuv(px(src, x + 1, y));
-            let avg = |i: usize| ((u16::from(a[i]) + u16::from(b[i]) + 1) / 2) as u8;
+            let avg = |i: usize| (u16::from(a[i]) + u16::from(b[i])).div_ceil(2) as u8;
             out.extend_from_slice(&[a[0], avg(1), b[0], avg(2)]);
         }
     }
@@ -197,7 +223,12 @@ mod tests {
         scene.render(3, Some(&mut f), None);
         let mut bytes = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
-            .encode(&f.data, f.width as u32, f.height as u32, image::ExtendedColorType::Rgb8)
+            .encode(
+                &f.data,
+                f.width as u32,
+                f.height as u32,
+                image::ExtendedColorType::Rgb8,
+            )
             .unwrap();
         (bytes, "synthetic frame".into())
     }
@@ -240,11 +271,17 @@ mod tests {
         for (yuv, rgb) in cases {
             let got = yuv_to_rgb(yuv[0], yuv[1], yuv[2]);
             for c in 0..3 {
-                assert!(got[c].abs_diff(rgb[c]) <= 2, "{yuv:?} -> {got:?}, want {rgb:?}");
+                assert!(
+                    got[c].abs_diff(rgb[c]) <= 2,
+                    "{yuv:?} -> {got:?}, want {rgb:?}"
+                );
             }
             let back = rgb_to_yuv(rgb);
             for c in 0..3 {
-                assert!(back[c].abs_diff(yuv[c]) <= 1, "{rgb:?} -> {back:?}, want {yuv:?}");
+                assert!(
+                    back[c].abs_diff(yuv[c]) <= 1,
+                    "{rgb:?} -> {back:?}, want {yuv:?}"
+                );
             }
         }
     }
@@ -256,12 +293,16 @@ mod tests {
         let mut out = RgbFrame::new(rgb.width, rgb.height);
         yuyv_to_rgb(&yuyv, rgb.width * 2, &mut out).unwrap();
         let (mean, p99) = diff_stats(&rgb, &out);
-        assert!(mean < 2.5 && p99 <= 16, "{what}: YUYV round trip mean {mean:.2}, p99 {p99}");
+        assert!(
+            mean < 2.5 && p99 <= 16,
+            "{what}: YUYV round trip mean {mean:.2}, p99 {p99}"
+        );
         // With padding at the end of each line (bytesperline > 2 × width).
         let stride = rgb.width * 2 + 64;
         let mut padded = vec![0xAAu8; stride * rgb.height];
         for y in 0..rgb.height {
-            padded[y * stride..y * stride + rgb.width * 2].copy_from_slice(&yuyv[y * rgb.width * 2..(y + 1) * rgb.width * 2]);
+            padded[y * stride..y * stride + rgb.width * 2]
+                .copy_from_slice(&yuyv[y * rgb.width * 2..(y + 1) * rgb.width * 2]);
         }
         let mut out2 = RgbFrame::new(rgb.width, rgb.height);
         yuyv_to_rgb(&padded, stride, &mut out2).unwrap();
@@ -275,7 +316,10 @@ mod tests {
         let mut out = RgbFrame::new(rgb.width, rgb.height);
         nv12_to_rgb(&nv12, rgb.width, &mut out).unwrap();
         let (mean, p99) = diff_stats(&rgb, &out);
-        assert!(mean < 3.5 && p99 <= 24, "{what}: NV12 round trip mean {mean:.2}, p99 {p99}");
+        assert!(
+            mean < 3.5 && p99 <= 24,
+            "{what}: NV12 round trip mean {mean:.2}, p99 {p99}"
+        );
     }
 
     #[test]
@@ -299,15 +343,23 @@ mod tests {
         let mut wrong = RgbFrame::new(rgb.width / 2, rgb.height);
         let e = mjpeg_to_rgb(&bytes, &mut wrong).unwrap_err().to_string();
         assert!(e.contains("the stream is"), "{e}");
-        let e = mjpeg_to_rgb(&bytes[..bytes.len() / 3], &mut out).unwrap_err().to_string();
+        let e = mjpeg_to_rgb(&bytes[..bytes.len() / 3], &mut out)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("does not decode"), "{e}");
     }
 
     #[test]
     fn short_buffers_are_errors_not_panics() {
         let mut out = RgbFrame::new(64, 48);
-        assert!(yuyv_to_rgb(&[0; 100], 128, &mut out).unwrap_err().to_string().contains("needs"));
-        assert!(nv12_to_rgb(&[0; 100], 64, &mut out).unwrap_err().to_string().contains("needs"));
+        assert!(yuyv_to_rgb(&[0; 100], 128, &mut out)
+            .unwrap_err()
+            .to_string()
+            .contains("needs"));
+        assert!(nv12_to_rgb(&[0; 100], 64, &mut out)
+            .unwrap_err()
+            .to_string()
+            .contains("needs"));
         assert!(grey_to_rgb(&[0; 100], 64, &mut out).is_err());
         assert!(yuyv_to_rgb(&[0; 100_000], 10, &mut out).is_err());
         let mut odd = RgbFrame::new(63, 48);

@@ -48,11 +48,17 @@ impl FramesConfig {
     pub fn validate(&self) -> Result<(), SourceError> {
         check_fps(self.fps)?;
         if self.path.as_os_str().is_empty() {
-            return Err(SourceError::Config { key: "path", reason: "is empty".into() });
+            return Err(SourceError::Config {
+                key: "path",
+                reason: "is empty".into(),
+            });
         }
         if let Some(s) = &self.sequence {
             if s.is_empty() || s.contains('/') {
-                return Err(SourceError::Config { key: "sequence", reason: format!("'{s}' is not a sequence name") });
+                return Err(SourceError::Config {
+                    key: "sequence",
+                    reason: format!("'{s}' is not a sequence name"),
+                });
             }
         }
         Ok(())
@@ -77,23 +83,43 @@ impl Frames {
     /// first-frame annotation.
     pub fn open(cfg: &FramesConfig, stop: Arc<AtomicBool>) -> Result<Self, SourceError> {
         cfg.validate()?;
-        let path_err = |path: &Path, reason: String| SourceError::Path { path: path.to_path_buf(), reason };
+        let path_err = |path: &Path, reason: String| SourceError::Path {
+            path: path.to_path_buf(),
+            reason,
+        };
         let (files, annotation, what) = match &cfg.sequence {
             Some(name) => {
-                let davis = Davis::open(&cfg.path).map_err(|e| path_err(&cfg.path, format!("source.path: {e:#}")))?;
-                let seq = davis.sequence(name).map_err(|e| path_err(&cfg.path, format!("source.sequence: {e:#}")))?;
-                let ann = cfg.annotation.clone().or_else(|| seq.annotations.first().cloned());
-                (seq.frames, ann, format!("DAVIS sequence {name} in {}", cfg.path.display()))
+                let davis = Davis::open(&cfg.path)
+                    .map_err(|e| path_err(&cfg.path, format!("source.path: {e:#}")))?;
+                let seq = davis
+                    .sequence(name)
+                    .map_err(|e| path_err(&cfg.path, format!("source.sequence: {e:#}")))?;
+                let ann = cfg
+                    .annotation
+                    .clone()
+                    .or_else(|| seq.annotations.first().cloned());
+                (
+                    seq.frames,
+                    ann,
+                    format!("DAVIS sequence {name} in {}", cfg.path.display()),
+                )
             }
             None => {
                 if !cfg.path.is_dir() {
                     return Err(path_err(&cfg.path, "source.path: not a folder".into()));
                 }
-                (list_images(&cfg.path)?, cfg.annotation.clone(), format!("folder {}", cfg.path.display()))
+                (
+                    list_images(&cfg.path)?,
+                    cfg.annotation.clone(),
+                    format!("folder {}", cfg.path.display()),
+                )
             }
         };
         let Some(first) = files.first() else {
-            return Err(path_err(&cfg.path, "source.path: no jpg/png frames in this folder".into()));
+            return Err(path_err(
+                &cfg.path,
+                "source.path: no jpg/png frames in this folder".into(),
+            ));
         };
         let first = load_rgb(first)?;
         let (width, height) = (first.width, first.height);
@@ -106,7 +132,10 @@ impl Frames {
                 if (m.width, m.height) != (width, height) {
                     return Err(path_err(
                         &p,
-                        format!("source.annotation: mask is {}x{} but the frames are {width}x{height}", m.width, m.height),
+                        format!(
+                            "source.annotation: mask is {}x{} but the frames are {width}x{height}",
+                            m.width, m.height
+                        ),
                     ));
                 }
                 Some(m)
@@ -123,7 +152,16 @@ impl Frames {
                 None => ", no first-frame annotation".into(),
             }
         );
-        Ok(Self { files, width, height, initial, looping: cfg.looping, next: 0, pacer: Pacer::new(cfg.fps, stop), describe })
+        Ok(Self {
+            files,
+            width,
+            height,
+            initial,
+            looping: cfg.looping,
+            next: 0,
+            pacer: Pacer::new(cfg.fps, stop),
+            describe,
+        })
     }
 
     /// Number of frame files.
@@ -161,12 +199,18 @@ impl FrameSource for Frames {
                 want_h: self.height,
             });
         }
-        if buf.width != self.width || buf.height != self.height || buf.data.len() != img.data.len() {
+        if buf.width != self.width || buf.height != self.height || buf.data.len() != img.data.len()
+        {
             *buf = RgbFrame::new(self.width, self.height);
         }
         buf.data.copy_from_slice(&img.data);
         self.next += 1;
-        Ok(FrameMeta { frame_number: k, capture_ns: monotonic_ns(), source_index: index, restart: index == 0 })
+        Ok(FrameMeta {
+            frame_number: k,
+            capture_ns: monotonic_ns(),
+            source_index: index,
+            restart: index == 0,
+        })
     }
 
     fn initial_objects(&self) -> Option<LabelMask> {
@@ -185,7 +229,9 @@ mod tests {
     const DAVIS: &str = "/work/shared/data/davis2016";
 
     fn davis_root() -> Option<PathBuf> {
-        let p = std::env::var_os("VOSD_DAVIS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DAVIS));
+        let p = std::env::var_os("VOSD_DAVIS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DAVIS));
         p.join("JPEGImages/480p").is_dir().then_some(p)
     }
 
@@ -198,7 +244,11 @@ mod tests {
         }
         let ann = dir.path().join("ann");
         std::fs::create_dir(&ann).unwrap();
-        let mask = LabelMask { width: 8, height: 6, data: (0..48).map(|i| u8::from(i % 5 == 0)).collect() };
+        let mask = LabelMask {
+            width: 8,
+            height: 6,
+            data: (0..48).map(|i| u8::from(i % 5 == 0)).collect(),
+        };
         crate::imageio::save_mask(&ann.join("first.png"), &mask).unwrap();
         let cfg = FramesConfig {
             path: dir.path().into(),
@@ -212,7 +262,10 @@ mod tests {
         assert_eq!(s.initial_objects(), Some(mask));
         let mut buf = RgbFrame::default();
         let metas: Vec<FrameMeta> = (0..7).map(|_| s.next_frame(&mut buf).unwrap()).collect();
-        assert_eq!(metas.iter().map(|m| m.source_index).collect::<Vec<_>>(), vec![0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(
+            metas.iter().map(|m| m.source_index).collect::<Vec<_>>(),
+            vec![0, 1, 2, 0, 1, 2, 0]
+        );
         assert_eq!(metas.iter().filter(|m| m.restart).count(), 3);
         assert_eq!(buf.data[0], 0);
         s.next_frame(&mut buf).unwrap();
@@ -223,15 +276,35 @@ mod tests {
     fn errors_name_what_is_wrong() {
         let stop = Arc::new(AtomicBool::new(false));
         let dir = tempfile::tempdir().unwrap();
-        let cfg = |path: PathBuf| FramesConfig { path, sequence: None, annotation: None, fps: 30.0, looping: false };
-        let e = Frames::open(&cfg(dir.path().into()), stop.clone()).unwrap_err().to_string();
+        let cfg = |path: PathBuf| FramesConfig {
+            path,
+            sequence: None,
+            annotation: None,
+            fps: 30.0,
+            looping: false,
+        };
+        let e = Frames::open(&cfg(dir.path().into()), stop.clone())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no jpg/png frames"), "{e}");
-        let e = Frames::open(&cfg(dir.path().join("nope")), stop.clone()).unwrap_err().to_string();
+        let e = Frames::open(&cfg(dir.path().join("nope")), stop.clone())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a folder") && e.contains("nope"), "{e}");
         std::fs::write(dir.path().join("00000.jpg"), b"not a jpeg").unwrap();
-        let e = Frames::open(&cfg(dir.path().into()), stop.clone()).unwrap_err().to_string();
+        let e = Frames::open(&cfg(dir.path().into()), stop.clone())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("00000.jpg") && e.contains("decode"), "{e}");
-        let e = Frames::open(&FramesConfig { fps: -1.0, ..cfg(dir.path().into()) }, stop).unwrap_err().to_string();
+        let e = Frames::open(
+            &FramesConfig {
+                fps: -1.0,
+                ..cfg(dir.path().into())
+            },
+            stop,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("source.fps"), "{e}");
     }
 
@@ -241,7 +314,13 @@ mod tests {
             eprintln!("skipped: no DAVIS data");
             return;
         };
-        let cfg = FramesConfig { path: root.clone(), sequence: Some("bear".into()), annotation: None, fps: 1000.0, looping: false };
+        let cfg = FramesConfig {
+            path: root.clone(),
+            sequence: Some("bear".into()),
+            annotation: None,
+            fps: 1000.0,
+            looping: false,
+        };
         let mut s = Frames::open(&cfg, Arc::new(AtomicBool::new(false))).unwrap();
         assert_eq!(s.size(), (854, 480));
         let init = s.initial_objects().expect("first annotation");
@@ -249,8 +328,13 @@ mod tests {
         let mut buf = RgbFrame::default();
         let m = s.next_frame(&mut buf).unwrap();
         assert_eq!((m.frame_number, buf.width, buf.height), (0, 854, 480));
-        let bad = FramesConfig { sequence: Some("no-such-seq".into()), ..cfg };
-        let e = Frames::open(&bad, Arc::new(AtomicBool::new(false))).unwrap_err().to_string();
+        let bad = FramesConfig {
+            sequence: Some("no-such-seq".into()),
+            ..cfg
+        };
+        let e = Frames::open(&bad, Arc::new(AtomicBool::new(false)))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no-such-seq"), "{e}");
     }
 }

@@ -85,10 +85,16 @@ impl SyntheticConfig {
         check_size(self.width, self.height)?;
         check_fps(self.fps)?;
         if !(1..=3).contains(&self.objects) {
-            return Err(SourceError::Config { key: "objects", reason: format!("{} is not within 1..=3", self.objects) });
+            return Err(SourceError::Config {
+                key: "objects",
+                reason: format!("{} is not within 1..=3", self.objects),
+            });
         }
         if self.noise > 64 {
-            return Err(SourceError::Config { key: "noise", reason: format!("{} is not within 0..=64", self.noise) });
+            return Err(SourceError::Config {
+                key: "noise",
+                reason: format!("{} is not within 0..=64", self.noise),
+            });
         }
         Ok(())
     }
@@ -108,7 +114,9 @@ fn unit(state: &mut u64) -> f32 {
 }
 
 fn hash3(x: u32, y: u32, z: u64) -> u32 {
-    let mut h = (x as u64).wrapping_mul(0x9E37_79B1) ^ (y as u64).wrapping_mul(0x85EB_CA77) ^ z.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut h = (x as u64).wrapping_mul(0x9E37_79B1)
+        ^ (y as u64).wrapping_mul(0x85EB_CA77)
+        ^ z.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     h ^= h >> 29;
     h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     (h ^ (h >> 32)) as u32
@@ -177,7 +185,7 @@ impl Scene {
         cfg.validate()?;
         let (w, h) = (cfg.width, cfg.height);
         let m = w.min(h) as f32;
-        let mut rng = cfg.seed ^ 0x5EED_0F_5CE4E;
+        let mut rng = cfg.seed ^ 0x05EE_D0F5_CE4E;
         let mut jitter = |spread: f32| 1.0 + spread * (2.0 * unit(&mut rng) - 1.0);
         let base = [
             Shape {
@@ -243,7 +251,9 @@ impl Scene {
             let (ix, iy) = (gx.floor(), gy.floor());
             let (fx, fy) = (gx - ix, gy - iy);
             let (sx, sy) = (fx * fx * (3.0 - 2.0 * fx), fy * fy * (3.0 - 2.0 * fy));
-            let v = |dx: u32, dy: u32| (hash3(ix as u32 + dx, iy as u32 + dy, cfg.seed ^ salt) & 0xFFFF) as f32 / 65535.0;
+            let v = |dx: u32, dy: u32| {
+                (hash3(ix as u32 + dx, iy as u32 + dy, cfg.seed ^ salt) & 0xFFFF) as f32 / 65535.0
+            };
             let top = v(0, 0) * (1.0 - sx) + v(1, 0) * sx;
             let bottom = v(0, 1) * (1.0 - sx) + v(1, 1) * sx;
             top * (1.0 - sy) + bottom * sy
@@ -253,7 +263,11 @@ impl Scene {
                 let (fx, fy) = (x as f32, y as f32);
                 let n1 = noise_at(fx, fy, 0.2 * m, 11);
                 let n2 = noise_at(fx, fy, 0.05 * m, 23);
-                let weave = if ((x + 2 * y) / 7) % 2 == 0 { 8.0 } else { -8.0 };
+                let weave = if ((x + 2 * y) / 7) % 2 == 0 {
+                    8.0
+                } else {
+                    -8.0
+                };
                 let l = 60.0 + 90.0 * n1 + 40.0 * n2 + weave;
                 let px = &mut background[(y * w + x) * 3..][..3];
                 px[0] = (l * 0.95 + 12.0).clamp(0.0, 255.0) as u8;
@@ -261,7 +275,14 @@ impl Scene {
                 px[2] = (l * 0.75).clamp(0.0, 255.0) as u8;
             }
         }
-        Ok(Self { width: w, height: h, seed: cfg.seed, noise: cfg.noise, shapes, background })
+        Ok(Self {
+            width: w,
+            height: h,
+            seed: cfg.seed,
+            noise: cfg.noise,
+            shapes,
+            background,
+        })
     }
 
     /// Frame size `(width, height)`.
@@ -279,8 +300,10 @@ impl Scene {
         let t = k as f32;
         let mut out = [None; 3];
         for (slot, s) in out.iter_mut().zip(&self.shapes) {
-            let cx = w * (s.centre[0] + s.amplitude[0] * (TAU * t / s.period[0] + s.phase[0]).sin());
-            let cy = h * (s.centre[1] + s.amplitude[1] * (TAU * t / s.period[1] + s.phase[1]).sin());
+            let cx =
+                w * (s.centre[0] + s.amplitude[0] * (TAU * t / s.period[0] + s.phase[0]).sin());
+            let cy =
+                h * (s.centre[1] + s.amplitude[1] * (TAU * t / s.period[1] + s.phase[1]).sin());
             let scale = 1.0 + s.scale_amplitude * (TAU * t / s.scale_period + s.scale_phase).sin();
             let (hx, hy) = (s.half[0] * scale, s.half[1] * scale);
             let clampi = |v: f32, n: usize| (v.max(0.0) as usize).min(n);
@@ -340,7 +363,9 @@ impl Scene {
                         let (u, v) = (dx / p.scale, dy / p.scale);
                         let which = match s.texture {
                             Texture::Stripes => ((u + 0.6 * v) / 10.0).floor() as i32 & 1,
-                            Texture::Checker => ((u / 13.0).floor() as i32 + (v / 13.0).floor() as i32) & 1,
+                            Texture::Checker => {
+                                ((u / 13.0).floor() as i32 + (v / 13.0).floor() as i32) & 1
+                            }
                             Texture::Rings => ((u * u + v * v).sqrt() / 8.0).floor() as i32 & 1,
                         };
                         colour = s.colours[which as usize];
@@ -357,7 +382,8 @@ impl Scene {
                 if let Some(f) = rgb.as_deref_mut() {
                     let out = &mut f.data[(y * w + x) * 3..][..3];
                     let n = if noise > 0 {
-                        (hash3(x as u32, y as u32, frame_salt) % (2 * noise + 1)) as i32 - noise as i32
+                        (hash3(x as u32, y as u32, frame_salt) % (2 * noise + 1)) as i32
+                            - noise as i32
                     } else {
                         0
                     };
@@ -395,7 +421,13 @@ pub struct Synthetic {
 impl Synthetic {
     /// A paced source over the scene `cfg` describes.
     pub fn new(cfg: &SyntheticConfig, stop: Arc<AtomicBool>) -> Result<Self, SourceError> {
-        Ok(Self { scene: Scene::new(cfg)?, limit: cfg.frames, next: 0, pacer: Pacer::new(cfg.fps, stop), fps: cfg.fps })
+        Ok(Self {
+            scene: Scene::new(cfg)?,
+            limit: cfg.frames,
+            next: 0,
+            pacer: Pacer::new(cfg.fps, stop),
+            fps: cfg.fps,
+        })
     }
 
     /// The scene (to compute ground truth).
@@ -417,7 +449,12 @@ impl FrameSource for Synthetic {
         self.pacer.wait(k)?;
         self.scene.render(k, Some(buf), None);
         self.next += 1;
-        Ok(FrameMeta { frame_number: k, capture_ns: monotonic_ns(), source_index: k, restart: k == 0 })
+        Ok(FrameMeta {
+            frame_number: k,
+            capture_ns: monotonic_ns(),
+            source_index: k,
+            restart: k == 0,
+        })
     }
 
     fn initial_objects(&self) -> Option<LabelMask> {
@@ -428,7 +465,12 @@ impl FrameSource for Synthetic {
 
     fn describe(&self) -> String {
         let (w, h) = self.scene.size();
-        format!("synthetic {w}x{h} at {} fps, {} objects, seed {}", self.fps, self.scene.shapes.len(), self.scene.seed)
+        format!(
+            "synthetic {w}x{h} at {} fps, {} objects, seed {}",
+            self.fps,
+            self.scene.shapes.len(),
+            self.scene.seed
+        )
     }
 }
 
@@ -437,7 +479,11 @@ mod tests {
     use super::*;
 
     fn cfg() -> SyntheticConfig {
-        SyntheticConfig { width: 160, height: 120, ..Default::default() }
+        SyntheticConfig {
+            width: 160,
+            height: 120,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -446,7 +492,9 @@ mod tests {
         let (mut a, mut b) = (RgbFrame::default(), RgbFrame::default());
         let (mut ma, mut mb) = (LabelMask::default(), LabelMask::default());
         scene.render(17, Some(&mut a), Some(&mut ma));
-        Scene::new(&cfg()).unwrap().render(17, Some(&mut b), Some(&mut mb));
+        Scene::new(&cfg())
+            .unwrap()
+            .render(17, Some(&mut b), Some(&mut mb));
         assert_eq!(a, b);
         assert_eq!(ma, mb);
         let mut gt = LabelMask::default();
@@ -475,7 +523,11 @@ mod tests {
                 let p = placed[id as usize - 1].unwrap();
                 areas[id as usize - 1].push(m.area(id));
                 // Visible area below the unoccluded area: someone is in front.
-                let full = if id == 2 { 4.0 * p.hx * p.hy } else { std::f32::consts::PI * p.hx * p.hy };
+                let full = if id == 2 {
+                    4.0 * p.hx * p.hy
+                } else {
+                    std::f32::consts::PI * p.hx * p.hy
+                };
                 if id < 3 && (m.area(id) as f32) < 0.8 * full {
                     occluded_somewhere = true;
                 }
@@ -486,26 +538,51 @@ mod tests {
             }
         }
         assert!(occluded_somewhere, "no occlusion in 200 frames");
-        assert!(centroids.windows(2).all(|c| (c[0].0 - c[1].0).abs() + (c[0].1 - c[1].1).abs() > 5.0));
+        assert!(centroids
+            .windows(2)
+            .all(|c| (c[0].0 - c[1].0).abs() + (c[0].1 - c[1].1).abs() > 5.0));
         let a3 = &areas[2];
         let (lo, hi) = (*a3.iter().min().unwrap(), *a3.iter().max().unwrap());
-        assert!(hi as f32 > 1.4 * lo as f32, "object 3 does not scale: {lo}..{hi}");
+        assert!(
+            hi as f32 > 1.4 * lo as f32,
+            "object 3 does not scale: {lo}..{hi}"
+        );
     }
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = SyntheticConfig { objects: 4, ..cfg() }.validate().unwrap_err().to_string();
+        let e = SyntheticConfig {
+            objects: 4,
+            ..cfg()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("source.objects"), "{e}");
-        let e = SyntheticConfig { fps: 0.0, ..cfg() }.validate().unwrap_err().to_string();
+        let e = SyntheticConfig { fps: 0.0, ..cfg() }
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("source.fps"), "{e}");
-        let e = SyntheticConfig { width: 4, ..cfg() }.validate().unwrap_err().to_string();
+        let e = SyntheticConfig { width: 4, ..cfg() }
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("source.width"), "{e}");
     }
 
     #[test]
     fn paced_source_delivers_in_order_and_ends() {
         let stop = Arc::new(AtomicBool::new(false));
-        let mut s = Synthetic::new(&SyntheticConfig { fps: 200.0, frames: 5, ..cfg() }, stop).unwrap();
+        let mut s = Synthetic::new(
+            &SyntheticConfig {
+                fps: 200.0,
+                frames: 5,
+                ..cfg()
+            },
+            stop,
+        )
+        .unwrap();
         let mut buf = RgbFrame::default();
         let t0 = std::time::Instant::now();
         let mut last = 0;
