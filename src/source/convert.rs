@@ -343,7 +343,7 @@ mod tests {
         let mut wrong = RgbFrame::new(rgb.width / 2, rgb.height);
         let e = mjpeg_to_rgb(&bytes, &mut wrong).unwrap_err().to_string();
         assert!(e.contains("the stream is"), "{e}");
-        let e = mjpeg_to_rgb(&bytes[..bytes.len() / 3], &mut out)
+        let e = mjpeg_to_rgb(b"\xff\xd8\xff\xe0 not a jpeg", &mut out)
             .unwrap_err()
             .to_string();
         assert!(e.contains("does not decode"), "{e}");
