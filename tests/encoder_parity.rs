@@ -21,7 +21,8 @@ fn pattern() -> RgbFrame {
     f
 }
 
-fn check(model: &str, reference: &str, tolerance: f32) {
+/// Returns (max abs error / output scale, mean abs error / mean abs output).
+fn errors(model: &str, reference: &str) -> (f32, f32) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let bytes = std::fs::read(dir.join("testdata").join(reference)).unwrap();
     let want: Vec<f32> = bytes
