@@ -225,7 +225,7 @@ stats_interval_s = 2
             // A mistyped value inside the tagged [source] table is reported
             // at the table (serde loses the key's span there).
             ("fps = 15", "fps = \"fast\"", "source"),
-            ("width = 320", "width = -3", "width"),
+            ("width = 320", "width = -3", "source"),
             ("mode = 0o640", "mode = 0o1777", "publish.mode"),
             (
                 "name = \"/vosd-test\"",
