@@ -19,13 +19,15 @@ const TAPS: usize = 4;
 pub struct Upsampler {
     grid: Grid,
     frame_w: usize,
-    frame_h: usize,
     /// Per frame column: the 4 cell columns and their spatial weights.
     cols: Vec<([u32; TAPS], [f32; TAPS])>,
     /// Per frame row: the 4 cell rows and their spatial weights.
     rows: Vec<([u32; TAPS], [f32; TAPS])>,
     /// Colour weight by L1 RGB distance (0..=765); all ones when bilinear.
     colour_lut: Vec<f32>,
+    /// Per cell column / row: the frame pixels whose strongest tap it is.
+    cell_cols: Vec<(usize, usize)>,
+    cell_rows: Vec<(usize, usize)>,
     /// Mean colour of each cell (RGB), updated per frame.
     cell_colour: Vec<[f32; 3]>,
     /// Per cell: the channel holding more than half of its probability, or
@@ -61,6 +63,20 @@ fn axis_taps(
         .collect()
 }
 
+/// For each cell, the range of frame pixels whose strongest tap is that cell.
+fn nearest_ranges(cells: usize, taps: &[([u32; TAPS], [f32; TAPS])]) -> Vec<(usize, usize)> {
+    let mut r = vec![(usize::MAX, 0usize); cells];
+    for (p, (idx, w)) in taps.iter().enumerate() {
+        let best = (0..TAPS)
+            .max_by(|&a, &b| w[a].total_cmp(&w[b]))
+            .unwrap_or(0);
+        let c = idx[best] as usize;
+        r[c].0 = r[c].0.min(p);
+        r[c].1 = r[c].1.max(p + 1);
+    }
+    r
+}
+
 impl Upsampler {
     /// Prepares upsampling from `grid` (over a `proc_w`×`proc_h` image) to a
     /// `frame_w`×`frame_h` mask. `edge_aware = Some((sigma_colour, sigma_space))`
@@ -83,12 +99,17 @@ impl Upsampler {
                 None => 1.0,
             })
             .collect();
+        let cols = axis_taps(frame_w, proc_w, &grid.x, sigma_space);
+        let rows = axis_taps(frame_h, proc_h, &grid.y, sigma_space);
+        let cell_cols = nearest_ranges(grid.x.cells, &cols);
+        let cell_rows = nearest_ranges(grid.y.cells, &rows);
         Self {
             grid,
             frame_w,
-            frame_h,
-            cols: axis_taps(frame_w, proc_w, &grid.x, sigma_space),
-            rows: axis_taps(frame_h, proc_h, &grid.y, sigma_space),
+            cols,
+            cell_cols,
+            rows,
+            cell_rows,
             colour_lut,
             cell_colour: vec![[0.0; 3]; grid.len()],
             cell_major: vec![u8::MAX; grid.len()],
@@ -99,22 +120,7 @@ impl Upsampler {
     /// around the cell centre, mapped to frame pixels).
     fn update_cell_colours(&mut self, frame: &RgbFrame) {
         let (gw, gh) = (self.grid.x.cells, self.grid.y.cells);
-        let ranges =
-            |axis: &crate::geometry::GridAxis, taps: &[([u32; TAPS], [f32; TAPS])], n: usize| {
-                // Frame pixels whose nearest cell is i.
-                let mut r = vec![(usize::MAX, 0usize); axis.cells];
-                for (p, (idx, w)) in taps.iter().enumerate().take(n) {
-                    let best = (0..TAPS)
-                        .max_by(|&a, &b| w[a].total_cmp(&w[b]))
-                        .unwrap_or(0);
-                    let c = idx[best] as usize;
-                    r[c].0 = r[c].0.min(p);
-                    r[c].1 = r[c].1.max(p + 1);
-                }
-                r
-            };
-        let xr = ranges(&self.grid.x, &self.cols, self.frame_w);
-        let yr = ranges(&self.grid.y, &self.rows, self.frame_h);
+        let (xr, yr) = (&self.cell_cols, &self.cell_rows);
         for (gy, &(y0, y1)) in yr.iter().enumerate().take(gh) {
             for (gx, &(x0, x1)) in xr.iter().enumerate().take(gw) {
                 let mut sum = [0.0f32; 3];
