@@ -1,7 +1,7 @@
 //! `ShmWriter::publish` and the reader's copies do not allocate (checked
 //! with a counting global allocator, in a test binary of its own).
 
-#[path = "publish_support.rs"]
+#[path = "integration/publish_support.rs"]
 mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -1,4 +1,4 @@
-//! Helpers shared by the daemon tests (included with `#[path]`).
+//! Helpers shared by the daemon tests (a module of the integration test binary).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

@@ -1,15 +1,12 @@
 //! Readers facing foreign, damaged or lying segments get the documented
 //! errors (never a panic or an out-of-bounds read), and cannot write.
 
-#[path = "publish_support.rs"]
-mod support;
-
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
+use crate::publish_support::*;
 use rustix::fs::Mode;
 use rustix::shm;
-use support::*;
 use vosd::publish::layout::*;
 use vosd::publish::{ReadStatus, ShmError, ShmReader, ShmWriter};
 
@@ -342,7 +339,11 @@ fn reader_mapping_is_read_only() {
 
     // 3. A write through it kills the process with SIGSEGV.
     let out = Command::new(std::env::current_exe().expect("exe"))
-        .args(["child_role_write_through_reader", "--exact", "--nocapture"])
+        .args([
+            "publish_errors::child_role_write_through_reader",
+            "--exact",
+            "--nocapture",
+        ])
         .env("VOSD_TEST_WRITE_THROUGH", &name)
         .output()
         .expect("spawn child");

@@ -1,6 +1,6 @@
 //! The `vosd segment` and `vosd eval` commands, including their errors.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

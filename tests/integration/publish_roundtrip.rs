@@ -1,13 +1,10 @@
 //! Writer → reader in one process: content, ordering, skipping, end marker,
 //! permissions, naming and lifecycle.
 
-#[path = "publish_support.rs"]
-mod support;
-
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use support::*;
+use crate::publish_support::*;
 use vosd::publish::{
     monotonic_ns, GroupSpec, ObjectState, PublishConfig, ReadStatus, ShmError, ShmReader,
     ShmWriter, SlotData, Visibility, WriterState,

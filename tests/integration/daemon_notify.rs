@@ -2,13 +2,10 @@
 //! STATUS with fps and drops, WATCHDOG=1 only while frames flow, STOPPING=1
 //! on SIGTERM. A test socket stands in for systemd.
 
-#[path = "daemon_support.rs"]
-mod support;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::daemon_support::*;
 use vosd::publish::ShmReader;
 
 fn collect(fps: f64, watch_for: Duration, tag: &str) -> (Vec<(Duration, String)>, u64) {

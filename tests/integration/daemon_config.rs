@@ -1,12 +1,9 @@
 //! `vosd run` refuses bad configurations with a message that names the file
 //! and the key, and exit status 1; the shipped configurations are valid.
 
-#[path = "daemon_support.rs"]
-mod support;
-
 use std::process::Command;
 
-use support::*;
+use crate::daemon_support::*;
 
 fn run_config(text: &str, check: bool) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();

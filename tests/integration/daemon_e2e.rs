@@ -3,12 +3,9 @@
 //! reads every frame and scores the masks against the synthetic ground
 //! truth, which it recomputes from the frame numbers.
 
-#[path = "daemon_support.rs"]
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::daemon_support::*;
 use vosd::frame::LabelMask;
 use vosd::publish::Visibility;
 use vosd::source::synthetic::{Scene, SyntheticConfig};

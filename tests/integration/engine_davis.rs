@@ -1,6 +1,6 @@
 //! The engine on real DAVIS 2016 frames: single and multiple objects.
 
-mod common;
+use crate::common;
 
 use vosd::config::EngineConfig;
 use vosd::engine::Tracker;

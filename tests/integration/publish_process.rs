@@ -2,9 +2,6 @@
 //! child role), the C example compiled with `cc`, the Python reader; and a
 //! stress test where any torn copy a reader accepted fails the test.
 
-#[path = "publish_support.rs"]
-mod support;
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::publish_support::*;
 use vosd::publish::{ObjectState, ReadStatus, ShmReader, ShmWriter, SlotData};
 
 /// Environment variables selecting a child role.
@@ -121,7 +118,12 @@ fn child_role() {
 /// its `VOSD:` stdout lines.
 fn spawn_child(role: &str, name: &str) -> (KillOnDrop, mpsc::Receiver<String>) {
     let mut child = Command::new(std::env::current_exe().expect("exe"))
-        .args(["child_role", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "publish_process::child_role",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ROLE, role)
         .env(SHM, name)
         .stdout(Stdio::piped())

@@ -1,12 +1,9 @@
 //! SIGTERM and SIGINT stop `vosd run` within a second, with status 0; the
 //! reader sees every frame up to the end marker and the segment is removed.
 
-#[path = "daemon_support.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::daemon_support::*;
 use vosd::publish::{ReadStatus, ShmError, ShmReader};
 
 fn stop_with(signal: i32, tag: &str) {

@@ -1,0 +1,20 @@
+//! vosd's integration tests, in one test binary so that the suite links the
+//! library once (the allocation tests keep binaries of their own: each
+//! installs a counting global allocator).
+
+mod common;
+mod daemon_support;
+mod publish_support;
+
+mod camera_loss;
+mod cli;
+mod daemon_config;
+mod daemon_e2e;
+mod daemon_notify;
+mod daemon_signals;
+mod daemon_unit;
+mod encoder_parity;
+mod engine_davis;
+mod publish_errors;
+mod publish_process;
+mod publish_roundtrip;
