@@ -242,18 +242,20 @@ pub struct FileConfig {
     pub engine: EngineConfig,
 }
 
-/// Why a configuration file could not be used.
+/// Why a configuration file could not be used (the engine's and the
+/// daemon's files alike).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
     /// The file cannot be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: cannot read: {source}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The TOML does not parse or has unknown/mistyped keys.
+    /// Syntax, unknown key, missing key or wrong type (the parser's message
+    /// shows the key and its line).
     #[error("{path}: {message}")]
     Parse {
         /// The file.
@@ -261,33 +263,51 @@ pub enum ConfigFileError {
         /// The parser's message, naming the key.
         message: String,
     },
-    /// A value is out of range.
-    #[error("{path}: {source}")]
+    /// A value is out of range; the message starts with `table.key:`.
+    #[error("{path}: {message}")]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// The range error naming the key.
-        source: ConfigError,
+        /// What is wrong, naming the key.
+        message: String,
     },
+}
+
+/// Parses TOML `text` (read from `path`, named in errors) and checks the
+/// result with `validate`.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+    validate: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<T, ConfigFileError> {
+    let cfg: T = toml::from_str(text).map_err(|e| ConfigFileError::Parse {
+        path: path.into(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    validate(&cfg).map_err(|message| ConfigFileError::Invalid {
+        path: path.into(),
+        message,
+    })?;
+    Ok(cfg)
+}
+
+/// Reads the TOML file at `path` and parses it with [`parse_toml`].
+pub fn load_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    validate: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<T, ConfigFileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError::Read {
+        path: path.into(),
+        source: e,
+    })?;
+    parse_toml(&text, path, validate)
 }
 
 impl FileConfig {
     /// Reads and validates a TOML configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigFileError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError::Read {
-            path: path.into(),
-            source: e,
-        })?;
-        let cfg: Self = toml::from_str(&text).map_err(|e| ConfigFileError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
-        cfg.engine
-            .validate()
-            .map_err(|e| ConfigFileError::Invalid {
-                path: path.into(),
-                source: e,
-            })?;
-        Ok(cfg)
+        load_toml(path, |c: &Self| {
+            c.engine.validate().map_err(|e| e.to_string())
+        })
     }
 }

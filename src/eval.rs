@@ -15,7 +15,7 @@ use crate::encoder::Encoder;
 use crate::engine::Tracker;
 use crate::frame::LabelMask;
 use crate::imageio::{list_images, load_mask, load_rgb, save_mask};
-use crate::metrics::{overall, score_sequence, SequenceScores};
+use crate::metrics::{overall, score_sequence, Overall, SequenceScores};
 
 /// One DAVIS sequence on disk.
 #[derive(Clone, Debug)]
@@ -120,21 +120,13 @@ impl Davis {
     }
 }
 
-/// Figures for one sequence (J and F as fractions in 0..1).
+/// Figures for one sequence (J and F as fractions in 0..1; each statistic
+/// is the mean over the sequence's objects).
 #[derive(Clone, Debug, Serialize)]
 pub struct SequenceReport {
-    /// Mean J over objects.
-    pub j_mean: f64,
-    /// J recall (fraction of frames with J > 0.5), mean over objects.
-    pub j_recall: f64,
-    /// J decay, mean over objects.
-    pub j_decay: f64,
-    /// Mean F over objects.
-    pub f_mean: f64,
-    /// F recall, mean over objects.
-    pub f_recall: f64,
-    /// F decay, mean over objects.
-    pub f_decay: f64,
+    /// J and F mean/recall/decay and J&F mean.
+    #[serde(flatten)]
+    pub scores: Overall,
     /// Frames in the sequence.
     pub frames: usize,
     /// Objects scored.
@@ -147,20 +139,9 @@ pub struct SequenceReport {
 /// Overall figures (official aggregation: mean over all objects).
 #[derive(Clone, Debug, Serialize)]
 pub struct OverallReport {
-    /// (J mean + F mean) / 2.
-    pub jf_mean: f64,
-    /// J mean.
-    pub j_mean: f64,
-    /// J recall.
-    pub j_recall: f64,
-    /// J decay.
-    pub j_decay: f64,
-    /// F mean.
-    pub f_mean: f64,
-    /// F recall.
-    pub f_recall: f64,
-    /// F decay.
-    pub f_decay: f64,
+    /// J and F mean/recall/decay and J&F mean.
+    #[serde(flatten)]
+    pub scores: Overall,
     /// Segmentation fps over all sequences (0 when scoring existing results).
     pub fps: f64,
 }
@@ -190,26 +171,11 @@ pub enum Predictions<'a> {
     Results(&'a Path),
 }
 
-fn mean(xs: impl Iterator<Item = f64>) -> f64 {
-    let v: Vec<f64> = xs.collect();
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    }
-}
-
 fn sequence_report(s: &SequenceScores, frames: usize, fps: f64) -> SequenceReport {
-    let o = &s.objects;
     SequenceReport {
-        j_mean: mean(o.iter().map(|x| x.j.mean)),
-        j_recall: mean(o.iter().map(|x| x.j.recall)),
-        j_decay: mean(o.iter().map(|x| x.j.decay)),
-        f_mean: mean(o.iter().map(|x| x.f.mean)),
-        f_recall: mean(o.iter().map(|x| x.f.recall)),
-        f_decay: mean(o.iter().map(|x| x.f.decay)),
+        scores: overall(std::slice::from_ref(s)),
         frames,
-        objects: o.len(),
+        objects: s.objects.len(),
         fps,
     }
 }
@@ -337,8 +303,8 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
         let report = sequence_report(&s, pred_data.len(), fps);
         eprintln!(
             "{name:<20} J {:.3}  F {:.3}  frames {:>3}  {}",
-            report.j_mean,
-            report.f_mean,
+            report.scores.j_mean,
+            report.scores.f_mean,
             report.frames,
             if fps > 0.0 {
                 format!("{fps:.1} fps")
@@ -361,16 +327,7 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
     };
     Ok(EvalReport {
         sequences,
-        overall: OverallReport {
-            jf_mean: o.jf_mean,
-            j_mean: o.j_mean,
-            j_recall: o.j_recall,
-            j_decay: o.j_decay,
-            f_mean: o.f_mean,
-            f_recall: o.f_recall,
-            f_decay: o.f_decay,
-            fps,
-        },
+        overall: OverallReport { scores: o, fps },
         engine,
     })
 }

@@ -54,23 +54,8 @@ fn io_err(path: &Path, source: std::io::Error) -> ImageIoError {
 
 /// Decodes a JPEG or PNG (or any format the `image` crate was built with) as RGB.
 pub fn load_rgb(path: &Path) -> Result<RgbFrame, ImageIoError> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| io_err(path, e))?
-        .with_guessed_format()
-        .map_err(|e| io_err(path, e))?;
-    let img = reader
-        .decode()
-        .map_err(|e| ImageIoError::Decode {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?
-        .to_rgb8();
-    let (w, h) = img.dimensions();
-    Ok(RgbFrame {
-        width: w as usize,
-        height: h as usize,
-        data: img.into_raw(),
-    })
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    decode_rgb(&bytes, path)
 }
 
 /// Decodes an RGB frame from encoded bytes in memory (JPEG, PNG).

@@ -258,10 +258,13 @@ fn run(cli: Cli) -> Result<()> {
                 }
             };
             let report = evaluate(&ds, &names, source)?;
-            let o = &report.overall;
+            let o = &report.overall.scores;
             println!("{:<20} {:>7} {:>7}", "sequence", "J mean", "F mean");
             for (name, s) in &report.sequences {
-                println!("{name:<20} {:>7.3} {:>7.3}", s.j_mean, s.f_mean);
+                println!(
+                    "{name:<20} {:>7.3} {:>7.3}",
+                    s.scores.j_mean, s.scores.f_mean
+                );
             }
             println!("J&F mean {:.3}", o.jf_mean);
             println!(
@@ -272,10 +275,10 @@ fn run(cli: Cli) -> Result<()> {
                 "F mean {:.3}  recall {:.3}  decay {:.3}",
                 o.f_mean, o.f_recall, o.f_decay
             );
-            if o.fps > 0.0 {
+            if report.overall.fps > 0.0 {
                 println!(
                     "fps {:.2} (segmentation only, {} sequences)",
-                    o.fps,
+                    report.overall.fps,
                     report.sequences.len()
                 );
             }
@@ -407,6 +410,10 @@ fn run(cli: Cli) -> Result<()> {
                 r.latency_p50_ms, r.latency_p99_ms, r.latency_max_ms
             );
             println!("publication per frame (states + shm): p50 {:.1} us, p99 {:.1} us; shm publish alone p50 {:.1} us", r.publish_p50_us, r.publish_p99_us, r.shm_publish_p50_us);
+            println!(
+                "resident memory: {:.1} MiB after warm-up, {:.1} MiB at the end, {:.1} MiB max (sampled each second)",
+                r.rss_after_warmup_mib, r.rss_end_mib, r.rss_max_mib
+            );
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&r)? + "\n")
                     .with_context(|| format!("{}: cannot write", path.display()))?;

@@ -191,6 +191,10 @@ pub struct Stats {
     pub published: AtomicU64,
     /// CLOCK_MONOTONIC ns of the latest publish (0: none yet).
     pub last_publish_ns: AtomicU64,
+    /// Failed attempts to get the camera back (see [`SourceError::Reconnecting`]).
+    pub reconnects: AtomicU64,
+    /// The camera is lost and being reopened (no frames until it is back).
+    pub source_down: AtomicBool,
     latency: Mutex<LatencyWindow>,
 }
 
@@ -204,6 +208,8 @@ impl Stats {
             dropped_engine: AtomicU64::new(0),
             published: AtomicU64::new(0),
             last_publish_ns: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            source_down: AtomicBool::new(false),
             latency: Mutex::new(LatencyWindow::new(window)),
         }
     }
@@ -221,6 +227,8 @@ impl Stats {
             processed: self.processed.load(Ordering::Relaxed),
             dropped_engine: self.dropped_engine.load(Ordering::Relaxed),
             published: self.published.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            source_down: self.source_down.load(Ordering::Relaxed),
             latency_p50_ms: ms(percentile(&sorted, 50.0)),
             latency_p99_ms: ms(percentile(&sorted, 99.0)),
             latency_max_ms: ms(sorted.last().copied().unwrap_or(0)),
@@ -246,6 +254,10 @@ pub struct StatsSnapshot {
     pub dropped_engine: u64,
     /// Frames published.
     pub published: u64,
+    /// Failed camera reconnection attempts.
+    pub reconnects: u64,
+    /// The camera was lost and not back yet.
+    pub source_down: bool,
     /// Median capture→publish latency over the window, ms.
     pub latency_p50_ms: f64,
     /// 99th percentile capture→publish latency over the window, ms.
@@ -518,6 +530,9 @@ impl Pipeline {
                         };
                         match source.next_frame(&mut slot.rgb) {
                             Ok(meta) => {
+                                if stats.source_down.swap(false, Ordering::Relaxed) {
+                                    log::info!("source: frames flow again");
+                                }
                                 slot.meta = meta;
                                 stats.captured.fetch_add(1, Ordering::Relaxed);
                                 match send_latest(&frame_tx, &frame_rx, slot, |stale| {
@@ -538,6 +553,15 @@ impl Pipeline {
                                 );
                                 ended.store(true, Ordering::SeqCst);
                                 break;
+                            }
+                            Err(e @ SourceError::Reconnecting { .. }) => {
+                                let n = stats.reconnects.fetch_add(1, Ordering::Relaxed) + 1;
+                                stats.source_down.store(true, Ordering::Relaxed);
+                                // Every attempt at first, then sparser.
+                                if n <= 5 || n.is_power_of_two() {
+                                    log::warn!("source: {e} (attempt {n})");
+                                }
+                                let _ = free_tx.try_send(slot);
                             }
                             Err(e @ SourceError::BadFrame { .. }) => {
                                 let n = stats.capture_errors.fetch_add(1, Ordering::Relaxed) + 1;

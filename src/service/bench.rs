@@ -5,6 +5,8 @@
 //! [`ShmReader`] in another thread, and reports capture→publish latency
 //! percentiles, sustained fps and drops after a warm-up; then measures the
 //! publication cost per frame (object states + `ShmWriter::publish`) alone.
+//! Resident memory is sampled once a second while measuring: a long run
+//! (`--seconds 600`) shows whether memory stays flat.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -59,6 +61,21 @@ pub struct BenchReport {
     pub publish_p99_us: f64,
     /// `ShmWriter::publish` alone, median, µs.
     pub shm_publish_p50_us: f64,
+    /// Resident memory at the end of the warm-up, MiB (0 where unknown).
+    pub rss_after_warmup_mib: f64,
+    /// Resident memory at the end of the measured period, MiB.
+    pub rss_end_mib: f64,
+    /// Largest resident memory sampled (once a second) while measuring, MiB.
+    pub rss_max_mib: f64,
+}
+
+/// This process's resident set size in bytes (`VmRSS` of
+/// `/proc/self/status`; `None` where there is no procfs).
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn pct(sorted: &[u64], p: f64) -> u64 {
@@ -112,8 +129,16 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     });
     std::thread::sleep(Duration::from_secs_f64(opts.warmup_s));
     let a = stats.snapshot();
-    std::thread::sleep(Duration::from_secs_f64(opts.seconds));
+    let mib = |b: Option<u64>| b.unwrap_or(0) as f64 / (1024.0 * 1024.0);
+    let rss_after_warmup = mib(resident_bytes());
+    let mut rss_max = rss_after_warmup;
+    let end = Instant::now() + Duration::from_secs_f64(opts.seconds);
+    while Instant::now() < end {
+        std::thread::sleep((end - Instant::now()).min(Duration::from_secs(1)));
+        rss_max = rss_max.max(mib(resident_bytes()));
+    }
     let b = stats.snapshot();
+    let rss_end = mib(resident_bytes());
     stop.store(true, Ordering::SeqCst);
     pipeline.join()?;
     let mut lat = reader_thread
@@ -175,5 +200,8 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         publish_p50_us: us(pct(&total, 50.0)),
         publish_p99_us: us(pct(&total, 99.0)),
         shm_publish_p50_us: us(pct(&shm_only, 50.0)),
+        rss_after_warmup_mib: rss_after_warmup,
+        rss_end_mib: rss_end,
+        rss_max_mib: rss_max,
     })
 }

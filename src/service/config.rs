@@ -2,7 +2,7 @@
 //! `[pipeline]`. Unknown tables and keys are errors; every error names the
 //! file and the key.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -73,58 +73,19 @@ pub struct DaemonConfig {
     pub pipeline: PipelineConfig,
 }
 
-/// Why a daemon configuration is unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonConfigError {
-    /// The file cannot be read.
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Syntax, unknown key, missing key or wrong type (the message shows
-    /// the key and its line).
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message.
-        message: String,
-    },
-    /// A value out of range; the message starts with `table.key:`.
-    #[error("{path}: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-}
+/// Why a daemon configuration is unusable (the engine's error type: the
+/// same three cases).
+pub use crate::config::ConfigFileError as DaemonConfigError;
 
 impl DaemonConfig {
     /// Parses a configuration from TOML text (`path` is for messages).
     pub fn parse(text: &str, path: &Path) -> Result<Self, DaemonConfigError> {
-        let cfg: Self = toml::from_str(text).map_err(|e| DaemonConfigError::Parse {
-            path: path.into(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        cfg.validate()
-            .map_err(|message| DaemonConfigError::Invalid {
-                path: path.into(),
-                message,
-            })?;
-        Ok(cfg)
+        crate::config::parse_toml(text, path, Self::validate)
     }
 
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, DaemonConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| DaemonConfigError::Read {
-            path: path.into(),
-            source: e,
-        })?;
-        Self::parse(&text, path)
+        crate::config::load_toml(path, Self::validate)
     }
 
     /// Checks every range; the message names the key (`table.key: why`).

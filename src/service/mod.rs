@@ -40,14 +40,20 @@ pub fn install_signal_handlers(stop: &Arc<AtomicBool>) -> Result<()> {
 pub fn stats_line(now: &StatsSnapshot, prev: &StatsSnapshot) -> String {
     let (cap_fps, pub_fps) = now.rates_since(prev);
     format!(
-        "captured {} ({cap_fps:.1} fps), processed {}, published {} ({pub_fps:.1} fps), dropped {} at engine input + {} at publish input, \
-         capture errors {}, latency p50 {:.1} ms p99 {:.1} ms",
+        "{}captured {} ({cap_fps:.1} fps), processed {}, published {} ({pub_fps:.1} fps), dropped {} at engine input + {} at publish input, \
+         capture errors {}, reconnection attempts {}, latency p50 {:.1} ms p99 {:.1} ms",
+        if now.source_down {
+            "CAMERA LOST, reconnecting; "
+        } else {
+            ""
+        },
         now.captured,
         now.processed,
         now.published,
         now.dropped_capture,
         now.dropped_engine,
         now.capture_errors,
+        now.reconnects,
         now.latency_p50_ms,
         now.latency_p99_ms
     )
@@ -118,11 +124,15 @@ pub fn supervise(
         }
         if let Some(wd) = watchdog {
             // Ping only while frames flow: a stalled pipeline lets systemd's
-            // watchdog fire and restart the service.
+            // watchdog fire and restart the service. A lost camera is the
+            // exception: the capture stage is reopening it with back-off,
+            // which a restart would not do better.
             let last_ns = stats.last_publish_ns.load(Ordering::Relaxed);
             let fresh =
                 last_ns > 0 && monotonic_ns().saturating_sub(last_ns) < wd.as_nanos() as u64 / 2;
-            if published > pinged_publish && fresh && last_ping.elapsed() >= wd / 4 {
+            let flowing = published > pinged_publish && fresh;
+            let reconnecting = stats.source_down.load(Ordering::Relaxed);
+            if (flowing || reconnecting) && last_ping.elapsed() >= wd / 4 {
                 notifier.notify("WATCHDOG=1");
                 last_ping = Instant::now();
                 pinged_publish = published;
@@ -140,7 +150,12 @@ pub fn supervise(
             let now = stats.snapshot();
             let (_, fps) = now.rates_since(&status_prev);
             notifier.notify(&format!(
-                "STATUS={fps:.1} fps, {} published, {} dropped, latency p50 {:.0} ms p99 {:.0} ms",
+                "STATUS={}{fps:.1} fps, {} published, {} dropped, latency p50 {:.0} ms p99 {:.0} ms",
+                if now.source_down {
+                    "camera lost, reconnecting; "
+                } else {
+                    ""
+                },
                 now.published,
                 now.dropped(),
                 now.latency_p50_ms,

@@ -60,6 +60,15 @@ impl Notifier {
         })
     }
 
+    /// Sends to the datagram socket at `path` with a watchdog timeout, as
+    /// systemd's variables would say (for tests and embedding).
+    pub fn to_path(path: &std::path::Path, watchdog: Option<Duration>) -> io::Result<Self> {
+        Ok(Self {
+            target: Some((UnixDatagram::unbound()?, SocketAddr::from_pathname(path)?)),
+            watchdog,
+        })
+    }
+
     /// Whether a service manager listens.
     pub fn enabled(&self) -> bool {
         self.target.is_some()

@@ -57,12 +57,24 @@ pub fn report(dev: &Path, sysfs: &Path) -> String {
             node.path.display(),
             node.name.as_deref().unwrap_or("(no name in sysfs)")
         );
-        let _ = writeln!(
-            out,
-            "    (formats: not queried; V4L2 capture is not implemented yet)"
-        );
+        for line in formats_of(&node.path) {
+            let _ = writeln!(out, "    {line}");
+        }
     }
     out
+}
+
+/// The formats a node offers (or why they cannot be listed).
+#[cfg(feature = "v4l2")]
+fn formats_of(path: &Path) -> Vec<String> {
+    crate::source::v4l2::describe_formats(path)
+        .unwrap_or_else(|e| vec![format!("cannot query: {e}")])
+}
+
+/// Without V4L2 support the formats cannot be queried.
+#[cfg(not(feature = "v4l2"))]
+fn formats_of(_path: &Path) -> Vec<String> {
+    vec!["(formats not queried: built without the `v4l2` feature)".into()]
 }
 
 #[cfg(test)]
@@ -93,6 +105,10 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["video0", "video2", "video10"]);
         assert_eq!(nodes[1].name.as_deref(), Some("USB Camera"));
-        assert!(report(dev.path(), sys.path()).contains("USB Camera"));
+        let r = report(dev.path(), sys.path());
+        assert!(r.contains("USB Camera"), "{r}");
+        // Empty files are not cameras: the report says why, per node.
+        #[cfg(feature = "v4l2")]
+        assert!(r.contains("cannot query: not a V4L2"), "{r}");
     }
 }

@@ -9,14 +9,20 @@
 //! - [`synthetic`]: deterministic moving, textured shapes with exact ground
 //!   truth (tests, demo, benchmarks);
 //! - [`frames`]: a folder of images or a DAVIS sequence, paced at an fps;
-//! - `v4l2`: a V4L2 camera (configuration only: capture is not implemented yet).
+//! - `v4l2`: a V4L2 camera through the `v4l` crate (cargo feature `v4l2`,
+//!   on by default; see [`camera`] for the parts that need no device).
 //!
 //! The source is chosen by the `[source]` table of the daemon configuration
 //! ([`SourceConfig`], tagged by `kind`).
 
+pub mod camera;
 pub mod convert;
 pub mod frames;
+#[cfg(feature = "nokhwa")]
+pub mod nokhwa_camera;
 pub mod synthetic;
+#[cfg(feature = "v4l2")]
+pub mod v4l2;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,6 +101,18 @@ pub enum SourceError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The camera went away or stalled; it was closed and the next call
+    /// to [`FrameSource::next_frame`] reopens it after `retry_in` (the
+    /// pipeline counts this and goes on).
+    #[error("camera {device}: {reason}; reconnecting in {:.1} s", retry_in.as_secs_f64())]
+    Reconnecting {
+        /// The device path.
+        device: String,
+        /// What happened.
+        reason: String,
+        /// Pause before the next attempt.
+        retry_in: Duration,
+    },
     /// The source has no more frames (a folder played once, a frame limit).
     #[error("end of stream")]
     Ended,
@@ -131,8 +149,10 @@ pub enum SourceConfig {
     Synthetic(synthetic::SyntheticConfig),
     /// A folder of images or a DAVIS sequence.
     Frames(frames::FramesConfig),
-    /// A V4L2 camera (capture not implemented yet: opening it is an error).
+    /// A V4L2 camera.
     V4l2(V4l2Config),
+    /// A camera through the portable nokhwa crate (cargo feature `nokhwa`).
+    Nokhwa(NokhwaConfig),
 }
 
 impl SourceConfig {
@@ -142,6 +162,7 @@ impl SourceConfig {
             SourceConfig::Synthetic(c) => c.validate(),
             SourceConfig::Frames(c) => c.validate(),
             SourceConfig::V4l2(c) => c.validate(),
+            SourceConfig::Nokhwa(c) => c.validate(),
         }
     }
 }
@@ -196,6 +217,53 @@ pub struct V4l2Config {
     pub max_backoff_s: f64,
 }
 
+/// `kind = "nokhwa"`: a camera through nokhwa, by index (`/dev/videoN` is
+/// index N on Linux).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NokhwaConfig {
+    /// Camera index.
+    #[serde(default)]
+    pub index: u32,
+    /// Requested width (nokhwa picks the closest mode the camera has).
+    #[serde(default = "default_cam_width")]
+    pub width: usize,
+    /// Requested height.
+    #[serde(default = "default_cam_height")]
+    pub height: usize,
+    /// Requested frame rate (rounded to a whole number for nokhwa).
+    #[serde(default = "default_fps")]
+    pub fps: f64,
+    /// Pixel format to negotiate.
+    #[serde(default)]
+    pub format: PixelFormat,
+    /// Label mask PNG of the objects to track in the first frame.
+    #[serde(default)]
+    pub initial_mask: Option<PathBuf>,
+    /// Longest pause between reconnection attempts, seconds.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_s: f64,
+}
+
+impl NokhwaConfig {
+    /// Checks ranges; errors name the key.
+    pub fn validate(&self) -> Result<(), SourceError> {
+        check_size(self.width, self.height)?;
+        check_fps(self.fps)?;
+        check_backoff(self.max_backoff_s)
+    }
+}
+
+fn check_backoff(s: f64) -> Result<(), SourceError> {
+    if !(s.is_finite() && (0.1..=3600.0).contains(&s)) {
+        return Err(SourceError::Config {
+            key: "max_backoff_s",
+            reason: "must be within 0.1..=3600 seconds".into(),
+        });
+    }
+    Ok(())
+}
+
 fn default_device() -> PathBuf {
     PathBuf::from("/dev/video0")
 }
@@ -226,12 +294,7 @@ impl V4l2Config {
                 reason: format!("{} is not within 2..=32", self.buffers),
             });
         }
-        if !(self.max_backoff_s.is_finite() && (0.1..=3600.0).contains(&self.max_backoff_s)) {
-            return Err(SourceError::Config {
-                key: "max_backoff_s",
-                reason: "must be within 0.1..=3600 seconds".into(),
-            });
-        }
+        check_backoff(self.max_backoff_s)?;
         if self.device.as_os_str().is_empty() {
             return Err(SourceError::Config {
                 key: "device",
@@ -278,12 +341,22 @@ pub fn open(
     Ok(match cfg {
         SourceConfig::Synthetic(c) => Box::new(synthetic::Synthetic::new(c, stop)?),
         SourceConfig::Frames(c) => Box::new(frames::Frames::open(c, stop)?),
-        // The V4L2 capture backend is not written yet (pixel conversions are,
-        // in `convert`); say so plainly rather than pretend.
+        #[cfg(feature = "v4l2")]
+        SourceConfig::V4l2(c) => Box::new(v4l2::V4l2Camera::open(c, stop)?),
+        #[cfg(not(feature = "v4l2"))]
         SourceConfig::V4l2(c) => {
             return Err(SourceError::Device {
                 device: c.device.display().to_string(),
-                reason: "V4L2 capture is not implemented in this version of vosd; use kind = \"frames\" or \"synthetic\"".into(),
+                reason: "this vosd was built without the `v4l2` feature (rebuild with default features)".into(),
+            })
+        }
+        #[cfg(feature = "nokhwa")]
+        SourceConfig::Nokhwa(c) => Box::new(nokhwa_camera::NokhwaCamera::open(c, stop)?),
+        #[cfg(not(feature = "nokhwa"))]
+        SourceConfig::Nokhwa(c) => {
+            return Err(SourceError::Device {
+                device: format!("nokhwa:{}", c.index),
+                reason: "this vosd was built without the `nokhwa` feature (rebuild with `--features nokhwa`)".into(),
             })
         }
     })
