@@ -291,7 +291,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run { config, check } => {
             let cfg = vosd::service::DaemonConfig::load(&config)?;
             if check {
-                println!("{}: ok", config.display());
+                let model = cfg.engine.model_path();
+                if !model.is_file() {
+                    bail!(
+                        "{}: engine model {}: no such file (set engine.model, or VOSD_MODEL_DIR to the folder of the bundled models)",
+                        config.display(),
+                        model.display()
+                    );
+                }
+                println!("{}: ok (model {})", config.display(), model.display());
                 return Ok(());
             }
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -15,6 +15,7 @@ mod daemon_signals;
 mod daemon_unit;
 mod encoder_parity;
 mod engine_davis;
+mod install;
 mod publish_errors;
 mod publish_process;
 mod publish_roundtrip;

@@ -1,0 +1,104 @@
+//! `scripts/install.sh` into a staging tree (DESTDIR): the files land where
+//! the unit expects them, the installed binary accepts the installed
+//! configuration, a second install keeps an edited configuration, and
+//! `--uninstall` leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn script(destdir: &Path, args: &[&str]) -> std::process::Output {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    Command::new("bash")
+        .arg(root.join("scripts/install.sh"))
+        .args(args)
+        .env("DESTDIR", destdir)
+        .output()
+        .expect("bash runs")
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn install_then_uninstall_leaves_nothing() {
+    let dest = tempfile::tempdir().unwrap();
+    let d = dest.path();
+    let out = script(d, &["--binary", env!("CARGO_BIN_EXE_vosd")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "usr/bin/vosd",
+        "usr/share/vosd/models/encoder_lite0_fp32.onnx",
+        "usr/share/vosd/models/encoder_lite0_int8.onnx",
+        "etc/vosd/vosd.toml",
+        "etc/systemd/system/vosd.service",
+        "usr/share/doc/vosd/daemon.md",
+        "usr/share/vosd/clients/c/vosd_shm.h",
+        "usr/share/vosd/install-manifest",
+    ] {
+        assert!(d.join(f).is_file(), "{f} not installed");
+    }
+    // The unit's ExecStart and model directory are what was installed.
+    let unit = std::fs::read_to_string(d.join("etc/systemd/system/vosd.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/vosd run --config /etc/vosd/vosd.toml"));
+    assert!(unit.contains("VOSD_MODEL_DIR=/usr/share/vosd/models"));
+    let check = Command::new(d.join("usr/bin/vosd"))
+        .args(["run", "--check", "--config"])
+        .arg(d.join("etc/vosd/vosd.toml"))
+        .env("VOSD_MODEL_DIR", d.join("usr/share/vosd/models"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "installed config: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // A second install keeps the edited configuration.
+    std::fs::write(d.join("etc/vosd/vosd.toml"), "# edited\n").unwrap();
+    let out = script(d, &["--binary", env!("CARGO_BIN_EXE_vosd")]);
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read_to_string(d.join("etc/vosd/vosd.toml")).unwrap(),
+        "# edited\n"
+    );
+    assert!(d.join("etc/vosd/vosd.toml.new").is_file());
+
+    let out = script(d, &["--uninstall"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left = files_under(d);
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(std::fs::read_dir(d).unwrap().count(), 0, "directories left");
+
+    // Nothing installed: a clear error.
+    let out = script(d, &["--uninstall"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not installed"));
+}
+
+#[test]
+fn a_missing_binary_is_a_clear_error() {
+    let dest = tempfile::tempdir().unwrap();
+    let out = script(dest.path(), &["--binary", "/nonexistent/vosd"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/vosd not found"), "{err}");
+    assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
+}
