@@ -190,6 +190,9 @@ pub fn explain_io(e: &std::io::Error) -> String {
         Some(libc::ENOTTY) | Some(libc::EINVAL) => {
             format!("not a V4L2 capture device ({e})")
         }
+        Some(libc::ENOSYS) => format!(
+            "not a V4L2 capture device, or V4L2 calls are unavailable here (qemu-user does not emulate them) ({e})"
+        ),
         Some(libc::ENODEV) | Some(libc::ENXIO) => "device went away (unplugged?)".into(),
         _ => e.to_string(),
     }
@@ -289,5 +292,6 @@ mod tests {
         assert!(e(libc::EACCES).contains("video"));
         assert!(e(libc::EBUSY).contains("busy"));
         assert!(e(libc::ENOTTY).contains("not a V4L2"));
+        assert!(e(libc::ENOSYS).contains("not a V4L2"));
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn vosd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vosd"))
+    crate::common::target_command(env!("CARGO_BIN_EXE_vosd"))
 }
 
 /// Copies the first `n` bear frames into `dir/frames` and returns the first mask path.

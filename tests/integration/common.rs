@@ -13,3 +13,29 @@ pub fn davis_root() -> Option<PathBuf> {
         None
     }
 }
+
+/// A command for a program built for the test target (the `vosd` binary,
+/// this test binary). When cross-testing under emulation,
+/// `$VOSD_TEST_RUNNER` names the emulator (`scripts/cross-build.sh --test`
+/// sets it, e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`) and the program
+/// runs through it; otherwise it runs directly.
+pub fn target_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let runner = std::env::var("VOSD_TEST_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    match parts.next() {
+        Some(emulator) => {
+            let mut cmd = std::process::Command::new(emulator);
+            cmd.args(parts).arg(program);
+            cmd
+        }
+        None => std::process::Command::new(program),
+    }
+}
+
+/// Whether the tests run under an emulator (`$VOSD_TEST_RUNNER` is set).
+/// Real-time expectations (frame rates, stop latency, watchdog cadence) are
+/// then relaxed: an engine step takes seconds under qemu-user, not tens of
+/// milliseconds. Correctness checks stay as they are.
+pub fn emulated() -> bool {
+    std::env::var("VOSD_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty())
+}

@@ -1,14 +1,12 @@
 //! `vosd run` refuses bad configurations with a message that names the file
 //! and the key, and exit status 1; the shipped configurations are valid.
 
-use std::process::Command;
-
 use crate::daemon_support::*;
 
 fn run_config(text: &str, check: bool) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), text);
-    let mut cmd = Command::new(vosd_bin());
+    let mut cmd = crate::common::target_command(vosd_bin());
     cmd.args(["run", "--config"]).arg(&path);
     if check {
         cmd.arg("--check");
@@ -87,7 +85,7 @@ name = "/vosd-test-cfg-frames"
 
 #[test]
 fn missing_file_is_named() {
-    let out = Command::new(vosd_bin())
+    let out = crate::common::target_command(vosd_bin())
         .args(["run", "--config", "/nonexistent/vosd.toml"])
         .output()
         .unwrap();
@@ -98,9 +96,16 @@ fn missing_file_is_named() {
 
 #[test]
 fn shipped_configs_are_valid() {
-    for file in ["config/demo.toml", "config/vosd.toml"] {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
-        let out = Command::new(vosd_bin())
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        checked += 1;
+        let file = path.display();
+        let out = crate::common::target_command(vosd_bin())
             .args(["run", "--check", "--config"])
             .arg(&path)
             .output()
@@ -111,4 +116,5 @@ fn shipped_configs_are_valid() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    assert!(checked >= 3, "only {checked} configs in {}", dir.display());
 }

@@ -65,8 +65,14 @@ fn synthetic_run_published_masks_match_ground_truth() {
     assert!(status.success(), "vosd failed: {status}\n{log}");
     assert!(ended, "no end marker after {n} frames\n{log}");
     assert!(states_ok, "object states disagree with the masks");
+    // Under emulation the engine is ~30x slower and drops most frames.
+    let min_frames = if crate::common::emulated() {
+        3
+    } else {
+        frames / 2
+    };
     assert!(
-        n >= frames / 2,
+        n >= min_frames,
         "only {n} of {frames} frames published\n{log}"
     );
     let mut all = Vec::new();

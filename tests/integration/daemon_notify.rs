@@ -43,7 +43,7 @@ fn collect(fps: f64, watch_for: Duration, tag: &str) -> (Vec<(Duration, String)>
     }
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = wait_exit(&mut child, Duration::from_secs(5));
+    let status = wait_exit(&mut child, Duration::from_secs(15));
     assert!(status.success());
     while let Ok(n) = sock.recv(&mut buf) {
         msgs.push((
@@ -68,8 +68,10 @@ fn ready_status_watchdog_and_stopping() {
         "watchdog pinged before frames flowed: {msgs:?}"
     );
     let pings = msgs.iter().filter(|m| m.1 == "WATCHDOG=1").count();
-    // Interval 0.4 s: pings every 0.1–0.2 s while frames flow for 6 s.
-    assert!(pings >= 10, "only {pings} watchdog pings: {msgs:?}");
+    // Interval 0.4 s: pings every 0.1–0.2 s while frames flow for 6 s
+    // (under emulation frames come seconds apart: a ping or so per frame).
+    let min_pings = if crate::common::emulated() { 1 } else { 10 };
+    assert!(pings >= min_pings, "only {pings} watchdog pings: {msgs:?}");
     let status = msgs
         .iter()
         .filter(|m| m.1.starts_with("STATUS=") && m.1.contains("fps") && m.1.contains("dropped"))

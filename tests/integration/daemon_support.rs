@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use vosd::frame::LabelMask;
@@ -60,7 +60,7 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 
 /// Starts `vosd run --config PATH` with stderr captured.
 pub fn spawn_daemon(config: &Path, envs: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(vosd_bin());
+    let mut cmd = crate::common::target_command(vosd_bin());
     cmd.args(["run", "--config"])
         .arg(config)
         .stdout(Stdio::null())

@@ -55,7 +55,7 @@ fn install_then_uninstall_leaves_nothing() {
     let unit = std::fs::read_to_string(d.join("etc/systemd/system/vosd.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/bin/vosd run --config /etc/vosd/vosd.toml"));
     assert!(unit.contains("VOSD_MODEL_DIR=/usr/share/vosd/models"));
-    let check = Command::new(d.join("usr/bin/vosd"))
+    let check = crate::common::target_command(d.join("usr/bin/vosd"))
         .args(["run", "--check", "--config"])
         .arg(d.join("etc/vosd/vosd.toml"))
         .env("VOSD_MODEL_DIR", d.join("usr/share/vosd/models"))

@@ -2,7 +2,6 @@
 //! errors (never a panic or an out-of-bounds read), and cannot write.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 
 use crate::publish_support::*;
 use rustix::fs::Mode;
@@ -338,7 +337,7 @@ fn reader_mapping_is_read_only() {
     assert_eq!(err, rustix::io::Errno::ACCESS);
 
     // 3. A write through it kills the process with SIGSEGV.
-    let out = Command::new(std::env::current_exe().expect("exe"))
+    let out = crate::common::target_command(std::env::current_exe().expect("exe"))
         .args([
             "publish_errors::child_role_write_through_reader",
             "--exact",

@@ -117,7 +117,7 @@ fn child_role() {
 /// Spawns this test binary in a child role; returns it and a channel of
 /// its `VOSD:` stdout lines.
 fn spawn_child(role: &str, name: &str) -> (KillOnDrop, mpsc::Receiver<String>) {
-    let mut child = Command::new(std::env::current_exe().expect("exe"))
+    let mut child = crate::common::target_command(std::env::current_exe().expect("exe"))
         .args([
             "publish_process::child_role",
             "--exact",
