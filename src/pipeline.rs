@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{EngineError, Tracker};
 use crate::frame::{LabelMask, RgbFrame};
-use crate::publish::{monotonic_ns, ObjectState, ShmWriter, SlotData, Visibility};
+use crate::publish::{
+    monotonic_ns, ObjectState, PipelineCounters, ShmWriter, SlotData, Visibility,
+};
 use crate::source::{FrameMeta, FrameSource, SourceError};
 
 /// Error type of a [`Segmenter`].
@@ -681,10 +683,30 @@ impl Pipeline {
                     let max_objects = writer.max_objects() as usize;
                     let mut states: Vec<ObjectState> = Vec::with_capacity(max_objects);
                     let mut tracker = StateTracker::new();
+                    // The statistics block of the segment header: refreshed
+                    // after every publish and on every idle tick, so that
+                    // readers see a lost camera while nothing is published.
+                    // Relaxed loads and stores only; no allocation.
+                    let publish_stats = |writer: &ShmWriter| {
+                        let sat = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+                        let ld = |c: &AtomicU64| c.load(Ordering::Relaxed);
+                        writer.set_stats(&PipelineCounters {
+                            frames_captured: ld(&stats.captured),
+                            frames_dropped: ld(&stats.dropped_capture)
+                                .saturating_add(ld(&stats.dropped_engine)),
+                            capture_errors: sat(ld(&stats.capture_errors)),
+                            reconnects: sat(ld(&stats.reconnects)),
+                            camera_lost: stats.source_down.load(Ordering::Relaxed),
+                        });
+                    };
+                    publish_stats(&writer);
                     loop {
                         let o = match out_rx.recv_timeout(tick) {
                             Ok(o) => o,
-                            Err(RecvTimeoutError::Timeout) => continue,
+                            Err(RecvTimeoutError::Timeout) => {
+                                publish_stats(&writer);
+                                continue;
+                            }
                             Err(RecvTimeoutError::Disconnected) => break,
                         };
                         if o.meta.restart {
@@ -714,8 +736,11 @@ impl Pipeline {
                             }
                             Err(e) => fail(&error, &stop, "publish", e.to_string()),
                         }
+                        publish_stats(&writer);
                         let _ = mask_free_tx.try_send(o);
                     }
+                    // Final counts, then the end marker.
+                    publish_stats(&writer);
                     writer.finish();
                     log::info!(
                         "shm '{}': end marker published after {} frames",

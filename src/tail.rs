@@ -1,13 +1,15 @@
 //! `vosd tail`: a shared-memory reader that prints one line per published
 //! frame (frame number, capture→publish latency, each object's id, area,
-//! box and visibility).
+//! box and visibility), a `CAMERA LOST` line when the writer reports that
+//! its camera went away (and one when it is back), and a summary line of
+//! the writer's pipeline statistics at the end.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::publish::{FrameBuf, ReadStatus, ShmError, ShmReader};
+use crate::publish::{FrameBuf, PipelineCounters, ReadStatus, ShmError, ShmReader};
 
 /// What `vosd tail` reads and for how long.
 #[derive(Clone, Debug)]
@@ -61,6 +63,31 @@ pub fn frame_line(f: &FrameBuf, skipped: u64) -> String {
     s
 }
 
+/// Formats the writer's pipeline statistics as the summary line printed at
+/// the end (no newline); `None` (a segment older than ABI version 2)
+/// says that the writer publishes none.
+pub fn stats_line(s: Option<&PipelineCounters>) -> String {
+    match s {
+        None => "stats: not published by this writer (ABI version 1)".to_owned(),
+        Some(s) => format!(
+            "stats: captured {}  dropped {}  capture errors {}  reconnects {}  source {}",
+            s.frames_captured,
+            s.frames_dropped,
+            s.capture_errors,
+            s.reconnects,
+            if s.camera_lost { "CAMERA LOST" } else { "ok" }
+        ),
+    }
+}
+
+/// The line printed when the camera is reported lost (no newline).
+pub fn camera_lost_line(s: &PipelineCounters) -> String {
+    format!(
+        "CAMERA LOST: reconnecting ({} failed attempts, {} frames captured so far)",
+        s.reconnects, s.frames_captured
+    )
+}
+
 /// Opens the segment, waiting up to `wait` for it to appear.
 pub fn open_waiting(name: &str, wait: Duration) -> Result<ShmReader> {
     let start = Instant::now();
@@ -77,25 +104,47 @@ pub fn open_waiting(name: &str, wait: Duration) -> Result<ShmReader> {
     }
 }
 
-/// Prints frames to `out` until `frames` were printed or the writer ends.
+/// Prints frames to `out` until `frames` were printed or the writer ends,
+/// then the statistics summary line ([`stats_line`]). Between frames, a
+/// [`camera_lost_line`] when the writer reports its camera lost, and
+/// `camera back` when frames flow again.
 pub fn tail(opts: &TailOptions, out: &mut dyn Write) -> Result<(u64, TailEnd)> {
     let mut reader = open_waiting(&opts.shm, Duration::from_secs_f64(opts.wait_s.max(0.0)))?;
     let mut buf = reader.new_frame_buf();
     let mut printed = 0u64;
     let mut last_frame = Instant::now();
+    let mut lost_reported = false;
+    let finish = |reader: &ShmReader, out: &mut dyn Write| -> Result<()> {
+        writeln!(out, "{}", stats_line(reader.stats().as_ref()))
+            .context("cannot write to stdout")?;
+        out.flush().ok();
+        Ok(())
+    };
     loop {
-        match reader.wait_next(&mut buf, Duration::from_millis(200))? {
+        let status = reader.wait_next(&mut buf, Duration::from_millis(200))?;
+        if let Some(s) = reader.stats() {
+            if s.camera_lost != lost_reported {
+                lost_reported = s.camera_lost;
+                let line = if s.camera_lost {
+                    camera_lost_line(&s)
+                } else {
+                    "camera back: frames flow again".to_owned()
+                };
+                writeln!(out, "{line}").context("cannot write to stdout")?;
+            }
+        }
+        match status {
             ReadStatus::Frame { skipped, .. } => {
                 writeln!(out, "{}", frame_line(&buf, skipped)).context("cannot write to stdout")?;
                 printed += 1;
                 last_frame = Instant::now();
                 if opts.frames > 0 && printed >= opts.frames {
-                    out.flush().ok();
+                    finish(&reader, out)?;
                     return Ok((printed, TailEnd::Count));
                 }
             }
             ReadStatus::Ended => {
-                out.flush().ok();
+                finish(&reader, out)?;
                 return Ok((printed, TailEnd::Ended));
             }
             ReadStatus::Empty => {
@@ -108,5 +157,30 @@ pub fn tail(opts: &TailOptions, out: &mut dyn Write) -> Result<(u64, TailEnd)> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_and_camera_lost_lines() {
+        assert!(stats_line(None).contains("not published"));
+        let mut s = PipelineCounters {
+            frames_captured: 120,
+            frames_dropped: 7,
+            capture_errors: 2,
+            reconnects: 3,
+            camera_lost: false,
+        };
+        assert_eq!(
+            stats_line(Some(&s)),
+            "stats: captured 120  dropped 7  capture errors 2  reconnects 3  source ok"
+        );
+        s.camera_lost = true;
+        assert!(stats_line(Some(&s)).ends_with("source CAMERA LOST"));
+        assert!(camera_lost_line(&s).starts_with("CAMERA LOST"));
+        assert!(camera_lost_line(&s).contains("3 failed attempts"));
     }
 }

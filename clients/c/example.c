@@ -11,6 +11,9 @@
  *   frame=F seq=S skipped=K latency_ms=L objects=N nonzero=Z | id=I area=A bbox=[x0,y0,x1,y1) vis=V | ...
  *
  * latency_ms is publish minus capture time; nonzero counts labelled pixels.
+ * The last line has the writer's pipeline statistics (ABI >= 2 segments):
+ *
+ *   stats captured=C dropped=D capture_errors=E reconnects=R source=ok|lost
  */
 #define _POSIX_C_SOURCE 200809L
 #include "vosd_shm.h"
@@ -96,6 +99,15 @@ int main(int argc, char **argv) {
             vosd_close(&r);
             return 1;
         }
+    }
+    {
+        vosd_stats st;
+        if (vosd_read_stats(&r, &st))
+            printf("stats captured=%llu dropped=%llu capture_errors=%u reconnects=%u source=%s\n",
+                   (unsigned long long)st.frames_captured, (unsigned long long)st.frames_dropped,
+                   st.capture_errors, st.reconnects, st.source_state == VOSD_SOURCE_LOST ? "lost" : "ok");
+        else
+            printf("stats none (ABI %u segment)\n", r.abi_version);
     }
     fprintf(stderr, "%lu frames, %llu torn copies retried\n", printed, (unsigned long long)r.torn_retries);
     vosd_frame_free(&f);

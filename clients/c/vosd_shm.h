@@ -1,6 +1,7 @@
 /*
  * vosd_shm.h — single-file C11 reader for vosd shared-memory segments
- * (ABI version 1). See docs/shm-layout.md for the layout and protocol.
+ * (ABI version 2; reads version-1 segments too). See docs/shm-layout.md for
+ * the layout and protocol.
  *
  * Usage:
  *
@@ -18,6 +19,8 @@
  *         else if (rc == VOSD_ENDED) break;
  *         else { fprintf(stderr, "%s\n", r.error); break; }
  *     }
+ *     vosd_stats st;                          // live pipeline statistics (ABI >= 2)
+ *     if (vosd_read_stats(&r, &st)) { use st.frames_captured, st.source_state == VOSD_SOURCE_LOST }
  *     vosd_frame_free(&f);
  *     vosd_close(&r);
  *
@@ -57,7 +60,9 @@ extern "C" {
 
 /* ---- Layout (must match src/publish/layout.rs) ------------------------- */
 
-#define VOSD_ABI_VERSION 1u
+#define VOSD_ABI_VERSION 2u
+#define VOSD_OLDEST_READABLE_ABI 1u /* oldest segment ABI this reader accepts */
+#define VOSD_STATS_ABI_VERSION 2u   /* first ABI with the statistics block */
 #define VOSD_MAGIC "VOSDSHM" /* 8 bytes with the terminating NUL */
 #define VOSD_HEADER_SIZE 128u
 #define VOSD_SLOT_HEADER_SIZE 64u
@@ -68,31 +73,40 @@ extern "C" {
 #define VOSD_STATE_RUNNING 1u
 #define VOSD_STATE_ENDED 2u
 
+#define VOSD_SOURCE_OK 0u   /* frames flowing (or capture not started) */
+#define VOSD_SOURCE_LOST 1u /* camera lost, reconnecting */
+
 #define VOSD_VISIBLE 0u
 #define VOSD_OCCLUDED 1u
 #define VOSD_LOST 2u
 
 /** Segment header at offset 0 (128 bytes). */
 typedef struct vosd_segment_header {
-    uint8_t magic[8];        /*   0 "VOSDSHM\0" */
-    uint32_t abi_version;    /*   8 */
-    uint32_t compat_version; /*  12 oldest reader ABI that can read it */
-    uint32_t header_size;    /*  16 */
-    uint32_t slot_count;     /*  20 */
-    uint32_t width;          /*  24 mask width */
-    uint32_t height;         /*  28 mask height */
-    uint32_t max_objects;    /*  32 */
-    uint32_t object_stride;  /*  36 */
-    uint32_t objects_offset; /*  40 within a slot */
-    uint32_t mask_offset;    /*  44 within a slot */
-    uint64_t slot_stride;    /*  48 */
-    uint64_t slots_offset;   /*  56 */
-    uint64_t total_size;     /*  64 */
-    uint32_t writer_pid;     /*  72 */
-    uint32_t writer_state;   /*  76 atomic */
-    uint64_t latest_seq;     /*  80 atomic */
-    uint64_t start_ns;       /*  88 CLOCK_MONOTONIC */
-    uint8_t reserved[32];    /*  96 */
+    uint8_t magic[8];         /*   0 "VOSDSHM\0" */
+    uint32_t abi_version;     /*   8 */
+    uint32_t compat_version;  /*  12 oldest reader ABI that can read it */
+    uint32_t header_size;     /*  16 */
+    uint32_t slot_count;      /*  20 */
+    uint32_t width;           /*  24 mask width */
+    uint32_t height;          /*  28 mask height */
+    uint32_t max_objects;     /*  32 */
+    uint32_t object_stride;   /*  36 */
+    uint32_t objects_offset;  /*  40 within a slot */
+    uint32_t mask_offset;     /*  44 within a slot */
+    uint64_t slot_stride;     /*  48 */
+    uint64_t slots_offset;    /*  56 */
+    uint64_t total_size;      /*  64 */
+    uint32_t writer_pid;      /*  72 */
+    uint32_t writer_state;    /*  76 atomic */
+    uint64_t latest_seq;      /*  80 atomic */
+    uint64_t start_ns;        /*  88 CLOCK_MONOTONIC */
+    /* ABI >= 2: pipeline statistics (atomic; zero in version-1 segments) */
+    uint64_t frames_captured; /*  96 frames the source delivered */
+    uint64_t frames_dropped;  /* 104 frames dropped by any stage */
+    uint32_t capture_errors;  /* 112 bad frames skipped (saturating) */
+    uint32_t reconnects;      /* 116 failed reconnection attempts (saturating) */
+    uint32_t source_state;    /* 120 VOSD_SOURCE_OK / VOSD_SOURCE_LOST */
+    uint32_t reserved;        /* 124 */
 } vosd_segment_header;
 
 /** Start of each slot (64 bytes). */
@@ -128,6 +142,12 @@ _Static_assert(offsetof(vosd_segment_header, total_size) == 64, "total_size");
 _Static_assert(offsetof(vosd_segment_header, writer_state) == 76, "writer_state");
 _Static_assert(offsetof(vosd_segment_header, latest_seq) == 80, "latest_seq");
 _Static_assert(offsetof(vosd_segment_header, start_ns) == 88, "start_ns");
+_Static_assert(offsetof(vosd_segment_header, frames_captured) == 96, "frames_captured");
+_Static_assert(offsetof(vosd_segment_header, frames_dropped) == 104, "frames_dropped");
+_Static_assert(offsetof(vosd_segment_header, capture_errors) == 112, "capture_errors");
+_Static_assert(offsetof(vosd_segment_header, reconnects) == 116, "reconnects");
+_Static_assert(offsetof(vosd_segment_header, source_state) == 120, "source_state");
+_Static_assert(offsetof(vosd_segment_header, reserved) == 124, "reserved");
 _Static_assert(sizeof(vosd_slot_header) == VOSD_SLOT_HEADER_SIZE, "slot header size");
 _Static_assert(offsetof(vosd_slot_header, object_count) == 32, "object_count");
 _Static_assert(sizeof(vosd_object) == VOSD_OBJECT_RECORD_SIZE, "object size");
@@ -171,6 +191,15 @@ typedef struct vosd_reader {
     char name[256];
     char error[320]; /* message of the last error */
 } vosd_reader;
+
+/** Live pipeline statistics of the writer (vosd_read_stats). */
+typedef struct vosd_stats {
+    uint64_t frames_captured; /* frames the source delivered */
+    uint64_t frames_dropped;  /* frames dropped by any stage */
+    uint32_t capture_errors;  /* bad frames skipped (saturating) */
+    uint32_t reconnects;      /* failed camera reconnection attempts (saturating) */
+    uint32_t source_state;    /* VOSD_SOURCE_OK, or VOSD_SOURCE_LOST: no frames until it is back */
+} vosd_stats;
 
 /** A copy of one frame. Allocate with vosd_frame_init. */
 typedef struct vosd_frame {
@@ -297,7 +326,9 @@ static inline int vosd_open(vosd_reader *r, const char *name) {
     }
     r->abi_version = vosd__u32(h + 8);
     r->compat_version = vosd__u32(h + 12);
-    if (!(r->compat_version <= VOSD_ABI_VERSION && VOSD_ABI_VERSION <= r->abi_version)) {
+    /* Newer compatible segments, and older ones this reader knows. */
+    if (!(r->compat_version <= VOSD_ABI_VERSION && r->compat_version <= r->abi_version &&
+          r->abi_version >= VOSD_OLDEST_READABLE_ABI)) {
         int code = vosd__fail(r, VOSD_ERR_ABI,
                               "has ABI version %u (readable by ABI %u..=%u), this reader implements ABI %u",
                               r->abi_version, r->compat_version, r->abi_version, VOSD_ABI_VERSION);
@@ -400,6 +431,26 @@ static inline uint64_t vosd_latest_seq(const vosd_reader *r) {
     uint64_t s = vosd__load64(r->base + offsetof(vosd_segment_header, latest_seq));
     atomic_thread_fence(memory_order_acquire);
     return s;
+}
+
+/**
+ * Reads the writer's live pipeline statistics into *s (relaxed atomic loads,
+ * no seqlock: each field is exact, not all from the same instant). The
+ * writer refreshes them after every frame and periodically while none
+ * arrive, so source_state shows a lost camera while latest_seq stands still.
+ * Returns 1, or 0 with *s zeroed for a segment older than ABI version 2
+ * (its writer publishes no statistics).
+ */
+static inline int vosd_read_stats(const vosd_reader *r, vosd_stats *s) {
+    const uint8_t *h = r->base;
+    memset(s, 0, sizeof *s);
+    if (r->abi_version < VOSD_STATS_ABI_VERSION) return 0;
+    s->frames_captured = vosd__load64(h + offsetof(vosd_segment_header, frames_captured));
+    s->frames_dropped = vosd__load64(h + offsetof(vosd_segment_header, frames_dropped));
+    s->capture_errors = vosd__load32(h + offsetof(vosd_segment_header, capture_errors));
+    s->reconnects = vosd__load32(h + offsetof(vosd_segment_header, reconnects));
+    s->source_state = vosd__load32(h + offsetof(vosd_segment_header, source_state));
+    return 1;
 }
 
 /** "visible", "occluded", "lost" or "unknown". */

@@ -8,6 +8,10 @@ the writer ends), the writer ends, or no frame arrives for `timeout_s`
 seconds (default 10). Line format (same as clients/c/example.c):
 
   frame=F seq=S skipped=K latency_ms=L objects=N nonzero=Z | id=I area=A bbox=[x0,y0,x1,y1) vis=V | ...
+
+The last line has the writer's pipeline statistics (ABI >= 2 segments):
+
+  stats captured=C dropped=D capture_errors=E reconnects=R source=ok|lost
 """
 
 import os
@@ -78,6 +82,15 @@ def main(argv):
                 )
             print(" | ".join(parts), flush=True)
             printed += 1
+        stats = reader.stats()
+        if stats is None:
+            print("stats none (ABI %d segment)" % reader.abi_version)
+        else:
+            print(
+                "stats captured=%d dropped=%d capture_errors=%d reconnects=%d source=%s"
+                % (stats["frames_captured"], stats["frames_dropped"], stats["capture_errors"],
+                   stats["reconnects"], "lost" if stats["camera_lost"] else "ok")
+            )
         print("%d frames, %d torn copies retried" % (printed, reader.torn_retries), file=sys.stderr)
     return 0
 

@@ -1,4 +1,5 @@
-"""Read frames published by vosd over POSIX shared memory (ABI version 1).
+"""Read frames published by vosd over POSIX shared memory (ABI version 2;
+reads version-1 segments too).
 
 Pure Python + numpy; see docs/shm-layout.md for the layout and protocol.
 
@@ -15,6 +16,9 @@ Pure Python + numpy; see docs/shm-layout.md for the layout and protocol.
                 break
             else:                               # "empty": nothing new yet
                 time.sleep(0.001)
+        stats = r.stats()                       # None for a version-1 segment
+        if stats and stats["camera_lost"]:
+            print("camera lost,", stats["reconnects"], "reconnection attempts")
 
 The segment is opened O_RDONLY and mapped read-only: this reader can never
 modify it. Linux only (the segment is read from /dev/shm).
@@ -33,7 +37,9 @@ import time
 
 import numpy as np
 
-ABI_VERSION = 1
+ABI_VERSION = 2
+OLDEST_READABLE_ABI = 1  # oldest segment ABI this reader accepts
+STATS_ABI_VERSION = 2  # first ABI with the statistics block in the header
 MAGIC = b"VOSDSHM\0"
 HEADER_SIZE = 128
 SLOT_HEADER_SIZE = 64
@@ -41,6 +47,7 @@ OBJECT_RECORD_SIZE = 48
 MAX_OBJECTS_LIMIT = 255
 
 STATE_INITIALIZING, STATE_RUNNING, STATE_ENDED = 0, 1, 2
+SOURCE_OK, SOURCE_LOST = 0, 1
 VISIBILITY_NAMES = {0: "visible", 1: "occluded", 2: "lost"}
 
 # Header fields (native byte order, standard sizes, no padding).
@@ -48,6 +55,10 @@ _HEADER = struct.Struct("=8sIIIIIIIIIIQQQIIQQ")
 # Offsets of the fields the writer updates.
 _H_WRITER_STATE = 76
 _H_LATEST_SEQ = 80
+# Statistics block (ABI >= 2): u64 frames_captured, u64 frames_dropped,
+# u32 capture_errors, u32 reconnects, u32 source_state, u32 reserved.
+_H_FRAMES_CAPTURED = 96
+_H_CAPTURE_ERRORS = 112
 # Slot header: seq, frame_number, capture_ns, publish_ns, object_count.
 _SLOT = struct.Struct("=QQQQI")
 
@@ -175,7 +186,8 @@ class Reader:
             raise NotReady("shm '%s' is not initialised yet (writer starting); retry" % name)
         if magic != MAGIC:
             raise BadMagic("shm '%s' is not a vosd segment: bad magic %r" % (name, magic))
-        if not (compat <= ABI_VERSION <= abi):
+        # Newer compatible segments, and older ones this reader knows.
+        if not (compat <= ABI_VERSION and compat <= abi and abi >= OLDEST_READABLE_ABI):
             raise AbiMismatch(
                 "shm '%s' has ABI version %d (readable by ABI %d..=%d), this reader implements ABI %d"
                 % (name, abi, compat, abi, ABI_VERSION)
@@ -229,6 +241,9 @@ class Reader:
             self._slots.append((base, objs, mask))
         self._state_view = np.frombuffer(mm, dtype="=u4", count=1, offset=_H_WRITER_STATE)
         self._latest_view = u64[_H_LATEST_SEQ // 8: _H_LATEST_SEQ // 8 + 1]
+        # Statistics: two u64 and three u32 words (each read as one aligned load).
+        self._stats64 = u64[_H_FRAMES_CAPTURED // 8: _H_FRAMES_CAPTURED // 8 + 2]
+        self._stats32 = np.frombuffer(mm, dtype="=u4", count=3, offset=_H_CAPTURE_ERRORS)
         # read_next starts with the newest frame at open (or the first one).
         self.last_seq = max(int(self._latest_view[0]) - 1, 0)
 
@@ -245,6 +260,26 @@ class Reader:
     def latest_seq(self):
         """Sequence number of the newest published frame (0: none yet)."""
         return int(self._latest_view[0])
+
+    def stats(self):
+        """The writer's live pipeline statistics, read now, or None for a
+        segment older than ABI version 2 (its writer publishes none).
+
+        A dict: frames_captured, frames_dropped, capture_errors, reconnects
+        (ints) and camera_lost (bool: the camera is lost and being reopened;
+        no frames arrive until it is back). The writer refreshes them after
+        every frame and periodically while none arrive. Each field is read
+        on its own (no seqlock): exact, but not all from the same instant.
+        """
+        if self.abi_version < STATS_ABI_VERSION:
+            return None
+        return {
+            "frames_captured": int(self._stats64[0]),
+            "frames_dropped": int(self._stats64[1]),
+            "capture_errors": int(self._stats32[0]),
+            "reconnects": int(self._stats32[1]),
+            "camera_lost": int(self._stats32[2]) == SOURCE_LOST,
+        }
 
     def writer_alive(self):
         """Whether the writer process exists (kill(pid, 0))."""
@@ -286,6 +321,7 @@ class Reader:
         """Unmap the segment (the reader is unusable afterwards)."""
         self._slots = []
         self._u8 = self._u64 = self._state_view = self._latest_view = None
+        self._stats64 = self._stats32 = None
         if self._mm is not None:
             self._mm.close()
             self._mm = None

@@ -1,4 +1,4 @@
-//! The binary layout of a vosd shared-memory segment, ABI version 1.
+//! The binary layout of a vosd shared-memory segment, ABI version 2.
 //!
 //! This module is the single source of truth for offsets and sizes; the
 //! C header (`clients/c/vosd_shm.h`), the Python reader
@@ -29,16 +29,32 @@ use core::mem::{offset_of, size_of};
 pub const MAGIC: [u8; 8] = *b"VOSDSHM\0";
 
 /// ABI version written by this crate (the layout described in this module).
-pub const ABI_VERSION: u32 = 1;
+///
+/// History: 1, the original layout; 2, the live pipeline statistics in the
+/// header's formerly reserved bytes 96..128 (readable by version-1 readers).
+pub const ABI_VERSION: u32 = 2;
 
 /// Oldest reader ABI version that can read segments written by this crate.
 ///
 /// A reader that implements ABI version `R` accepts a segment whose header
-/// says `abi_version = A`, `compat_version = C` if and only if `C <= R <= A`.
+/// says `abi_version = A`, `compat_version = C` if `C <= R` and `C <= A`,
+/// and either `R <= A` (the segment is as new as the reader, or newer and
+/// compatible) or `A` is an older version the reader still knows (at least
+/// [`OLDEST_READABLE_ABI`]; the reader then treats the fields that `A`
+/// lacks as absent — e.g. no statistics block before version 2).
 /// A writer that only appends fields (in reserved space or at the end of a
 /// record, with strides taken from the header) bumps `abi_version` and keeps
 /// `compat_version`; any other change sets `compat_version = abi_version`.
 pub const COMPAT_VERSION: u32 = 1;
+
+/// Oldest segment ABI version this crate's reader accepts (see
+/// [`COMPAT_VERSION`]); older segments give `ShmError::AbiMismatch`.
+pub const OLDEST_READABLE_ABI: u32 = 1;
+
+/// First ABI version whose header carries the statistics block
+/// ([`SegmentHeader::frames_captured`] .. [`SegmentHeader::source_state`]).
+/// In older segments those bytes are reserved zeros: "no statistics".
+pub const STATS_ABI_VERSION: u32 = 2;
 
 /// Size in bytes of [`SegmentHeader`] (the header occupies the start of the segment).
 pub const HEADER_SIZE: usize = 128;
@@ -46,7 +62,7 @@ pub const HEADER_SIZE: usize = 128;
 /// Size in bytes of [`SlotHeader`] (the start of each slot).
 pub const SLOT_HEADER_SIZE: usize = 64;
 
-/// Size in bytes of one [`ObjectRecord`] in ABI version 1.
+/// Size in bytes of one [`ObjectRecord`] in ABI versions 1 and 2.
 pub const OBJECT_RECORD_SIZE: usize = 48;
 
 /// Alignment of slots and of the regions inside a slot (a cache line).
@@ -61,6 +77,13 @@ pub const STATE_INITIALIZING: u32 = 0;
 pub const STATE_RUNNING: u32 = 1;
 /// [`SegmentHeader::writer_state`]: the writer has finished; no frame will follow.
 pub const STATE_ENDED: u32 = 2;
+
+/// [`SegmentHeader::source_state`]: frames are flowing (or capture has not
+/// started yet).
+pub const SOURCE_STATE_OK: u32 = 0;
+/// [`SegmentHeader::source_state`]: the camera is lost and being reopened;
+/// no frames arrive until it is back.
+pub const SOURCE_STATE_LOST: u32 = 1;
 
 /// The segment header at offset 0 (128 bytes; first cache line static,
 /// second line holds the fields the writer updates).
@@ -107,8 +130,18 @@ pub struct SegmentHeader {
     pub latest_seq: u64,
     /// CLOCK_MONOTONIC nanoseconds when the writer created the segment.
     pub start_ns: u64,
+    /// Statistics (ABI ≥ 2, atomic): frames the source delivered.
+    pub frames_captured: u64,
+    /// Statistics (ABI ≥ 2, atomic): frames dropped by any pipeline stage.
+    pub frames_dropped: u64,
+    /// Statistics (ABI ≥ 2, atomic): bad frames the source skipped (saturating).
+    pub capture_errors: u32,
+    /// Statistics (ABI ≥ 2, atomic): failed camera reconnection attempts (saturating).
+    pub reconnects: u32,
+    /// Statistics (ABI ≥ 2, atomic): [`SOURCE_STATE_OK`] or [`SOURCE_STATE_LOST`].
+    pub source_state: u32,
     /// Zero; reserved for later ABI versions.
-    pub reserved: [u8; 32],
+    pub reserved: u32,
 }
 
 /// The start of each slot (64 bytes).
@@ -193,6 +226,16 @@ pub const H_WRITER_STATE: usize = offset_of!(SegmentHeader, writer_state);
 pub const H_LATEST_SEQ: usize = offset_of!(SegmentHeader, latest_seq);
 /// Offset of [`SegmentHeader::start_ns`].
 pub const H_START_NS: usize = offset_of!(SegmentHeader, start_ns);
+/// Offset of [`SegmentHeader::frames_captured`] (ABI ≥ 2).
+pub const H_FRAMES_CAPTURED: usize = offset_of!(SegmentHeader, frames_captured);
+/// Offset of [`SegmentHeader::frames_dropped`] (ABI ≥ 2).
+pub const H_FRAMES_DROPPED: usize = offset_of!(SegmentHeader, frames_dropped);
+/// Offset of [`SegmentHeader::capture_errors`] (ABI ≥ 2).
+pub const H_CAPTURE_ERRORS: usize = offset_of!(SegmentHeader, capture_errors);
+/// Offset of [`SegmentHeader::reconnects`] (ABI ≥ 2).
+pub const H_RECONNECTS: usize = offset_of!(SegmentHeader, reconnects);
+/// Offset of [`SegmentHeader::source_state`] (ABI ≥ 2).
+pub const H_SOURCE_STATE: usize = offset_of!(SegmentHeader, source_state);
 
 // Slot header offsets.
 /// Offset of [`SlotHeader::seq`] in a slot.
@@ -244,7 +287,13 @@ const _: () = assert!(H_WRITER_PID == 72);
 const _: () = assert!(H_WRITER_STATE == 76);
 const _: () = assert!(H_LATEST_SEQ == 80);
 const _: () = assert!(H_START_NS == 88);
-const _: () = assert!(offset_of!(SegmentHeader, reserved) == 96);
+// ABI 2: the statistics block in the formerly reserved bytes 96..128.
+const _: () = assert!(H_FRAMES_CAPTURED == 96);
+const _: () = assert!(H_FRAMES_DROPPED == 104);
+const _: () = assert!(H_CAPTURE_ERRORS == 112);
+const _: () = assert!(H_RECONNECTS == 116);
+const _: () = assert!(H_SOURCE_STATE == 120);
+const _: () = assert!(offset_of!(SegmentHeader, reserved) == 124);
 
 const _: () = assert!(size_of::<SlotHeader>() == SLOT_HEADER_SIZE);
 const _: () = assert!(S_SEQ == 0);
@@ -271,6 +320,18 @@ const _: () = assert!(SLOT_HEADER_SIZE % 8 == 0);
 const _: () = assert!(OBJECT_RECORD_SIZE % 8 == 0);
 // The writer updates the dynamic fields in the header's second cache line.
 const _: () = assert!(H_WRITER_STATE >= 64 && H_LATEST_SEQ >= 64 && H_LATEST_SEQ % 8 == 0);
+// The statistics are single aligned atomics in the second cache line too.
+const _: () = assert!(H_FRAMES_CAPTURED >= 64 && H_FRAMES_CAPTURED % 8 == 0);
+const _: () = assert!(H_FRAMES_DROPPED % 8 == 0);
+const _: () = assert!(H_CAPTURE_ERRORS % 4 == 0 && H_RECONNECTS % 4 == 0);
+const _: () = assert!(H_SOURCE_STATE % 4 == 0 && H_SOURCE_STATE + 4 <= HEADER_SIZE);
+
+/// Whether this crate's reader (ABI [`ABI_VERSION`]) can read a segment
+/// whose header says `abi_version = abi`, `compat_version = compat` (the
+/// rule at [`COMPAT_VERSION`]).
+pub(crate) fn reader_accepts(abi: u32, compat: u32) -> bool {
+    compat <= ABI_VERSION && compat <= abi && abi >= OLDEST_READABLE_ABI
+}
 
 /// Rounds `v` up to a multiple of `align` (a power of two), `None` on overflow.
 pub(crate) fn round_up(v: u64, align: u64) -> Option<u64> {
@@ -310,7 +371,7 @@ pub(crate) struct Geometry {
 }
 
 impl Geometry {
-    /// The ABI-version-1 geometry for the given parameters (unchecked
+    /// The geometry vosd writes (ABI versions 1 and 2) for the given parameters (unchecked
     /// limits besides arithmetic overflow; the writer checks its config).
     pub fn new(width: u32, height: u32, slot_count: u32, max_objects: u32) -> Option<Self> {
         let mask_len = u64::from(width).checked_mul(u64::from(height))?;
@@ -561,6 +622,20 @@ mod tests {
         bad(H_TOTAL_SIZE, u64::MAX, true, "total size lies");
         bad(H_SLOT_STRIDE, u64::MAX / 2, true, "overflow");
         bad(H_HEADER_SIZE, 64, false, "short header");
+    }
+
+    #[test]
+    fn abi_versions_accepted_by_this_reader() {
+        // The own version, an older one it knows, a newer compatible one.
+        assert!(reader_accepts(ABI_VERSION, COMPAT_VERSION));
+        assert!(reader_accepts(1, 1));
+        assert!(reader_accepts(2, 1));
+        assert!(reader_accepts(7, 1));
+        assert!(reader_accepts(7, 2));
+        // Newer and incompatible; older than anything it knows; incoherent.
+        assert!(!reader_accepts(3, 3));
+        assert!(!reader_accepts(0, 0));
+        assert!(!reader_accepts(1, 2));
     }
 
     #[test]

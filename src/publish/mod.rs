@@ -7,6 +7,9 @@
 //! waits for readers and readers detect (and retry) copies the writer tore.
 //! Readers — [`ShmReader`] here, `clients/c/vosd_shm.h` in C and
 //! `clients/python/vosd_reader.py` in Python — map the object read-only.
+//! The header also carries live pipeline statistics (frames captured and
+//! dropped, capture errors, reconnection attempts, camera lost), stored
+//! with [`ShmWriter::set_stats`] and read with [`ShmReader::stats`].
 //!
 //! The binary layout is in [`layout`] and `docs/shm-layout.md`.
 //!
@@ -44,5 +47,5 @@ mod writer;
 pub use error::ShmError;
 pub use reader::{FrameBuf, ReadStatus, ShmReader, WriterState};
 pub use sys::monotonic_ns;
-pub use types::{BBox, ObjectState, SlotData, Visibility};
+pub use types::{BBox, ObjectState, PipelineCounters, SlotData, Visibility};
 pub use writer::{GroupSpec, PublishConfig, ShmWriter};

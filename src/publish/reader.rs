@@ -11,7 +11,7 @@ use rustix::shm;
 use super::error::ShmError;
 use super::layout::*;
 use super::sys::{self, Mapping};
-use super::types::{BBox, ObjectState, Visibility};
+use super::types::{BBox, ObjectState, PipelineCounters, Visibility};
 
 /// Copy attempts before a read gives up with [`ShmError::Starved`].
 const MAX_ATTEMPTS: u32 = 10_000;
@@ -184,6 +184,10 @@ impl ShmReader {
     /// Opens segment `name` (e.g. `"/vosd-cam0"`) read-only and validates
     /// its magic, ABI version and layout against its real size.
     ///
+    /// Segments of this reader's ABI version, of an older version it knows
+    /// (down to [`OLDEST_READABLE_ABI`]) and of newer compatible versions
+    /// open; see [`COMPAT_VERSION`] for the rule.
+    ///
     /// Errors: [`ShmError::NotFound`], [`ShmError::NotReady`] (the writer is
     /// starting; retry), [`ShmError::Truncated`], [`ShmError::BadMagic`],
     /// [`ShmError::AbiMismatch`], [`ShmError::BadLayout`], [`ShmError::Os`].
@@ -251,7 +255,7 @@ impl ShmReader {
         }
         let abi_version = rd_u32(&h, H_ABI_VERSION);
         let compat = rd_u32(&h, H_COMPAT_VERSION);
-        if !(compat <= ABI_VERSION && ABI_VERSION <= abi_version) {
+        if !reader_accepts(abi_version, compat) {
             return Err(ShmError::AbiMismatch {
                 name: name.to_owned(),
                 found: abi_version,
@@ -511,7 +515,8 @@ impl ShmReader {
         self.geom.slot_count
     }
 
-    /// The segment's ABI version (may be newer than [`ABI_VERSION`] if compatible).
+    /// The segment's ABI version (may be newer than [`ABI_VERSION`] if
+    /// compatible, or older down to [`OLDEST_READABLE_ABI`]).
     pub fn abi_version(&self) -> u32 {
         self.abi_version
     }
@@ -541,6 +546,32 @@ impl ShmReader {
     /// Sequence number of the newest published frame (0: none yet).
     pub fn latest_seq(&self) -> u64 {
         self.poll().1
+    }
+
+    /// The writer's live pipeline statistics, read now (relaxed atomic
+    /// loads; no seqlock, so the fields may come from slightly different
+    /// moments). `None` for a segment older than ABI version 2
+    /// ([`STATS_ABI_VERSION`]), whose writer publishes none.
+    ///
+    /// While frames flow they follow each publish; while none arrive (e.g.
+    /// the camera is lost) the writer still refreshes them periodically, so
+    /// `camera_lost` turns true although `latest_seq` stands still.
+    pub fn stats(&self) -> Option<PipelineCounters> {
+        if self.abi_version < STATS_ABI_VERSION {
+            return None;
+        }
+        // SAFETY: the fields lie in the validated header (HEADER_SIZE ≤
+        // mapping length), aligned to their size; relaxed loads only.
+        unsafe {
+            Some(PipelineCounters {
+                frames_captured: self.map.u64_at(H_FRAMES_CAPTURED).load(Ordering::Relaxed),
+                frames_dropped: self.map.u64_at(H_FRAMES_DROPPED).load(Ordering::Relaxed),
+                capture_errors: self.map.u32_at(H_CAPTURE_ERRORS).load(Ordering::Relaxed),
+                reconnects: self.map.u32_at(H_RECONNECTS).load(Ordering::Relaxed),
+                camera_lost: self.map.u32_at(H_SOURCE_STATE).load(Ordering::Relaxed)
+                    == SOURCE_STATE_LOST,
+            })
+        }
     }
 
     /// The reader's position: sequence number of the last frame returned.

@@ -180,6 +180,27 @@ pub struct SlotData<'a> {
     pub mask: &'a [u8],
 }
 
+/// Live pipeline statistics published in the segment header (ABI ≥ 2).
+///
+/// The writer stores them with [`ShmWriter::set_stats`](super::ShmWriter::set_stats)
+/// after every publish and periodically while no frame arrives; readers
+/// get them from [`ShmReader::stats`](super::ShmReader::stats). The fields
+/// are independent counters, not a consistent snapshot: each is exact, but
+/// two of them may come from slightly different moments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PipelineCounters {
+    /// Frames the source delivered.
+    pub frames_captured: u64,
+    /// Frames dropped by any pipeline stage (a newer frame replaced them).
+    pub frames_dropped: u64,
+    /// Bad frames the source skipped (saturates at `u32::MAX`).
+    pub capture_errors: u32,
+    /// Failed camera reconnection attempts (saturates at `u32::MAX`).
+    pub reconnects: u32,
+    /// The camera is lost and being reopened: no new frames until it is back.
+    pub camera_lost: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ShmError;
 use super::layout::*;
 use super::sys::{self, Mapping};
-use super::types::SlotData;
+use super::types::{PipelineCounters, SlotData};
 
 /// The group that owns a segment: a name looked up in the system group
 /// database, or a numeric gid.
@@ -309,6 +309,40 @@ impl ShmWriter {
         }
         self.next_seq += 1;
         Ok(seq)
+    }
+
+    /// Stores the pipeline statistics in the segment header, where readers
+    /// get them with [`ShmReader::stats`](super::ShmReader::stats).
+    ///
+    /// Each field is a relaxed atomic store, independent of the seqlock:
+    /// never waits, never allocates, cheap enough for every frame (and
+    /// allowed after [`finish`](Self::finish), for the final counts).
+    pub fn set_stats(&self, s: &PipelineCounters) {
+        let source_state = if s.camera_lost {
+            SOURCE_STATE_LOST
+        } else {
+            SOURCE_STATE_OK
+        };
+        // SAFETY: the statistics fields lie in the header (inside the
+        // mapping), are aligned to their size (checked at compile time in
+        // `layout`), and the mapping is writable.
+        unsafe {
+            self.map
+                .u64_at(H_FRAMES_CAPTURED)
+                .store(s.frames_captured, Ordering::Relaxed);
+            self.map
+                .u64_at(H_FRAMES_DROPPED)
+                .store(s.frames_dropped, Ordering::Relaxed);
+            self.map
+                .u32_at(H_CAPTURE_ERRORS)
+                .store(s.capture_errors, Ordering::Relaxed);
+            self.map
+                .u32_at(H_RECONNECTS)
+                .store(s.reconnects, Ordering::Relaxed);
+            self.map
+                .u32_at(H_SOURCE_STATE)
+                .store(source_state, Ordering::Relaxed);
+        }
     }
 
     /// Publishes the end marker (writer state "ended"): readers that have

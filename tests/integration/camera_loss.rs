@@ -1,7 +1,9 @@
 //! A camera that goes away mid-stream: the capture stage counts the
 //! reconnection attempts and goes on, frames flow again when the camera is
 //! back, and while it is away the service keeps the systemd watchdog fed
-//! and says so in STATUS (a restart would not bring the camera back).
+//! and says so in STATUS (a restart would not bring the camera back), and
+//! shared-memory readers see it in the segment's statistics block although
+//! no frame is published.
 
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use vosd::frame::{LabelMask, RgbFrame};
 use vosd::pipeline::{Pipeline, PipelineConfig, SegmentError, Segmenter};
-use vosd::publish::{PublishConfig, ShmWriter};
+use vosd::publish::{PipelineCounters, PublishConfig, ShmReader, ShmWriter, WriterState};
 use vosd::service::{supervise, Notifier};
 use vosd::source::synthetic::{Synthetic, SyntheticConfig};
 use vosd::source::{FrameMeta, FrameSource, SourceError};
@@ -70,7 +72,13 @@ impl Segmenter for Hold {
     }
 }
 
-fn start(tag: &str, lose_after: u64, lost_for: u32) -> (Pipeline, Arc<AtomicBool>, Arc<AtomicU32>) {
+/// A running pipeline, its stop flag, the source's attempt counter and the
+/// name of its shared-memory segment.
+fn start(
+    tag: &str,
+    lose_after: u64,
+    lost_for: u32,
+) -> (Pipeline, Arc<AtomicBool>, Arc<AtomicU32>, String) {
     let (w, h) = (160, 120);
     let stop = Arc::new(AtomicBool::new(false));
     let cfg = SyntheticConfig {
@@ -87,8 +95,8 @@ fn start(tag: &str, lose_after: u64, lost_for: u32) -> (Pipeline, Arc<AtomicBool
         lost_for,
         attempts: attempts.clone(),
     };
-    let writer =
-        ShmWriter::create(&PublishConfig::new(unique_shm(tag), w as u32, h as u32)).unwrap();
+    let name = unique_shm(tag);
+    let writer = ShmWriter::create(&PublishConfig::new(name.clone(), w as u32, h as u32)).unwrap();
     let pcfg = PipelineConfig {
         stats_interval_s: 0.0,
         ..Default::default()
@@ -101,7 +109,7 @@ fn start(tag: &str, lose_after: u64, lost_for: u32) -> (Pipeline, Arc<AtomicBool
         stop.clone(),
     )
     .unwrap();
-    (p, stop, attempts)
+    (p, stop, attempts, name)
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -114,10 +122,18 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn frames_resume_after_the_camera_comes_back() {
-    let (pipeline, stop, attempts) = start("flaky", 20, 4);
+    let (pipeline, stop, attempts, shm) = start("flaky", 20, 4);
+    let reader = ShmReader::open(&shm).unwrap();
     let stats = pipeline.stats().clone();
     wait_until("frames after the reconnection", || {
         stats.published.load(Ordering::Relaxed) >= 60
+    });
+    // The segment's statistics follow: the reconnection attempts counted,
+    // the camera back.
+    wait_until("the segment's stats after the reconnection", || {
+        reader
+            .stats()
+            .is_some_and(|s| s.frames_captured >= 60 && s.reconnects == 4 && !s.camera_lost)
     });
     assert_eq!(
         attempts.load(Ordering::SeqCst),
@@ -143,7 +159,8 @@ fn watchdog_is_fed_and_status_says_so_while_the_camera_is_away() {
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
     // Never comes back.
-    let (pipeline, stop, _) = start("gone", 10, u32::MAX);
+    let (pipeline, stop, _, shm) = start("gone", 10, u32::MAX);
+    let reader = ShmReader::open(&shm).unwrap();
     let stats = pipeline.stats().clone();
     let notifier = Notifier::to_path(&sock_path, Some(Duration::from_millis(400))).unwrap();
     let supervisor = {
@@ -154,6 +171,21 @@ fn watchdog_is_fed_and_status_says_so_while_the_camera_is_away() {
         stats.source_down.load(Ordering::Relaxed)
     });
     let down_at = Instant::now();
+    // A shared-memory reader sees it too, while no frame is published.
+    wait_until("the segment says the camera is lost", || {
+        reader.stats().is_some_and(|s| s.camera_lost)
+    });
+    let lost = reader.stats().unwrap();
+    assert_eq!(lost.frames_captured, 10, "{lost:?}");
+    assert!(lost.reconnects >= 1, "{lost:?}");
+    assert!(reader.latest_seq() <= 10);
+    // The counters keep moving although nothing is published.
+    wait_until("the segment's stats refresh while no frame arrives", || {
+        reader
+            .stats()
+            .is_some_and(|s| s.camera_lost && s.reconnects >= lost.reconnects + 3)
+    });
+    assert!(reader.latest_seq() <= 10);
     let (mut pings, mut lost_status) = (0, false);
     let mut buf = [0u8; 512];
     while down_at.elapsed() < Duration::from_millis(8000) && !(pings >= 5 && lost_status) {
@@ -173,4 +205,16 @@ fn watchdog_is_fed_and_status_says_so_while_the_camera_is_away() {
     assert!(summary.stats.reconnects > 10);
     let published = summary.stats.published;
     assert!((1..=10).contains(&published), "{published} published");
+    // The final counts went out with the end marker.
+    assert_eq!(reader.writer_state(), WriterState::Ended);
+    assert_eq!(
+        reader.stats(),
+        Some(PipelineCounters {
+            frames_captured: summary.stats.captured,
+            frames_dropped: summary.stats.dropped(),
+            capture_errors: 0,
+            reconnects: u32::try_from(summary.stats.reconnects).unwrap(),
+            camera_lost: true,
+        })
+    );
 }

@@ -19,3 +19,4 @@ mod install;
 mod publish_errors;
 mod publish_process;
 mod publish_roundtrip;
+mod publish_stats;

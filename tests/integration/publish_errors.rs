@@ -65,16 +65,16 @@ fn abi_version_mismatch_is_reported() {
     let fd = open_rw(&name);
 
     // A segment of an incompatible (newer) ABI.
-    pwrite(&fd, H_ABI_VERSION as u64, &2u32.to_ne_bytes());
-    pwrite(&fd, H_COMPAT_VERSION as u64, &2u32.to_ne_bytes());
-    let err = ShmReader::open(&name).expect_err("abi 2");
+    pwrite(&fd, H_ABI_VERSION as u64, &3u32.to_ne_bytes());
+    pwrite(&fd, H_COMPAT_VERSION as u64, &3u32.to_ne_bytes());
+    let err = ShmReader::open(&name).expect_err("abi 3");
     assert!(
         matches!(
             err,
             ShmError::AbiMismatch {
-                found: 2,
-                compat: 2,
-                supported: 1,
+                found: 3,
+                compat: 3,
+                supported: 2,
                 ..
             }
         ),
@@ -82,16 +82,41 @@ fn abi_version_mismatch_is_reported() {
     );
     let msg = err.to_string();
     assert!(
-        msg.contains(&name) && msg.contains("ABI version 2"),
+        msg.contains(&name) && msg.contains("ABI version 3"),
         "{msg}"
     );
 
     // A newer ABI that declares itself readable by version-1 readers opens.
     pwrite(&fd, H_COMPAT_VERSION as u64, &1u32.to_ne_bytes());
     let reader = ShmReader::open(&name).expect("compatible newer ABI");
-    assert_eq!(reader.abi_version(), 2);
+    assert_eq!(reader.abi_version(), 3);
+    assert!(
+        reader.stats().is_some(),
+        "a newer ABI keeps the stats block"
+    );
 
-    // An older ABI than this reader implements is refused.
+    // An older ABI that this reader knows (version 1) opens.
+    pwrite(&fd, H_ABI_VERSION as u64, &1u32.to_ne_bytes());
+    let reader = ShmReader::open(&name).expect("abi 1");
+    assert_eq!(reader.abi_version(), 1);
+    assert_eq!(reader.stats(), None);
+
+    // A segment that claims to need a newer reader than its own version.
+    pwrite(&fd, H_COMPAT_VERSION as u64, &2u32.to_ne_bytes());
+    let err = ShmReader::open(&name).expect_err("abi 1, compat 2");
+    assert!(
+        matches!(
+            err,
+            ShmError::AbiMismatch {
+                found: 1,
+                compat: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // An older ABI than any this reader knows is refused.
     pwrite(&fd, H_ABI_VERSION as u64, &0u32.to_ne_bytes());
     pwrite(&fd, H_COMPAT_VERSION as u64, &0u32.to_ne_bytes());
     let err = ShmReader::open(&name).expect_err("abi 0");

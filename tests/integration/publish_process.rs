@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use crate::publish_support::*;
-use vosd::publish::{ObjectState, ReadStatus, ShmReader, ShmWriter, SlotData};
+use vosd::publish::{ObjectState, PipelineCounters, ReadStatus, ShmReader, ShmWriter, SlotData};
 
 /// Environment variables selecting a child role.
 const ROLE: &str = "VOSD_TEST_ROLE";
@@ -331,9 +331,23 @@ fn publish_scene_until(writer: &mut ShmWriter, mut done: impl FnMut() -> bool) -
     seq
 }
 
+/// Statistics the example-client tests publish (every field distinct).
+const EXAMPLE_STATS: PipelineCounters = PipelineCounters {
+    frames_captured: 5_000_000_123,
+    frames_dropped: 4321,
+    capture_errors: 17,
+    reconnects: 9,
+    camera_lost: true,
+};
+
+/// The statistics line both examples print last, for [`EXAMPLE_STATS`].
+const EXAMPLE_STATS_LINE: &str =
+    "stats captured=5000000123 dropped=4321 capture_errors=17 reconnects=9 source=lost";
+
 /// Runs an example client against a live writer and checks its output.
 fn run_example_client(mut cmd: Command, name: &str, frames: usize, what: &str) {
     let mut writer = ShmWriter::create(&config(name, SCENE_W, SCENE_H, 3, 4)).expect("create");
+    writer.set_stats(&EXAMPLE_STATS);
     let mut child = KillOnDrop(
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -360,6 +374,11 @@ fn run_example_client(mut cmd: Command, name: &str, frames: usize, what: &str) {
     );
     let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("frame=")).collect();
     assert_eq!(lines.len(), frames, "{what} output:\n{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some(EXAMPLE_STATS_LINE),
+        "{what}: statistics line\n{stdout}\n{stderr}"
+    );
     let mut last = 0;
     for line in &lines {
         let f = check_scene_line(line).unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -473,13 +492,26 @@ fn python_reader_reports_errors() {
     )
     .expect("open rw");
     rustix::io::pwrite(&fd, &[9, 0, 0, 0, 9, 0, 0, 0], 8).expect("pwrite");
+    // A version-1 segment (abi_version 1, compat 1): opens, without stats.
+    let v1 = unique_name("pyv1");
+    let v1_writer = ShmWriter::create(&config(&v1, 8, 8, 2, 2)).expect("create");
+    v1_writer.set_stats(&EXAMPLE_STATS);
+    let fd1 = rustix::shm::open(
+        v1.as_str(),
+        rustix::shm::OFlags::RDWR,
+        rustix::fs::Mode::empty(),
+    )
+    .expect("open rw");
+    rustix::io::pwrite(&fd1, &[1, 0, 0, 0], 8).expect("pwrite");
     let script = format!(
         "import sys; sys.path.insert(0, {dir:?})\n\
          import vosd_reader as v\n\
          try:\n    v.Reader({name:?})\n    print('OPENED')\n\
          except v.AbiMismatch as e:\n    print('ABI', e)\n\
          try:\n    v.Reader('/vosd-test-does-not-exist-5521')\n\
-         except v.NotFound as e:\n    print('NOTFOUND', e)\n",
+         except v.NotFound as e:\n    print('NOTFOUND', e)\n\
+         r = v.Reader({v1:?})\n\
+         print('V1', r.abi_version, r.stats())\n",
         dir = repo_path("clients/python").display().to_string(),
     );
     let out = Command::new(&py)
@@ -494,4 +526,5 @@ fn python_reader_reports_errors() {
     );
     assert!(stdout.contains("ABI") && stdout.contains(&name), "{stdout}");
     assert!(stdout.contains("NOTFOUND"), "{stdout}");
+    assert!(stdout.contains("V1 1 None"), "{stdout}");
 }
