@@ -77,15 +77,54 @@ pub struct DaemonConfig {
 /// same three cases).
 pub use crate::config::ConfigFileError as DaemonConfigError;
 
+/// Names the key behind a type error in the `[source]` table. The table is
+/// tagged by `kind`, and serde reports a mistyped value there at the table,
+/// without the key: each key is tried alone (with `kind`) to find the one
+/// that fails. `None` when the table is fine or the failing key cannot be
+/// told.
+fn source_key_error(text: &str) -> Option<String> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let source = doc.get("source")?.as_table()?;
+    let kind = source.get("kind")?.clone();
+    source
+        .iter()
+        .filter(|(key, _)| key.as_str() != "kind")
+        .find_map(|(key, value)| {
+            let mut one = toml::Table::new();
+            one.insert("kind".into(), kind.clone());
+            one.insert(key.clone(), value.clone());
+            match SourceConfig::deserialize(toml::Value::Table(one)) {
+                // Other kinds' required keys are missing from a one-key table.
+                Err(e) if !e.to_string().contains("missing field") => {
+                    Some(format!("source.{key}: {}", e.to_string().trim_end()))
+                }
+                _ => None,
+            }
+        })
+}
+
 impl DaemonConfig {
     /// Parses a configuration from TOML text (`path` is for messages).
     pub fn parse(text: &str, path: &Path) -> Result<Self, DaemonConfigError> {
-        crate::config::parse_toml(text, path, Self::validate)
+        crate::config::parse_toml(text, path, Self::validate).map_err(|e| match e {
+            DaemonConfigError::Parse { path, message } => {
+                let message = match source_key_error(text) {
+                    Some(key_error) => format!("{message}\n{key_error}"),
+                    None => message,
+                };
+                DaemonConfigError::Parse { path, message }
+            }
+            other => other,
+        })
     }
 
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, DaemonConfigError> {
-        crate::config::load_toml(path, Self::validate)
+        let text = std::fs::read_to_string(path).map_err(|e| DaemonConfigError::Read {
+            path: path.into(),
+            source: e,
+        })?;
+        Self::parse(&text, path)
     }
 
     /// Checks every range; the message names the key (`table.key: why`).
@@ -183,10 +222,14 @@ stats_interval_s = 2
     fn bad_values_are_named() {
         for (from, to, key) in [
             ("fps = 15", "fps = 0", "source.fps"),
-            // A mistyped value inside the tagged [source] table is reported
-            // at the table (serde loses the key's span there).
-            ("fps = 15", "fps = \"fast\"", "source"),
-            ("width = 320", "width = -3", "source"),
+            // A mistyped value inside the tagged [source] table: serde
+            // reports it at the table; the key is found and named after.
+            (
+                "fps = 15",
+                "fps = \"fast\"",
+                "source.fps: invalid type: string \"fast\"",
+            ),
+            ("width = 320", "width = -3", "source.width: invalid value"),
             ("mode = 0o640", "mode = 0o1777", "publish.mode"),
             (
                 "name = \"/vosd-test\"",

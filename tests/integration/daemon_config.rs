@@ -43,7 +43,7 @@ fn bad_values_are_named() {
     for (from, to, key) in [
         ("fps = 15", "fps = 0", "source.fps"),
         // A mistyped value inside the tagged [source] table is reported at the table.
-        ("fps = 15", "fps = \"x\"", "source"),
+        ("fps = 15", "fps = \"x\"", "source.fps: invalid type"),
         ("objects = 3", "objects = 5", "source.objects"),
         ("mode = 0o600", "mode = 0o7777", "publish.mode"),
         ("slots = 64", "slots = 1", "publish.slots"),
