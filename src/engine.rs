@@ -96,6 +96,73 @@ impl AxisInterp {
     }
 }
 
+/// Builds the tracker's keys from the encoder's features: per stride-8
+/// cell, feat8 (40 channels) and feat16 bilinearly upsampled to the cell
+/// (112 channels), each part L2-normalised and scaled by 1/√2, so that a key
+/// has unit length and a dot product is a cosine affinity.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyBuilder {
+    s16_x: AxisInterp,
+    s16_y: AxisInterp,
+}
+
+impl KeyBuilder {
+    /// Prepares key building for `encoder`'s processing size.
+    pub(crate) fn new(encoder: &Encoder) -> Self {
+        let [_, grid, grid16] = *encoder.grids();
+        Self {
+            s16_x: AxisInterp::new(&grid16.x, &grid.x),
+            s16_y: AxisInterp::new(&grid16.y, &grid.y),
+        }
+    }
+
+    /// Writes the keys of `features` into `keys` (`cells * KEY_DIM`, row-major
+    /// over the stride-8 grid).
+    pub(crate) fn build(&self, features: &Features, keys: &mut [f32]) {
+        let (s8, s16) = (&features.s8, &features.s16);
+        let (gw, gh) = (s8.width, s8.height);
+        let (p8, p16) = (gw * gh, s16.width * s16.height);
+        let inv_sqrt2 = std::f32::consts::FRAC_1_SQRT_2;
+        for y in 0..gh {
+            let (y0, y1) = self.s16_y.idx[y];
+            let wy = self.s16_y.w[y];
+            for x in 0..gw {
+                let (x0, x1) = self.s16_x.idx[x];
+                let wx = self.s16_x.w[x];
+                let key = &mut keys[(y * gw + x) * KEY_DIM..(y * gw + x + 1) * KEY_DIM];
+                let (k8, k16) = key.split_at_mut(40);
+                for (c, k) in k8.iter_mut().enumerate() {
+                    *k = s8.data[c * p8 + y * gw + x];
+                }
+                let at = |c: usize, yy: u32, xx: u32| {
+                    s16.data[c * p16 + yy as usize * s16.width + xx as usize]
+                };
+                for (c, k) in k16.iter_mut().enumerate() {
+                    let top = at(c, y0, x0) * (1.0 - wx) + at(c, y0, x1) * wx;
+                    let bottom = at(c, y1, x0) * (1.0 - wx) + at(c, y1, x1) * wx;
+                    *k = top * (1.0 - wy) + bottom * wy;
+                }
+                for part in [k8, k16] {
+                    let norm = part.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-6);
+                    let s = inv_sqrt2 / norm;
+                    part.iter_mut().for_each(|v| *v *= s);
+                }
+            }
+        }
+    }
+}
+
+/// Encodes `image` (of the encoder's processing size) and returns its keys,
+/// as the tracker computes them: `cells * KEY_DIM` values over the stride-8
+/// grid (`encoder.grids()[1]`), row-major. Allocates; for one-off use.
+pub(crate) fn image_keys(encoder: &Encoder, image: &RgbFrame) -> Result<Vec<f32>, EncoderError> {
+    let mut features = encoder.new_features();
+    encoder.encode(image, &mut features)?;
+    let mut keys = vec![0.0; encoder.grids()[1].len() * KEY_DIM];
+    KeyBuilder::new(encoder).build(&features, &mut keys);
+    Ok(keys)
+}
+
 /// Semi-supervised VOS tracker for one video stream.
 pub struct Tracker {
     cfg: EngineConfig,
@@ -105,8 +172,7 @@ pub struct Tracker {
     grid: Grid,
     proc_image: RgbFrame,
     features: Features,
-    s16_x: AxisInterp,
-    s16_y: AxisInterp,
+    keys: KeyBuilder,
     query: Vec<f32>,
     probs: Vec<f32>,
     confidence: Vec<f32>,
@@ -150,8 +216,7 @@ impl Tracker {
                 want_h: 1,
             });
         }
-        let [grid4, grid, grid16] = *encoder.grids();
-        let _ = grid4;
+        let grid = encoder.grids()[1];
         let (pw, ph) = (encoder.width(), encoder.height());
         let cells = grid.len();
         let channels = cfg.max_objects + 1;
@@ -166,8 +231,7 @@ impl Tracker {
             grid,
             proc_image: RgbFrame::new(pw, ph),
             features: encoder.new_features(),
-            s16_x: AxisInterp::new(&grid16.x, &grid.x),
-            s16_y: AxisInterp::new(&grid16.y, &grid.y),
+            keys: KeyBuilder::new(&encoder),
             query: vec![0.0; cells * KEY_DIM],
             probs: vec![0.0; cells * channels],
             confidence: vec![0.0; cells],
@@ -226,41 +290,22 @@ impl Tracker {
     fn encode(&mut self, frame: &RgbFrame) -> Result<(), EngineError> {
         resize_bilinear(frame, &mut self.proc_image);
         self.encoder.encode(&self.proc_image, &mut self.features)?;
-        let (s8, s16) = (&self.features.s8, &self.features.s16);
-        let (gw, gh) = (s8.width, s8.height);
-        let (p8, p16) = (gw * gh, s16.width * s16.height);
-        let inv_sqrt2 = std::f32::consts::FRAC_1_SQRT_2;
-        for y in 0..gh {
-            let (y0, y1) = self.s16_y.idx[y];
-            let wy = self.s16_y.w[y];
-            for x in 0..gw {
-                let (x0, x1) = self.s16_x.idx[x];
-                let wx = self.s16_x.w[x];
-                let key = &mut self.query[(y * gw + x) * KEY_DIM..(y * gw + x + 1) * KEY_DIM];
-                let (k8, k16) = key.split_at_mut(40);
-                for (c, k) in k8.iter_mut().enumerate() {
-                    *k = s8.data[c * p8 + y * gw + x];
-                }
-                let at = |c: usize, yy: u32, xx: u32| {
-                    s16.data[c * p16 + yy as usize * s16.width + xx as usize]
-                };
-                for (c, k) in k16.iter_mut().enumerate() {
-                    let top = at(c, y0, x0) * (1.0 - wx) + at(c, y0, x1) * wx;
-                    let bottom = at(c, y1, x0) * (1.0 - wx) + at(c, y1, x1) * wx;
-                    *k = top * (1.0 - wy) + bottom * wy;
-                }
-                for part in [k8, k16] {
-                    let norm = part.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-6);
-                    let s = inv_sqrt2 / norm;
-                    part.iter_mut().for_each(|v| *v *= s);
-                }
-            }
-        }
+        self.keys.build(&self.features, &mut self.query);
         Ok(())
     }
 
-    /// Fraction of each channel's pixels in each stride-8 cell's footprint.
+    /// Fraction of each channel's pixels in each stride-8 cell's footprint,
+    /// into `self.probs`.
     fn mask_to_cells(&mut self, mask: &LabelMask) {
+        let mut probs = std::mem::take(&mut self.probs);
+        self.mask_to_cells_into(mask, &mut probs);
+        self.probs = probs;
+    }
+
+    /// Fraction of each channel's pixels in each stride-8 cell's footprint,
+    /// into `out` (`cells × channels`); ids without a channel count as
+    /// background.
+    fn mask_to_cells_into(&self, mask: &LabelMask, out: &mut [f32]) {
         let channels = self.memory.channels();
         let (gw, gh) = (self.grid.x.cells, self.grid.y.cells);
         let (sx, sy) = (
@@ -281,8 +326,7 @@ impl Tracker {
             let (y0, y1) = span(&self.grid.y, gy, sy, self.frame_h);
             for gx in 0..gw {
                 let (x0, x1) = span(&self.grid.x, gx, sx, self.frame_w);
-                let cell =
-                    &mut self.probs[(gy * gw + gx) * channels..(gy * gw + gx + 1) * channels];
+                let cell = &mut out[(gy * gw + gx) * channels..(gy * gw + gx + 1) * channels];
                 cell.fill(0.0);
                 let mut n = 0.0;
                 for y in y0..y1 {
@@ -336,6 +380,137 @@ impl Tracker {
         self.mask_to_cells(mask);
         self.frame_index = 0;
         self.memory.set_first(0, &self.query, &self.probs);
+        Ok(())
+    }
+
+    fn channel_of(&self, id: u8) -> Option<usize> {
+        if id == 0 {
+            return None;
+        }
+        self.labels.iter().position(|&l| l == id)
+    }
+
+    /// Sets object `id`'s mask (the pixels of `mask` equal to `id`) in the
+    /// frame last given to [`Tracker::step`]: a new object is added (up to
+    /// `max_objects`), a tracked one is corrected. That frame becomes the
+    /// permanent memory frame, holding this mask and the other objects'
+    /// current (soft) masks; working memory restarts from it. Before any
+    /// object is tracked this is [`Tracker::start`] on `frame` with this
+    /// object alone.
+    pub fn set_object_mask(
+        &mut self,
+        frame: &RgbFrame,
+        id: u8,
+        mask: &LabelMask,
+    ) -> Result<(), EngineError> {
+        if id == 0 {
+            return Err(EngineError::Objects("object id 0 is the background".into()));
+        }
+        if mask.width != self.frame_w || mask.height != self.frame_h {
+            return Err(EngineError::MaskSize {
+                mask_w: mask.width,
+                mask_h: mask.height,
+                frame_w: self.frame_w,
+                frame_h: self.frame_h,
+            });
+        }
+        let mut only = LabelMask::new(self.frame_w, self.frame_h);
+        let mut any = false;
+        for (o, &v) in only.data.iter_mut().zip(&mask.data) {
+            if v == id {
+                *o = id;
+                any = true;
+            }
+        }
+        if !any {
+            return Err(EngineError::Objects(format!(
+                "the mask of object {id} is empty"
+            )));
+        }
+        if self.labels.len() < 2 {
+            return self.start(frame, &only);
+        }
+        let k = match self.channel_of(id) {
+            Some(k) => k,
+            None => {
+                if self.labels.len() > self.cfg.max_objects {
+                    return Err(EngineError::Objects(format!(
+                        "cannot add object {id}: {} objects are tracked and max_objects is {}",
+                        self.labels.len() - 1,
+                        self.cfg.max_objects
+                    )));
+                }
+                self.labels.push(id);
+                self.labels.len() - 1
+            }
+        };
+        let channels = self.memory.channels();
+        let mut fraction = vec![0.0; self.probs.len()];
+        self.mask_to_cells_into(&only, &mut fraction);
+        for (cell, f) in self
+            .probs
+            .chunks_exact_mut(channels)
+            .zip(fraction.chunks_exact(channels))
+        {
+            // The object's old mass goes to the background, then the new
+            // mask takes its share of the cell from every channel.
+            cell[0] += cell[k];
+            cell[k] = 0.0;
+            let f = f[k];
+            cell.iter_mut().for_each(|v| *v *= 1.0 - f);
+            cell[k] += f;
+        }
+        self.memory
+            .set_first(self.frame_index, &self.query, &self.probs);
+        Ok(())
+    }
+
+    /// Derives object `id`'s mask in `frame` from a box `[x, y, width,
+    /// height]` (frame pixels) with the box prompt ([`crate::prompt`]),
+    /// using this tracker's encoder. Pass the result to
+    /// [`Tracker::set_object_mask`] to track it.
+    pub fn mask_from_box(
+        &self,
+        frame: &RgbFrame,
+        id: u8,
+        bbox: [u32; 4],
+    ) -> Result<LabelMask, crate::prompt::PromptError> {
+        let [x, y, w, h] = bbox.map(|v| v as usize);
+        let prompt = crate::prompt::BoxPrompt::new(x, y, x + w, y + h);
+        crate::prompt::mask_from_box(
+            &self.encoder,
+            frame,
+            prompt,
+            id,
+            &crate::prompt::BoxPromptConfig::default(),
+        )
+    }
+
+    /// Stops tracking object `id`: in every stored frame its probability
+    /// goes to the background, and the last object's channel takes its
+    /// place. Removing the last object leaves the tracker without objects
+    /// (then [`Tracker::step`] is an error until an object is set again).
+    pub fn remove_object(&mut self, id: u8) -> Result<(), EngineError> {
+        let Some(k) = self.channel_of(id) else {
+            return Err(EngineError::Objects(format!("object {id} is not tracked")));
+        };
+        let last = self.labels.len() - 1;
+        let channels = self.memory.channels();
+        let move_channel = |cell: &mut [f32]| {
+            let (vk, vlast) = (cell[k], cell[last]);
+            cell[0] += vk;
+            cell[last] = 0.0;
+            cell[k] = if k == last { 0.0 } else { vlast };
+        };
+        self.memory
+            .values_mut()
+            .chunks_exact_mut(channels)
+            .for_each(move_channel);
+        self.probs.chunks_exact_mut(channels).for_each(move_channel);
+        self.labels.swap_remove(k);
+        if self.labels.len() < 2 {
+            self.labels.clear();
+        }
         Ok(())
     }
 

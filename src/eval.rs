@@ -1,6 +1,6 @@
 //! DAVIS-style evaluation: segment each sequence from its first-frame
-//! annotation (or read existing predictions) and score it with
-//! [`crate::metrics`].
+//! annotation, or from the bounding boxes of its objects (a box prompt),
+//! or read existing predictions; score it with [`crate::metrics`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,8 @@ use crate::encoder::Encoder;
 use crate::engine::Tracker;
 use crate::frame::LabelMask;
 use crate::imageio::{list_images, load_mask, load_rgb, save_mask};
-use crate::metrics::{overall, score_sequence, Overall, SequenceScores};
+use crate::metrics::{jaccard, overall, score_sequence, Overall, SequenceScores};
+use crate::prompt::{mask_from_box, BoxPrompt, BoxPromptConfig};
 
 /// One DAVIS sequence on disk.
 #[derive(Clone, Debug)]
@@ -134,6 +135,10 @@ pub struct SequenceReport {
     /// Segmentation speed (frames per second, excluding file I/O); 0 when
     /// scoring existing results.
     pub fps: f64,
+    /// With `--init box`: mean over the objects of the IoU between the
+    /// box-derived first mask and the true first mask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_mask_iou: Option<f64>,
 }
 
 /// Overall figures (official aggregation: mean over all objects).
@@ -144,6 +149,10 @@ pub struct OverallReport {
     pub scores: Overall,
     /// Segmentation fps over all sequences (0 when scoring existing results).
     pub fps: f64,
+    /// With `--init box`: mean over all objects of the IoU between the
+    /// box-derived first mask and the true first mask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_mask_iou: Option<f64>,
 }
 
 /// The whole evaluation, as written by `--json`.
@@ -156,6 +165,31 @@ pub struct EvalReport {
     /// Engine settings used (absent when scoring existing results).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineConfig>,
+    /// How the engine was started: `"mask"` or `"box"` (absent when
+    /// scoring existing results).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
+}
+
+/// What the engine starts each sequence from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Init {
+    /// The first-frame annotation itself.
+    #[default]
+    Mask,
+    /// The bounding box of each object in the first-frame annotation, turned
+    /// into a mask by [`mask_from_box`] with these settings. The box-derived
+    /// mask is frame 0's prediction; scoring is against the annotations.
+    Box(BoxPromptConfig),
+}
+
+impl Init {
+    fn name(&self) -> &'static str {
+        match self {
+            Init::Mask => "mask",
+            Init::Box(_) => "box",
+        }
+    }
 }
 
 /// Where predictions come from.
@@ -166,22 +200,64 @@ pub enum Predictions<'a> {
         config: &'a EngineConfig,
         /// Folder for DIR/SEQUENCE/NNNNN.png, if wanted.
         out: Option<&'a Path>,
+        /// What each sequence starts from.
+        init: &'a Init,
     },
     /// Read existing masks from DIR/SEQUENCE/NNNNN.png.
     Results(&'a Path),
 }
 
-fn sequence_report(s: &SequenceScores, frames: usize, fps: f64) -> SequenceReport {
+fn sequence_report(
+    s: &SequenceScores,
+    frames: usize,
+    fps: f64,
+    first_mask_iou: Option<f64>,
+) -> SequenceReport {
     SequenceReport {
         scores: overall(std::slice::from_ref(s)),
         frames,
         objects: s.objects.len(),
         fps,
+        first_mask_iou,
     }
 }
 
-/// Segments one sequence; returns the predicted masks (frame 0 = the given
-/// annotation) and the time spent in the engine.
+/// The first mask made from the bounding box of each object of `first`
+/// (the annotation) with [`mask_from_box`]; an object painted later (higher
+/// id) wins where two overlap. Also returns, per object, the IoU of its
+/// box-derived mask with its true mask.
+pub fn first_mask_from_boxes(
+    seq: &Sequence,
+    first: &LabelMask,
+    encoder: &Encoder,
+    cfg: &BoxPromptConfig,
+) -> Result<(LabelMask, Vec<f64>)> {
+    let frame0 = load_rgb(&seq.frames[0])?;
+    let mut out = LabelMask::new(first.width, first.height);
+    let mut ious = Vec::new();
+    for id in first.object_ids() {
+        let bbox = BoxPrompt::of_object(first, id).context("object has pixels")?;
+        let m = mask_from_box(encoder, &frame0, bbox, id, cfg).with_context(|| {
+            format!(
+                "{}: object {id}: no mask from its {bbox}",
+                seq.annotations[0].display()
+            )
+        })?;
+        for (o, &v) in out.data.iter_mut().zip(&m.data) {
+            if v == id {
+                *o = id;
+            }
+        }
+        let pred: Vec<bool> = m.data.iter().map(|&v| v == id).collect();
+        let gt: Vec<bool> = first.data.iter().map(|&v| v == id).collect();
+        ious.push(jaccard(&pred, &gt)?);
+    }
+    Ok((out, ious))
+}
+
+/// Segments one sequence from `first` (frame 0's mask: the annotation, or
+/// the box-derived mask); returns the predicted masks (frame 0 = `first`)
+/// and the time spent in the engine.
 pub fn segment_sequence(
     seq: &Sequence,
     first: &LabelMask,
@@ -237,6 +313,7 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
     let mut scores = Vec::new();
     let mut sequences = BTreeMap::new();
     let (mut total_frames, mut total_time) = (0usize, Duration::ZERO);
+    let mut first_ious: Vec<f64> = Vec::new();
     for name in names {
         let seq = davis.sequence(name)?;
         let gt: Vec<LabelMask> = seq
@@ -258,10 +335,20 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
             );
         }
         let ids = gt[0].object_ids();
+        let mut first_mask_iou = None;
         let (preds, fps) = match &source {
-            Predictions::Segment { config, out } => {
+            Predictions::Segment { config, out, init } => {
                 let encoder = encoder.as_ref().expect("encoder loaded for Segment");
-                let (preds, busy) = segment_sequence(&seq, &gt[0], config, encoder)?;
+                let first = match init {
+                    Init::Mask => gt[0].clone(),
+                    Init::Box(prompt) => {
+                        let (first, ious) = first_mask_from_boxes(&seq, &gt[0], encoder, prompt)?;
+                        first_mask_iou = Some(ious.iter().sum::<f64>() / ious.len().max(1) as f64);
+                        first_ious.extend(ious);
+                        first
+                    }
+                };
+                let (preds, busy) = segment_sequence(&seq, &first, config, encoder)?;
                 if let Some(out) = out {
                     let dir = out.join(name);
                     std::fs::create_dir_all(&dir)
@@ -300,9 +387,9 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
         let gt_data: Vec<Vec<u8>> = gt.into_iter().map(|m| m.data).collect();
         let s = score_sequence(&pred_data, &gt_data, w, h, &ids)
             .with_context(|| format!("scoring {name}"))?;
-        let report = sequence_report(&s, pred_data.len(), fps);
+        let report = sequence_report(&s, pred_data.len(), fps, first_mask_iou);
         eprintln!(
-            "{name:<20} J {:.3}  F {:.3}  frames {:>3}  {}",
+            "{name:<20} J {:.3}  F {:.3}  frames {:>3}  {}{}",
             report.scores.j_mean,
             report.scores.f_mean,
             report.frames,
@@ -310,6 +397,10 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
                 format!("{fps:.1} fps")
             } else {
                 String::new()
+            },
+            match first_mask_iou {
+                Some(iou) => format!("  first-mask IoU {iou:.3}"),
+                None => String::new(),
             }
         );
         sequences.insert(name.clone(), report);
@@ -321,13 +412,22 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
     } else {
         0.0
     };
-    let engine = match source {
-        Predictions::Segment { config, .. } => Some(config.clone()),
-        Predictions::Results(_) => None,
+    let (engine, init) = match source {
+        Predictions::Segment { config, init, .. } => {
+            (Some(config.clone()), Some(init.name().to_string()))
+        }
+        Predictions::Results(_) => (None, None),
     };
+    let first_mask_iou =
+        (!first_ious.is_empty()).then(|| first_ious.iter().sum::<f64>() / first_ious.len() as f64);
     Ok(EvalReport {
         sequences,
-        overall: OverallReport { scores: o, fps },
+        overall: OverallReport {
+            scores: o,
+            fps,
+            first_mask_iou,
+        },
         engine,
+        init,
     })
 }

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod control;
 pub mod encoder;
 pub mod engine;
 pub mod eval;
@@ -14,6 +15,7 @@ pub mod imageio;
 pub mod memory;
 pub mod metrics;
 pub mod pipeline;
+pub mod prompt;
 pub mod publish;
 pub mod readout;
 pub mod segment;

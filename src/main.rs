@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use vosd::config::{FileConfig, Precision};
-use vosd::eval::{evaluate, Davis, Predictions};
+use vosd::eval::{evaluate, Davis, Init, Predictions};
 
 /// Real-time video object segmentation daemon for edge boards.
 #[derive(Parser, Debug)]
@@ -76,6 +76,10 @@ enum Command {
         /// Write the figures as JSON.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// Start each sequence from its first-frame mask, or from the bounding
+        /// box of each object in it (box prompt: the mask is derived from the box).
+        #[arg(long, value_parser = ["mask", "box"], default_value = "mask")]
+        init: String,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -138,6 +142,87 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
     },
+    /// Control a running daemon through its control socket (add, correct,
+    /// remove objects; pause, resume; status). Prints the reply (JSON).
+    Ctl {
+        /// The daemon's control socket ([control] socket in its config).
+        #[arg(long, value_name = "PATH", default_value = "/run/vosd/control.sock")]
+        socket: PathBuf,
+        /// Seconds to wait for the reply.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        #[command(subcommand)]
+        action: CtlAction,
+    },
+}
+
+/// What `vosd ctl` asks for.
+#[derive(Subcommand, Debug)]
+enum CtlAction {
+    /// Objects with their states, fps, drops, backend, memory.
+    Status,
+    /// Track a new object from a mask PNG (read here, sent inline) or a box.
+    Add(CtlObjectMask),
+    /// Replace a tracked object's mask in the current frame.
+    Correct(CtlObjectMask),
+    /// Stop tracking an object.
+    Remove {
+        /// Object id (1..=255).
+        #[arg(long)]
+        object: u8,
+    },
+    /// Stop tracking every object.
+    RemoveAll,
+    /// Stop segmenting and publishing.
+    Pause,
+    /// Segment and publish again.
+    Resume,
+    /// Send one raw JSON request line (see docs/control.md).
+    Send {
+        /// The request, e.g. '{"cmd":"status"}'.
+        json: String,
+    },
+}
+
+/// An object id and where its mask comes from.
+#[derive(clap::Args, Debug)]
+struct CtlObjectMask {
+    /// Object id (1..=255).
+    #[arg(long)]
+    object: u8,
+    /// Mask PNG (binary, or labels containing the id), frame size.
+    #[arg(
+        long,
+        value_name = "PNG",
+        conflicts_with = "bbox",
+        required_unless_present = "bbox"
+    )]
+    mask: Option<PathBuf>,
+    /// Bounding box X,Y,W,H in frame pixels: the daemon derives the mask.
+    #[arg(long = "box", value_name = "X,Y,W,H", id = "bbox")]
+    bbox: Option<String>,
+}
+
+impl CtlObjectMask {
+    /// The request line for `cmd` ("add" or "correct").
+    fn request(&self, cmd: &str) -> Result<String> {
+        let mut req = serde_json::json!({"v": 1, "cmd": cmd, "object": self.object});
+        if let Some(path) = &self.mask {
+            let rle = vosd::control::client::rle_from_png(path, self.object)?;
+            req["rle"] = serde_json::json!({"size": rle.size, "counts": rle.counts});
+        } else if let Some(b) = &self.bbox {
+            let parts: Vec<u32> = b
+                .split(',')
+                .map(|p| p.trim().parse::<u32>())
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("--box '{b}': expected X,Y,W,H (whole pixels)"))?;
+            if parts.len() != 4 {
+                bail!("--box '{b}': expected four numbers X,Y,W,H");
+            }
+            req["box"] = serde_json::json!(parts);
+        }
+        Ok(req.to_string())
+    }
 }
 
 fn parse_size(s: &str) -> Result<[usize; 2]> {
@@ -230,8 +315,19 @@ fn run(cli: Cli) -> Result<()> {
             results,
             out,
             json,
+            init,
             engine,
         } => {
+            let init = if init == "box" {
+                if results.is_some() {
+                    bail!(
+                        "--init box starts the engine from boxes: it cannot be used with --results"
+                    );
+                }
+                Init::Box(vosd::prompt::BoxPromptConfig::default())
+            } else {
+                Init::Mask
+            };
             let ds = Davis::open(&davis)?;
             let names = match sequences {
                 Some(s) => s,
@@ -246,14 +342,16 @@ fn run(cli: Cli) -> Result<()> {
                 None => {
                     cfg = engine.resolve()?;
                     eprintln!(
-                        "engine: {} at {}x{}",
+                        "engine: {} at {}x{}, started from the first {}",
                         cfg.model_path().display(),
                         cfg.size[0],
-                        cfg.size[1]
+                        cfg.size[1],
+                        if init == Init::Mask { "mask" } else { "boxes" }
                     );
                     Predictions::Segment {
                         config: &cfg,
                         out: out.as_deref(),
+                        init: &init,
                     }
                 }
             };
@@ -275,6 +373,9 @@ fn run(cli: Cli) -> Result<()> {
                 "F mean {:.3}  recall {:.3}  decay {:.3}",
                 o.f_mean, o.f_recall, o.f_decay
             );
+            if let Some(iou) = report.overall.first_mask_iou {
+                println!("first-mask IoU (box-derived vs annotation) {iou:.3}");
+            }
             if report.overall.fps > 0.0 {
                 println!(
                     "fps {:.2} (segmentation only, {} sequences)",
@@ -379,6 +480,39 @@ fn run(cli: Cli) -> Result<()> {
                     std::path::Path::new("/sys/class/video4linux")
                 )
             );
+        }
+        Command::Ctl {
+            socket,
+            timeout,
+            action,
+        } => {
+            if !(timeout.is_finite() && timeout > 0.0) {
+                bail!("--timeout must be a positive number of seconds");
+            }
+            let line = match &action {
+                CtlAction::Status => r#"{"v":1,"cmd":"status"}"#.to_string(),
+                CtlAction::Add(m) => m.request("add")?,
+                CtlAction::Correct(m) => m.request("correct")?,
+                CtlAction::Remove { object } => {
+                    serde_json::json!({"v": 1, "cmd": "remove", "object": object}).to_string()
+                }
+                CtlAction::RemoveAll => r#"{"v":1,"cmd":"remove_all"}"#.to_string(),
+                CtlAction::Pause => r#"{"v":1,"cmd":"pause"}"#.to_string(),
+                CtlAction::Resume => r#"{"v":1,"cmd":"resume"}"#.to_string(),
+                CtlAction::Send { json } => json.clone(),
+            };
+            let reply = vosd::control::client::request(
+                &socket,
+                &line,
+                std::time::Duration::from_secs_f64(timeout),
+            )?;
+            println!("{}", serde_json::to_string_pretty(&reply)?);
+            if reply["ok"] != serde_json::Value::Bool(true) {
+                bail!(
+                    "the daemon refused: {}",
+                    reply["error"].as_str().unwrap_or("(no reason given)")
+                );
+            }
         }
         Command::BenchPipeline {
             config,

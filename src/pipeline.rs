@@ -46,6 +46,29 @@ pub trait Segmenter: Send {
     fn step(&mut self, frame: &RgbFrame, out: &mut LabelMask) -> Result<(), SegmentError>;
     /// Ids of the objects being tracked.
     fn object_ids(&self) -> &[u8];
+    /// Sets object `id`'s mask (pixels of `mask` equal to `id`) in `frame`,
+    /// the frame last segmented: adds the object or corrects it.
+    fn set_object_mask(
+        &mut self,
+        _frame: &RgbFrame,
+        _id: u8,
+        _mask: &LabelMask,
+    ) -> Result<(), SegmentError> {
+        Err("this segmenter cannot change its objects".into())
+    }
+    /// Stops tracking object `id`.
+    fn remove_object(&mut self, _id: u8) -> Result<(), SegmentError> {
+        Err("this segmenter cannot change its objects".into())
+    }
+    /// Derives object `id`'s mask in `frame` from a box `[x, y, w, h]`.
+    fn mask_from_box(
+        &mut self,
+        _frame: &RgbFrame,
+        _id: u8,
+        _bbox: [u32; 4],
+    ) -> Result<LabelMask, SegmentError> {
+        Err("this segmenter has no box prompt".into())
+    }
 }
 
 impl Segmenter for Tracker {
@@ -58,6 +81,156 @@ impl Segmenter for Tracker {
     fn object_ids(&self) -> &[u8] {
         Tracker::object_ids(self)
     }
+    fn set_object_mask(
+        &mut self,
+        frame: &RgbFrame,
+        id: u8,
+        mask: &LabelMask,
+    ) -> Result<(), SegmentError> {
+        Tracker::set_object_mask(self, frame, id, mask)
+            .map_err(|e: EngineError| Box::new(e) as SegmentError)
+    }
+    fn remove_object(&mut self, id: u8) -> Result<(), SegmentError> {
+        Tracker::remove_object(self, id).map_err(|e: EngineError| Box::new(e) as SegmentError)
+    }
+    fn mask_from_box(
+        &mut self,
+        frame: &RgbFrame,
+        id: u8,
+        bbox: [u32; 4],
+    ) -> Result<LabelMask, SegmentError> {
+        Tracker::mask_from_box(self, frame, id, bbox).map_err(|e| Box::new(e) as SegmentError)
+    }
+}
+
+/// A change to the tracked objects or to the engine's state, sent by the
+/// control socket and applied by the engine stage between two frames.
+#[derive(Debug)]
+pub enum ObjectCommand {
+    /// Sets object `object`'s mask in the current frame: adds it
+    /// (`correct = false`, must not be tracked) or corrects it
+    /// (`correct = true`, must be tracked).
+    SetMask {
+        /// Object id.
+        object: u8,
+        /// Its mask or a box to derive it from.
+        mask: ObjectMask,
+        /// A correction of a tracked object rather than a new one.
+        correct: bool,
+    },
+    /// Stops tracking one object.
+    Remove {
+        /// Object id.
+        object: u8,
+    },
+    /// Stops tracking every object (empty masks are published).
+    RemoveAll,
+    /// Stops segmenting and publishing; frames are dropped.
+    Pause,
+    /// Segments and publishes again.
+    Resume,
+}
+
+/// An object's mask as the control socket received it.
+#[derive(Debug)]
+pub enum ObjectMask {
+    /// A label mask of the frame's size; the pixels equal to the object id
+    /// are the object.
+    Mask(LabelMask),
+    /// A bounding box `[x, y, width, height]` (frame pixels): the segmenter
+    /// derives the mask from the image.
+    Box([u32; 4]),
+}
+
+/// A command with the channel its outcome goes back on.
+#[derive(Debug)]
+pub struct EngineRequest {
+    /// What to do.
+    pub command: ObjectCommand,
+    /// Where the outcome goes (`Err` carries the reason).
+    pub reply: Sender<Result<(), String>>,
+}
+
+/// Pending commands the engine stage holds at most (more are refused).
+const COMMAND_QUEUE: usize = 16;
+
+/// Sends [`ObjectCommand`]s to a running pipeline's engine stage.
+#[derive(Clone, Debug)]
+pub struct PipelineControl {
+    tx: Sender<EngineRequest>,
+}
+
+impl PipelineControl {
+    /// Queues `command` and waits up to `timeout` for the engine's answer
+    /// (commands are applied between frames, so this takes up to one
+    /// engine step). Never blocks the pipeline.
+    pub fn request(&self, command: ObjectCommand, timeout: Duration) -> Result<(), String> {
+        let (reply, answer) = bounded(1);
+        self.tx
+            .try_send(EngineRequest { command, reply })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => {
+                    "the engine has too many pending commands; retry".to_string()
+                }
+                TrySendError::Disconnected(_) => "the pipeline has stopped".to_string(),
+            })?;
+        answer.recv_timeout(timeout).map_err(|_| {
+            format!(
+                "no answer from the engine within {:.1} s",
+                timeout.as_secs_f64()
+            )
+        })?
+    }
+}
+
+/// Applies one command to `segmenter` with `frame` as the current frame
+/// (`None`: no frame at hand, only frame-less commands can be applied).
+fn apply_command(
+    segmenter: &mut dyn Segmenter,
+    frame: Option<&RgbFrame>,
+    paused: &mut bool,
+    command: ObjectCommand,
+) -> Result<(), String> {
+    let err = |e: SegmentError| e.to_string();
+    match command {
+        ObjectCommand::Pause => *paused = true,
+        ObjectCommand::Resume => *paused = false,
+        ObjectCommand::Remove { object } => segmenter.remove_object(object).map_err(err)?,
+        ObjectCommand::RemoveAll => {
+            for id in segmenter.object_ids().to_vec() {
+                segmenter.remove_object(id).map_err(err)?;
+            }
+        }
+        ObjectCommand::SetMask {
+            object,
+            mask,
+            correct,
+        } => {
+            if *paused {
+                return Err("paused: resume before adding or correcting objects".into());
+            }
+            let Some(frame) = frame else {
+                return Err(
+                    "no frame arrived to apply the mask to (is the source running?)".into(),
+                );
+            };
+            let tracked = segmenter.object_ids().contains(&object);
+            if correct && !tracked {
+                return Err(format!("object {object} is not tracked (use add)"));
+            }
+            if !correct && tracked {
+                return Err(format!("object {object} is already tracked (use correct)"));
+            }
+            let mask = match mask {
+                ObjectMask::Mask(m) => m,
+                ObjectMask::Box(b) => segmenter.mask_from_box(frame, object, b).map_err(err)?,
+            };
+            segmenter
+                .set_object_mask(frame, object, &mask)
+                .map_err(err)?;
+        }
+    }
+    Ok(())
 }
 
 /// The `[pipeline]` table of the daemon configuration.
@@ -75,6 +248,9 @@ pub struct PipelineConfig {
     pub latency_window: usize,
     /// Stop after this many published frames; 0 = run until stopped.
     pub max_frames: u64,
+    /// Seconds an object may stay out of sight (no pixels) as `occluded`
+    /// before it is reported `lost` (0.1..=3600).
+    pub lost_after_s: f64,
 }
 
 impl Default for PipelineConfig {
@@ -85,6 +261,7 @@ impl Default for PipelineConfig {
             stats_interval_s: 10.0,
             latency_window: 1024,
             max_frames: 0,
+            lost_after_s: 2.0,
         }
     }
 }
@@ -127,6 +304,9 @@ impl PipelineConfig {
                 "latency_window",
                 format!("{} is not within 16..=65536", self.latency_window),
             );
+        }
+        if !(self.lost_after_s.is_finite() && (0.1..=3600.0).contains(&self.lost_after_s)) {
+            return bad("lost_after_s", "must be within 0.1..=3600 seconds".into());
         }
         Ok(())
     }
@@ -197,6 +377,8 @@ pub struct Stats {
     pub reconnects: AtomicU64,
     /// The camera is lost and being reopened (no frames until it is back).
     pub source_down: AtomicBool,
+    /// Segmenting and publishing are paused (control socket).
+    pub paused: AtomicBool,
     latency: Mutex<LatencyWindow>,
 }
 
@@ -212,6 +394,7 @@ impl Stats {
             last_publish_ns: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             source_down: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             latency: Mutex::new(LatencyWindow::new(window)),
         }
     }
@@ -344,29 +527,86 @@ fn send_latest<T>(
     }
 }
 
-/// Per-object state over time: velocity, visibility, confidence.
+/// A constant-velocity Kalman filter on one axis: state (position,
+/// velocity), position measured. Units: pixels and seconds.
+#[derive(Clone, Copy, Debug, Default)]
+struct AxisFilter {
+    p: f32,
+    v: f32,
+    /// Covariance [[pp, pv], [pv, vv]].
+    pp: f32,
+    pv: f32,
+    vv: f32,
+}
+
+/// Process noise: acceleration spectral density, (px/s²)²·s.
+const KF_ACCEL: f32 = 10000.0;
+/// Measurement noise of a mask centroid, px².
+const KF_MEAS: f32 = 4.0;
+
+impl AxisFilter {
+    fn start(z: f32) -> Self {
+        Self {
+            p: z,
+            v: 0.0,
+            pp: KF_MEAS,
+            pv: 0.0,
+            vv: 1.0e4,
+        }
+    }
+
+    fn predict(&mut self, dt: f32) {
+        self.p += self.v * dt;
+        let (pp, pv, vv) = (self.pp, self.pv, self.vv);
+        let q = KF_ACCEL;
+        self.pp = pp + 2.0 * dt * pv + dt * dt * vv + q * dt.powi(3) / 3.0;
+        self.pv = pv + dt * vv + q * dt * dt / 2.0;
+        self.vv = vv + q * dt;
+    }
+
+    fn update(&mut self, z: f32) {
+        let s = self.pp + KF_MEAS;
+        let (kp, kv) = (self.pp / s, self.pv / s);
+        let y = z - self.p;
+        self.p += kp * y;
+        self.v += kv * y;
+        let (pp, pv, vv) = (self.pp, self.pv, self.vv);
+        self.pp = (1.0 - kp) * pp;
+        self.pv = (1.0 - kp) * pv;
+        self.vv = vv - kv * pv;
+    }
+}
+
+/// Per-object state over time: position/velocity filter, visibility,
+/// confidence.
 #[derive(Clone, Copy, Debug, Default)]
 struct Track {
     /// Typical visible area (exponential average over visible frames).
     area_avg: f32,
-    centroid: [f32; 2],
-    velocity: [f32; 2],
+    axes: [AxisFilter; 2],
+    /// Time of the filter's state (CLOCK_MONOTONIC ns); 0 = no track.
     at_ns: u64,
-    seen: bool,
+    /// Last time the object had pixels.
+    seen_ns: u64,
 }
 
 /// Fills object states from a label mask: area, box and centroid from the
-/// mask; velocity (px/s, smoothed) from the centroid's motion; visibility
-/// `occluded` when the area falls below 30 % of the object's typical area,
-/// `lost` when it has none; confidence = area / typical area (capped at 1).
+/// mask; velocity (px/s) from a constant-velocity Kalman filter on the
+/// centroid; visibility `occluded` when the area falls below 30 % of the
+/// object's typical area or the object has no pixels, `lost` when it has had
+/// none for `lost_after`; confidence = area / typical area (capped at 1).
+/// While out of sight, the centroid is the filter's prediction (where the
+/// object is expected back) and the velocity is kept.
 struct StateTracker {
     tracks: Box<[Track; 256]>,
+    lost_after_ns: u64,
 }
 
 impl StateTracker {
-    fn new() -> Self {
+    fn new(lost_after_s: f64) -> Self {
         Self {
             tracks: Box::new([Track::default(); 256]),
+            lost_after_ns: (lost_after_s * 1e9) as u64,
         }
     }
 
@@ -377,23 +617,44 @@ impl StateTracker {
     fn update(&mut self, out: &Output, states: &mut Vec<ObjectState>, max: usize) {
         states.clear();
         let (w, h) = (out.mask.width, out.mask.height);
+        let now = out.meta.capture_ns;
         for &id in out.ids.iter().take(max) {
             let mut s = ObjectState::from_mask(&out.mask.data, w, h, id);
             let t = &mut self.tracks[id as usize];
+            let dt = if t.at_ns > 0 && now > t.at_ns {
+                (now - t.at_ns) as f32 / 1e9
+            } else {
+                0.0
+            };
             if s.area == 0 {
-                t.seen = false;
-                t.velocity = [0.0; 2];
-                s.visibility = Visibility::Lost;
+                if t.at_ns == 0 {
+                    s.visibility = Visibility::Lost;
+                } else {
+                    t.axes.iter_mut().for_each(|a| a.predict(dt));
+                    t.at_ns = now;
+                    let gone = now.saturating_sub(t.seen_ns);
+                    s.visibility = if gone >= self.lost_after_ns {
+                        Visibility::Lost
+                    } else {
+                        Visibility::Occluded
+                    };
+                    s.centroid = [t.axes[0].p, t.axes[1].p];
+                    s.velocity = [t.axes[0].v, t.axes[1].v];
+                }
                 s.confidence = 0.0;
             } else {
-                let area = s.area as f32;
-                if t.seen && out.meta.capture_ns > t.at_ns {
-                    let dt = (out.meta.capture_ns - t.at_ns) as f32 / 1e9;
-                    for k in 0..2 {
-                        let v = (s.centroid[k] - t.centroid[k]) / dt;
-                        t.velocity[k] = 0.5 * t.velocity[k] + 0.5 * v;
+                if t.at_ns == 0 {
+                    t.axes = [
+                        AxisFilter::start(s.centroid[0]),
+                        AxisFilter::start(s.centroid[1]),
+                    ];
+                } else {
+                    for (a, &z) in t.axes.iter_mut().zip(&s.centroid) {
+                        a.predict(dt);
+                        a.update(z);
                     }
                 }
+                let area = s.area as f32;
                 if t.area_avg <= 0.0 {
                     t.area_avg = area;
                 }
@@ -404,10 +665,9 @@ impl StateTracker {
                     t.area_avg = 0.8 * t.area_avg + 0.2 * area;
                 }
                 s.confidence = ratio.min(1.0);
-                s.velocity = t.velocity;
-                t.centroid = s.centroid;
-                t.at_ns = out.meta.capture_ns;
-                t.seen = true;
+                s.velocity = [t.axes[0].v, t.axes[1].v];
+                t.at_ns = now.max(1);
+                t.seen_ns = now;
             }
             states.push(s);
         }
@@ -431,6 +691,15 @@ pub struct Pipeline {
     error: Arc<Mutex<Option<PipelineError>>>,
     publish_done: Arc<AtomicBool>,
     source_ended: Arc<AtomicBool>,
+    control: PipelineControl,
+}
+
+impl Pipeline {
+    /// A handle that sends object commands to the engine stage (for the
+    /// control socket).
+    pub fn control(&self) -> PipelineControl {
+        self.control.clone()
+    }
 }
 
 fn fail(
@@ -507,6 +776,7 @@ impl Pipeline {
             });
         }
         let (frame_tx, frame_rx) = bounded::<Captured>(1);
+        let (ctl_tx, ctl_rx) = bounded::<EngineRequest>(COMMAND_QUEUE);
         let (out_tx, out_rx) = bounded::<Output>(1);
         let tick = Duration::from_millis(50);
         let mut threads = Vec::new();
@@ -598,10 +868,33 @@ impl Pipeline {
                 .name("vosd-engine".into())
                 .spawn(move || {
                     let mut started = false;
+                    let mut paused = false;
+                    let mut last_frame = std::time::Instant::now();
                     loop {
                         let f = match frame_rx.recv_timeout(tick) {
-                            Ok(f) => f,
-                            Err(RecvTimeoutError::Timeout) => continue,
+                            Ok(f) => {
+                                last_frame = std::time::Instant::now();
+                                f
+                            }
+                            Err(RecvTimeoutError::Timeout) => {
+                                // Commands wait for the next frame, unless
+                                // frames stopped coming: then apply what
+                                // needs no frame, and refuse the rest.
+                                if last_frame.elapsed() < Duration::from_secs(1) {
+                                    continue;
+                                }
+                                while let Ok(req) = ctl_rx.try_recv() {
+                                    let outcome = apply_command(
+                                        &mut *segmenter,
+                                        None,
+                                        &mut paused,
+                                        req.command,
+                                    );
+                                    let _ = req.reply.try_send(outcome);
+                                }
+                                stats.paused.store(paused, Ordering::Relaxed);
+                                continue;
+                            }
                             Err(RecvTimeoutError::Disconnected) => break,
                         };
                         if stop.load(Ordering::Relaxed) {
@@ -625,10 +918,7 @@ impl Pipeline {
                         o.meta = f.meta;
                         o.ids.clear();
                         let result = match &initial {
-                            None => {
-                                o.mask.data.fill(0);
-                                Ok(())
-                            }
+                            _ if paused => Ok(()),
                             Some(init) if !started || f.meta.restart => {
                                 started = true;
                                 segmenter.start(&f.rgb, init).map(|()| {
@@ -636,12 +926,35 @@ impl Pipeline {
                                     o.ids.extend_from_slice(segmenter.object_ids());
                                 })
                             }
-                            Some(_) => segmenter
+                            // No objects (none given, or all removed).
+                            _ if segmenter.object_ids().is_empty() => {
+                                o.mask.data.fill(0);
+                                Ok(())
+                            }
+                            _ => segmenter
                                 .step(&f.rgb, &mut o.mask)
                                 .map(|()| o.ids.extend_from_slice(segmenter.object_ids())),
                         };
+                        // Control commands apply to this frame, after it was
+                        // segmented (the segmenter's state is this frame's).
+                        let was_paused = paused;
+                        while let Ok(req) = ctl_rx.try_recv() {
+                            let outcome = apply_command(
+                                &mut *segmenter,
+                                Some(&f.rgb),
+                                &mut paused,
+                                req.command,
+                            );
+                            let _ = req.reply.try_send(outcome);
+                        }
+                        stats.paused.store(paused, Ordering::Relaxed);
                         let _ = free_tx.try_send(f);
                         let o = out.take().expect("checked above");
+                        if was_paused {
+                            // Paused: nothing was segmented; nothing to publish.
+                            let _ = mask_free_tx.try_send(o);
+                            continue;
+                        }
                         if let Err(e) = result {
                             fail(&error, &stop, "engine", e.to_string());
                             let _ = mask_free_tx.try_send(o);
@@ -677,12 +990,13 @@ impl Pipeline {
                 publish_done.clone(),
             );
             let max_frames = cfg.max_frames;
+            let lost_after_s = cfg.lost_after_s;
             let spawn = std::thread::Builder::new()
                 .name("vosd-publish".into())
                 .spawn(move || {
                     let max_objects = writer.max_objects() as usize;
                     let mut states: Vec<ObjectState> = Vec::with_capacity(max_objects);
-                    let mut tracker = StateTracker::new();
+                    let mut tracker = StateTracker::new(lost_after_s);
                     // The statistics block of the segment header: refreshed
                     // after every publish and on every idle tick, so that
                     // readers see a lost camera while nothing is published.
@@ -765,6 +1079,7 @@ impl Pipeline {
             error,
             publish_done,
             source_ended,
+            control: PipelineControl { tx: ctl_tx },
         })
     }
 
@@ -842,8 +1157,8 @@ mod tests {
 
     #[test]
     fn state_tracker_velocity_and_visibility() {
-        let (w, h) = (40usize, 20usize);
-        let mut t = StateTracker::new();
+        let (w, h) = (60usize, 20usize);
+        let mut t = StateTracker::new(0.35);
         let mut states = Vec::new();
         let mut out = Output {
             meta: FrameMeta::default(),
@@ -858,26 +1173,113 @@ mod tests {
                 }
             }
         };
-        for k in 0..5u64 {
+        // 2 px per 0.1 s to the right: 20 px/s.
+        for k in 0..8u64 {
             square(&mut out.mask, 2 + 2 * k as usize, 6);
-            out.meta.capture_ns = k * 100_000_000; // 10 fps: 2 px per 0.1 s = 20 px/s
+            out.meta.capture_ns = k * 100_000_000;
             t.update(&out, &mut states, 8);
             assert_eq!(states[0].visibility, Visibility::Visible);
         }
-        assert!(
-            (states[0].velocity[0] - 20.0).abs() < 3.0,
-            "{:?}",
-            states[0].velocity
-        );
-        assert!(states[0].velocity[1].abs() < 1e-3);
-        square(&mut out.mask, 20, 2); // 4 px of 36: mostly hidden
-        out.meta.capture_ns = 500_000_000;
+        let v = states[0].velocity;
+        assert!((v[0] - 20.0).abs() < 3.0, "{v:?}");
+        assert!(v[1].abs() < 1.0, "{v:?}");
+        // Mostly hidden: occluded, low confidence.
+        square(&mut out.mask, 18, 2);
+        out.meta.capture_ns = 800_000_000;
         t.update(&out, &mut states, 8);
         assert_eq!(states[0].visibility, Visibility::Occluded);
         assert!(states[0].confidence < 0.3);
+        // Gone: occluded while younger than lost_after, with the predicted
+        // position moving on; then lost.
         out.mask.data.fill(0);
+        out.meta.capture_ns = 1_000_000_000;
         t.update(&out, &mut states, 8);
-        assert_eq!(states[0].visibility, Visibility::Lost);
+        assert_eq!(states[0].visibility, Visibility::Occluded);
         assert_eq!(states[0].area, 0);
+        let expected_x = states[0].centroid[0];
+        assert!(expected_x > 20.0, "predicted centroid {expected_x}");
+        out.meta.capture_ns = 1_200_000_000;
+        t.update(&out, &mut states, 8);
+        assert_eq!(states[0].visibility, Visibility::Lost, "0.4 s out of sight");
+        // Back in sight: visible again.
+        square(&mut out.mask, 26, 6);
+        out.meta.capture_ns = 1_300_000_000;
+        t.update(&out, &mut states, 8);
+        assert_eq!(states[0].visibility, Visibility::Visible);
+        // Moving left now: the filter turns the velocity round.
+        for k in 0..10u64 {
+            square(&mut out.mask, 26 - 2 * k as usize, 6);
+            out.meta.capture_ns = 1_400_000_000 + k * 100_000_000;
+            t.update(&out, &mut states, 8);
+        }
+        let v = states[0].velocity;
+        assert!((v[0] + 20.0).abs() < 4.0, "{v:?}");
+    }
+
+    #[test]
+    fn states_follow_the_synthetic_scene() {
+        use crate::source::synthetic::{Scene, SyntheticConfig};
+        let cfg = SyntheticConfig {
+            width: 320,
+            height: 240,
+            fps: 30.0,
+            ..Default::default()
+        };
+        let scene = Scene::new(&cfg).unwrap();
+        let ids = scene.object_ids();
+        let mut t = StateTracker::new(2.0);
+        let mut states = Vec::new();
+        let mut out = Output {
+            meta: FrameMeta::default(),
+            mask: LabelMask::new(320, 240),
+            ids: ids.clone(),
+        };
+        let period_ns = 1_000_000_000 / 30;
+        let mut prev: Vec<Option<[f32; 2]>> = vec![None; ids.len()];
+        let (mut checked, mut sign_ok, mut rel_err) = (0, 0, 0.0f64);
+        let (mut occluded, mut recovered) = (0, 0);
+        let mut was_occluded = vec![false; ids.len()];
+        for k in 0..300u64 {
+            scene.ground_truth(k, &mut out.mask);
+            out.meta.capture_ns = k * period_ns;
+            t.update(&out, &mut states, 8);
+            for (i, s) in states.iter().enumerate() {
+                let truth = ObjectState::from_mask(&out.mask.data, 320, 240, ids[i]);
+                if s.visibility == Visibility::Occluded {
+                    occluded += 1;
+                    was_occluded[i] = true;
+                } else if s.visibility == Visibility::Visible && was_occluded[i] {
+                    recovered += 1;
+                    was_occluded[i] = false;
+                }
+                // True velocity from the exact centroids (visible objects,
+                // after the filter's first second).
+                if let (Some(p), true) = (prev[i], truth.area > 0) {
+                    let v = (truth.centroid[0] - p[0]) * 30.0;
+                    if k > 30 && s.visibility == Visibility::Visible && v.abs() > 15.0 {
+                        checked += 1;
+                        sign_ok += usize::from(v.signum() == s.velocity[0].signum());
+                        rel_err += f64::from(((s.velocity[0] - v) / v).abs());
+                    }
+                }
+                prev[i] = (truth.area > 0).then_some(truth.centroid);
+            }
+        }
+        assert!(checked > 100, "only {checked} moving frames checked");
+        let sign_rate = sign_ok as f64 / checked as f64;
+        let mean_rel = rel_err / checked as f64;
+        eprintln!(
+            "{checked} moving frames: velocity sign right in {sign_rate:.3}, mean relative error {mean_rel:.3}; {occluded} occluded states, {recovered} recoveries"
+        );
+        assert!(
+            sign_rate > 0.95,
+            "velocity sign right in {sign_rate:.2} of frames"
+        );
+        assert!(
+            mean_rel < 0.25,
+            "mean relative velocity error {mean_rel:.2}"
+        );
+        assert!(occluded > 0, "the scene's occlusions were not detected");
+        assert!(recovered > 0, "no object came back to visible");
     }
 }

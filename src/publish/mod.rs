@@ -40,7 +40,7 @@
 mod error;
 pub mod layout;
 mod reader;
-mod sys;
+pub(crate) mod sys;
 mod types;
 mod writer;
 

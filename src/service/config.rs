@@ -71,6 +71,9 @@ pub struct DaemonConfig {
     /// Pools, statistics, frame limit.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// The control socket (absent or `socket = ""`: none).
+    #[serde(default)]
+    pub control: crate::control::ControlConfig,
 }
 
 /// Why a daemon configuration is unusable (the engine's error type: the
@@ -132,6 +135,7 @@ impl DaemonConfig {
         self.engine.validate().map_err(|e| e.to_string())?;
         self.source.validate().map_err(|e| e.to_string())?;
         self.pipeline.validate().map_err(|e| e.to_string())?;
+        self.control.validate()?;
         let p = &self.publish;
         let rest = p.name.strip_prefix('/').unwrap_or("");
         if rest.is_empty() || rest.contains('/') || p.name.len() > 255 || p.name.contains('\0') {

@@ -87,9 +87,34 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
         h,
         cfg.publish.mode
     );
+    let shm_name = writer.name().to_string();
     let segmenter: Box<dyn Segmenter> = Box::new(tracker);
     let pipeline = Pipeline::start(source, segmenter, writer, &cfg.pipeline, stop.clone())?;
-    supervise(pipeline, cfg.pipeline.stats_interval_s, &stop, notifier)
+    let control = if cfg.control.socket.as_os_str().is_empty() {
+        None
+    } else {
+        let ctx = crate::control::ControlContext {
+            pipeline: pipeline.control(),
+            stats: pipeline.stats().clone(),
+            shm_name,
+            frame_size: (w, h),
+            backend: "cpu (tract)".into(),
+        };
+        match crate::control::ControlServer::start(&cfg.control, ctx) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                // Nothing half-started stays behind: stop the pipeline.
+                stop.store(true, Ordering::SeqCst);
+                let _ = pipeline.join();
+                return Err(e.context("[control]"));
+            }
+        }
+    };
+    let summary = supervise(pipeline, cfg.pipeline.stats_interval_s, &stop, notifier);
+    if let Some(c) = control {
+        c.stop();
+    }
+    summary
 }
 
 /// The service loop around a started pipeline: polls every 20 ms.
@@ -132,7 +157,9 @@ pub fn supervise(
                 last_ns > 0 && monotonic_ns().saturating_sub(last_ns) < wd.as_nanos() as u64 / 2;
             let flowing = published > pinged_publish && fresh;
             let reconnecting = stats.source_down.load(Ordering::Relaxed);
-            if (flowing || reconnecting) && last_ping.elapsed() >= wd / 4 {
+            // Paused on request: nothing is published, and that is fine.
+            let paused = stats.paused.load(Ordering::Relaxed);
+            if (flowing || reconnecting || paused) && last_ping.elapsed() >= wd / 4 {
                 notifier.notify("WATCHDOG=1");
                 last_ping = Instant::now();
                 pinged_publish = published;

@@ -26,7 +26,12 @@ fn unknown_keys_are_named() {
         ("mode = 0o600", "mode = 0o600\nmodes = 1", "modes"),
         ("threads = 2", "threads = 2\nthread = 2", "thread"),
         ("[pipeline]", "[pipeline]\nframe_pools = 3", "frame_pools"),
-        ("[pipeline]", "[pipeline]\n[control]\nx = 1", "control"),
+        ("[pipeline]", "[pipeline]\n[controls]\nx = 1", "controls"),
+        (
+            "[pipeline]",
+            "[pipeline]\n[control]\nsockett = \"/a\"",
+            "sockett",
+        ),
     ] {
         let (code, err) = run_config(&good.replace(from, to), false);
         assert_eq!(code, 1, "{key}: {err}");

@@ -6,8 +6,10 @@ mod common;
 mod daemon_support;
 mod publish_support;
 
+mod box_prompt;
 mod camera_loss;
 mod cli;
+mod control;
 mod daemon_config;
 mod daemon_e2e;
 mod daemon_notify;
