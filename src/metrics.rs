@@ -1018,7 +1018,8 @@ mod tests {
     }
 
     #[test]
-    fn f_measure_480p_is_fast() {
+    fn f_measure_480p_of_shifted_blobs() {
+        // Speed is measured by `vosd bench`/`vosd eval`, not asserted here.
         let (w, h) = (854, 480);
         // A disc-ish blob and a shifted, slightly larger one.
         let blob = |cx: f64, cy: f64, r: f64| -> Vec<bool> {
@@ -1034,15 +1035,6 @@ mod tests {
         let (p, g) = (blob(420.0, 240.0, 150.0), blob(426.0, 236.0, 155.0));
         let f = f_measure(&p, &g, w, h).unwrap();
         assert!(f > 0.5 && f < 1.0, "{f}");
-        let runs = 20;
-        let t = std::time::Instant::now();
-        for _ in 0..runs {
-            std::hint::black_box(f_measure(std::hint::black_box(&p), &g, w, h).unwrap());
-        }
-        let per = t.elapsed() / runs;
-        eprintln!("f_measure 854x480: {per:?} per call");
-        if !cfg!(debug_assertions) {
-            assert!(per < std::time::Duration::from_millis(20), "{per:?}");
-        }
+        assert_eq!(f_measure(&p, &p, w, h).unwrap(), 1.0);
     }
 }
