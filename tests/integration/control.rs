@@ -18,6 +18,19 @@ use vosd::source::synthetic::{Scene, SyntheticConfig};
 
 use crate::daemon_support::*;
 
+/// The control tests need a daemon running in real time: commands apply to
+/// the newest frame and the tests check the frames right after. Under
+/// emulation the engine is ~30× slower, so the mask a test sends refers to
+/// a frame long gone by the time it applies. The protocol and parser tests
+/// (`src/control/protocol.rs`) still run there.
+fn skip_under_emulation() -> bool {
+    if crate::common::emulated() {
+        eprintln!("SKIP under emulation: the control tests need real-time frames");
+        return true;
+    }
+    false
+}
+
 struct Daemon {
     child: Child,
     socket: PathBuf,
@@ -155,6 +168,9 @@ fn area(mask: &LabelMask, id: u8) -> usize {
 
 #[test]
 fn objects_are_removed_added_and_corrected_mid_stream() {
+    if skip_under_emulation() {
+        return;
+    }
     let mut d = Daemon::start("ctl-objects");
     let mut c = d.connect();
     let scene = scene();
@@ -240,6 +256,9 @@ fn objects_are_removed_added_and_corrected_mid_stream() {
 
 #[test]
 fn pause_resume_errors_caps_and_fuzz() {
+    if skip_under_emulation() {
+        return;
+    }
     let mut d = Daemon::start("ctl-errors");
     let mut c = d.connect();
 
@@ -350,6 +369,9 @@ fn pause_resume_errors_caps_and_fuzz() {
 
 #[test]
 fn ctl_command_line_client() {
+    if skip_under_emulation() {
+        return;
+    }
     let mut d = Daemon::start("ctl-cli");
     let run = |args: &[&str]| {
         crate::common::target_command(vosd_bin())
