@@ -169,11 +169,13 @@ impl ControlServer {
             .context("control socket: non-blocking mode")
             .map_err(cleanup)?;
         let stop = Arc::new(AtomicBool::new(false));
+        // The first `status` reports the rate since the socket opened.
+        let opened = ctx.stats.snapshot();
         let shared = Arc::new(Shared {
             ctx,
             cfg: cfg.clone(),
             clients: AtomicUsize::new(0),
-            last_status: Mutex::new(None),
+            last_status: Mutex::new(Some(opened)),
         });
         let acceptor = {
             let stop = stop.clone();

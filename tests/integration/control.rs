@@ -179,6 +179,7 @@ fn objects_are_removed_added_and_corrected_mid_stream() {
     assert_eq!(s["id"], json!("s1"));
     assert_eq!(s["paused"], json!(false));
     assert_eq!(s["backend"], json!("cpu (tract)"));
+    assert!(s["fps"].as_f64().is_some_and(|f| f >= 0.0), "{s}");
     let ids: Vec<u64> = s["objects"]
         .as_array()
         .unwrap()
