@@ -21,6 +21,14 @@ impl RgbFrame {
         }
     }
 
+    /// Makes this a `width`×`height` frame, reallocating only when it is not
+    /// one already (pooled buffers keep their storage).
+    pub fn ensure_size(&mut self, width: usize, height: usize) {
+        if self.width != width || self.height != height || self.data.len() != width * height * 3 {
+            *self = RgbFrame::new(width, height);
+        }
+    }
+
     /// Wraps existing RGB bytes; `None` if the length does not match the size.
     pub fn from_raw(width: usize, height: usize, data: Vec<u8>) -> Option<Self> {
         (data.len() == width * height * 3).then_some(Self {

@@ -233,6 +233,22 @@ fn apply_command(
     Ok(())
 }
 
+/// Applies every queued command (see [`apply_command`]), answers each, and
+/// publishes the paused flag in the stats.
+fn apply_commands(
+    commands: &Receiver<EngineRequest>,
+    segmenter: &mut dyn Segmenter,
+    frame: Option<&RgbFrame>,
+    paused: &mut bool,
+    stats: &Stats,
+) {
+    while let Ok(req) = commands.try_recv() {
+        let outcome = apply_command(segmenter, frame, paused, req.command);
+        let _ = req.reply.try_send(outcome);
+    }
+    stats.paused.store(*paused, Ordering::Relaxed);
+}
+
 /// The `[pipeline]` table of the daemon configuration.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -883,16 +899,7 @@ impl Pipeline {
                                 if last_frame.elapsed() < Duration::from_secs(1) {
                                     continue;
                                 }
-                                while let Ok(req) = ctl_rx.try_recv() {
-                                    let outcome = apply_command(
-                                        &mut *segmenter,
-                                        None,
-                                        &mut paused,
-                                        req.command,
-                                    );
-                                    let _ = req.reply.try_send(outcome);
-                                }
-                                stats.paused.store(paused, Ordering::Relaxed);
+                                apply_commands(&ctl_rx, &mut *segmenter, None, &mut paused, &stats);
                                 continue;
                             }
                             Err(RecvTimeoutError::Disconnected) => break,
@@ -938,16 +945,7 @@ impl Pipeline {
                         // Control commands apply to this frame, after it was
                         // segmented (the segmenter's state is this frame's).
                         let was_paused = paused;
-                        while let Ok(req) = ctl_rx.try_recv() {
-                            let outcome = apply_command(
-                                &mut *segmenter,
-                                Some(&f.rgb),
-                                &mut paused,
-                                req.command,
-                            );
-                            let _ = req.reply.try_send(outcome);
-                        }
-                        stats.paused.store(paused, Ordering::Relaxed);
+                        apply_commands(&ctl_rx, &mut *segmenter, Some(&f.rgb), &mut paused, &stats);
                         let _ = free_tx.try_send(f);
                         let o = out.take().expect("checked above");
                         if was_paused {

@@ -8,8 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use super::protocol::{encode_rle, Rle};
-use crate::frame::LabelMask;
+use super::protocol::{encode_rle, object_pixels, Rle};
 
 /// Sends one request line to the daemon at `socket` and returns its reply
 /// (parsed JSON). `timeout` bounds the connection, the write and the wait.
@@ -40,24 +39,6 @@ pub fn request(socket: &Path, line: &str, timeout: Duration) -> Result<Value> {
 /// pixels equal to `id`, or all labelled pixels of a binary mask.
 pub fn rle_from_png(path: &Path, id: u8) -> Result<Rle> {
     let mask = crate::imageio::load_mask(path)?;
-    let ids = mask.object_ids();
-    let pick = if ids.contains(&id) {
-        id
-    } else if ids.len() == 1 {
-        ids[0]
-    } else if ids.is_empty() {
-        bail!("{}: the mask is empty", path.display());
-    } else {
-        bail!(
-            "{}: the mask has ids {ids:?}, none of them {id} (give a binary mask or one with id {id})",
-            path.display()
-        );
-    };
-    let mut only = LabelMask::new(mask.width, mask.height);
-    for (o, &v) in only.data.iter_mut().zip(&mask.data) {
-        if v == pick {
-            *o = 1;
-        }
-    }
-    Ok(encode_rle(&only, 1))
+    let only = object_pixels(&mask, id).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(encode_rle(&only, id))
 }

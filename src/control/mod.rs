@@ -345,24 +345,8 @@ impl Shared {
                             m.height
                         ));
                     }
-                    // A binary mask (one id) stands for this object.
-                    let ids = m.object_ids();
-                    let mut only = crate::frame::LabelMask::new(w, h);
-                    let pick = if ids.contains(&object) {
-                        object
-                    } else if ids.len() == 1 {
-                        ids[0]
-                    } else {
-                        return Err(format!(
-                            "{}: mask has ids {ids:?}, none of them {object} (give a binary mask or one containing id {object})",
-                            path.display()
-                        ));
-                    };
-                    for (o, &v) in only.data.iter_mut().zip(&m.data) {
-                        if v == pick {
-                            *o = object;
-                        }
-                    }
+                    let only = protocol::object_pixels(&m, object)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
                     ObjectMask::Mask(only)
                 }
                 MaskSource::Rle(r) => ObjectMask::Mask(protocol::decode_rle(&r, w, h, object)?),

@@ -254,6 +254,31 @@ pub fn decode_rle(rle: &Rle, width: usize, height: usize, id: u8) -> Result<Labe
     Ok(mask)
 }
 
+/// The pixels of a label mask that stand for object `id`, as a mask
+/// labelled `id`: the pixels equal to `id` or, in a mask with a single
+/// label (a binary mask), all labelled pixels. Empty masks and masks with
+/// other labels only are errors.
+pub fn object_pixels(mask: &LabelMask, id: u8) -> Result<LabelMask, String> {
+    let ids = mask.object_ids();
+    let pick = match ids.as_slice() {
+        [] => return Err("the mask is empty".into()),
+        _ if ids.contains(&id) => id,
+        [only] => *only,
+        _ => {
+            return Err(format!(
+                "the mask has ids {ids:?}, none of them {id} (give a binary mask or one containing id {id})"
+            ))
+        }
+    };
+    let mut out = LabelMask::new(mask.width, mask.height);
+    for (o, &v) in out.data.iter_mut().zip(&mask.data) {
+        if v == pick {
+            *o = id;
+        }
+    }
+    Ok(out)
+}
+
 /// Run-length encodes the pixels of `mask` equal to `id` (for clients and
 /// tests; the inverse of [`decode_rle`]).
 pub fn encode_rle(mask: &LabelMask, id: u8) -> Rle {
@@ -391,6 +416,18 @@ mod tests {
             counts: vec![u32::MAX, u32::MAX],
         };
         assert!(decode_rle(&huge, 5, 3, 1).is_err());
+    }
+
+    #[test]
+    fn object_pixels_take_the_id_or_a_binary_mask() {
+        let mut m = LabelMask::new(4, 1);
+        m.data = vec![0, 255, 255, 0];
+        assert_eq!(object_pixels(&m, 3).unwrap().data, vec![0, 3, 3, 0]);
+        m.data = vec![1, 2, 2, 0];
+        assert_eq!(object_pixels(&m, 2).unwrap().data, vec![0, 2, 2, 0]);
+        assert!(object_pixels(&m, 5).unwrap_err().contains("none of them 5"));
+        m.data = vec![0; 4];
+        assert!(object_pixels(&m, 1).unwrap_err().contains("empty"));
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! without a camera: pixel-format choice, buffer conversion, kernel
 //! timestamps, the reconnection back-off and stall detection.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::convert::{self, ConvertError};
-use super::PixelFormat;
-use crate::frame::RgbFrame;
+use super::{PixelFormat, SourceError};
+use crate::frame::{LabelMask, RgbFrame};
 
 /// The formats `auto` tries, in order of preference: MJPEG first (the only
 /// format most USB2 cameras deliver at full rate above VGA), then the raw
@@ -132,6 +133,29 @@ pub fn capture_time_ns(sec: i64, usec: i64, monotonic: bool, now_ns: u64) -> u64
     } else {
         ns
     }
+}
+
+/// The first-frame objects of a camera source: the label mask PNG at
+/// `path` (`source.initial_mask`), which must have the stream's size.
+pub fn load_initial_mask(
+    path: Option<&Path>,
+    width: usize,
+    height: usize,
+) -> Result<Option<LabelMask>, SourceError> {
+    let Some(p) = path else {
+        return Ok(None);
+    };
+    let m = crate::imageio::load_mask(p)?;
+    if (m.width, m.height) != (width, height) {
+        return Err(SourceError::FrameSize {
+            what: format!("source.initial_mask {}", p.display()),
+            got_w: m.width,
+            got_h: m.height,
+            want_w: width,
+            want_h: height,
+        });
+    }
+    Ok(Some(m))
 }
 
 /// Exponential back-off between reconnection attempts: 0.1 s, doubling up

@@ -199,10 +199,7 @@ impl FrameSource for Frames {
                 want_h: self.height,
             });
         }
-        if buf.width != self.width || buf.height != self.height || buf.data.len() != img.data.len()
-        {
-            *buf = RgbFrame::new(self.width, self.height);
-        }
+        buf.ensure_size(self.width, self.height);
         buf.data.copy_from_slice(&img.data);
         self.next += 1;
         Ok(FrameMeta {

@@ -16,14 +16,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use nokhwa::pixel_format::RgbFormat;
 use nokhwa::utils::{
     CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType, Resolution,
 };
 use nokhwa::Camera;
 
-use super::camera::{choose_format, convert_buffer, fourcc_text, stall_timeout, Backoff};
+use super::camera::{
+    choose_format, convert_buffer, fourcc_text, load_initial_mask, stall_timeout, Backoff,
+};
 use super::{FrameMeta, FrameSource, NokhwaConfig, PixelFormat, SourceError};
 use crate::frame::{LabelMask, RgbFrame};
 use crate::publish::monotonic_ns;
@@ -201,22 +203,7 @@ impl NokhwaCamera {
         };
         let (cam, shape, name) = open_camera(cfg, None).map_err(err)?;
         super::check_size(shape.width, shape.height)?;
-        let initial = match &cfg.initial_mask {
-            None => None,
-            Some(p) => {
-                let m = crate::imageio::load_mask(p)?;
-                if (m.width, m.height) != (shape.width, shape.height) {
-                    return Err(SourceError::FrameSize {
-                        what: format!("source.initial_mask {}", p.display()),
-                        got_w: m.width,
-                        got_h: m.height,
-                        want_w: shape.width,
-                        want_h: shape.height,
-                    });
-                }
-                Some(m)
-            }
-        };
+        let initial = load_initial_mask(cfg.initial_mask.as_deref(), shape.width, shape.height)?;
         let (tx, rx) = bounded(2);
         let (pool_tx, pool_rx) = bounded(4);
         let quit = Arc::new(AtomicBool::new(false));
@@ -272,9 +259,7 @@ impl FrameSource for NokhwaCamera {
 
     fn next_frame(&mut self, buf: &mut RgbFrame) -> Result<FrameMeta, SourceError> {
         let (w, h) = self.size();
-        if (buf.width, buf.height) != (w, h) || buf.data.len() != w * h * 3 {
-            *buf = RgbFrame::new(w, h);
-        }
+        buf.ensure_size(w, h);
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Err(SourceError::Stopped);
@@ -287,11 +272,8 @@ impl FrameSource for NokhwaCamera {
                         _ => w,
                     };
                     let converted = convert_buffer(self.shape.format, &bytes, stride, buf);
-                    if let Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) =
-                        self.pool.try_send(bytes)
-                    {
-                        drop(b);
-                    }
+                    // Back to the camera thread (dropped if its pool is full).
+                    let _ = self.pool.try_send(bytes);
                     if let Err(e) = converted {
                         return Err(SourceError::BadFrame {
                             device: self.device(),

@@ -327,9 +327,7 @@ impl Scene {
     pub fn render(&self, k: u64, mut rgb: Option<&mut RgbFrame>, mut mask: Option<&mut LabelMask>) {
         let (w, h) = (self.width, self.height);
         if let Some(f) = rgb.as_deref_mut() {
-            if f.width != w || f.height != h || f.data.len() != w * h * 3 {
-                *f = RgbFrame::new(w, h);
-            }
+            f.ensure_size(w, h);
         }
         if let Some(m) = mask.as_deref_mut() {
             if m.width != w || m.height != h || m.data.len() != w * h {

@@ -30,7 +30,7 @@ use v4l::video::Capture;
 use v4l::{Device, Format, FourCC, Fraction};
 
 use super::camera::{capture_time_ns, choose_format, convert_buffer, explain_io, fourcc_text};
-use super::camera::{stall_timeout, Backoff};
+use super::camera::{load_initial_mask, stall_timeout, Backoff};
 use super::{FrameMeta, FrameSource, PixelFormat, SourceError, V4l2Config};
 use crate::frame::{LabelMask, RgbFrame};
 use crate::publish::monotonic_ns;
@@ -208,22 +208,11 @@ impl V4l2Camera {
     /// Opens the camera of `cfg` (and its first-frame mask, if any).
     pub fn open(cfg: &V4l2Config, stop: Arc<AtomicBool>) -> Result<Self, SourceError> {
         let (open, negotiated, name) = open_device(cfg, None)?;
-        let initial = match &cfg.initial_mask {
-            None => None,
-            Some(p) => {
-                let m = crate::imageio::load_mask(p)?;
-                if (m.width, m.height) != (negotiated.width, negotiated.height) {
-                    return Err(SourceError::FrameSize {
-                        what: format!("source.initial_mask {}", p.display()),
-                        got_w: m.width,
-                        got_h: m.height,
-                        want_w: negotiated.width,
-                        want_h: negotiated.height,
-                    });
-                }
-                Some(m)
-            }
-        };
+        let initial = load_initial_mask(
+            cfg.initial_mask.as_deref(),
+            negotiated.width,
+            negotiated.height,
+        )?;
         let stall = stall_timeout(if negotiated.fps > 0.0 {
             negotiated.fps
         } else {
@@ -305,9 +294,7 @@ impl FrameSource for V4l2Camera {
 
     fn next_frame(&mut self, buf: &mut RgbFrame) -> Result<FrameMeta, SourceError> {
         let (w, h) = self.size();
-        if (buf.width, buf.height) != (w, h) || buf.data.len() != w * h * 3 {
-            *buf = RgbFrame::new(w, h);
-        }
+        buf.ensure_size(w, h);
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Err(SourceError::Stopped);

@@ -10,22 +10,6 @@ use vosd::publish::{
     ShmWriter, SlotData, Visibility, WriterState,
 };
 
-fn publish_noise(w: &mut ShmWriter, seq: u64, mask: &mut [u8], objs: &mut Vec<ObjectState>) {
-    let f = seq + FRAME_OFFSET;
-    noise_mask(f, mask);
-    objs.clear();
-    objs.extend((0..noise_count(f, w.max_objects())).map(|k| noise_object(f, k)));
-    let got = w
-        .publish(&SlotData {
-            frame_number: f,
-            capture_ns: noise_capture(f),
-            objects: objs,
-            mask,
-        })
-        .expect("publish");
-    assert_eq!(got, seq);
-}
-
 #[test]
 fn round_trip_in_process() {
     let name = unique_name("rt");

@@ -9,25 +9,7 @@ use crate::publish_support::*;
 use rustix::fs::Mode;
 use rustix::shm;
 use vosd::publish::layout::*;
-use vosd::publish::{
-    ObjectState, PipelineCounters, ReadStatus, ShmReader, ShmWriter, SlotData, WriterState,
-};
-
-fn publish_noise(w: &mut ShmWriter, seq: u64, mask: &mut [u8], objs: &mut Vec<ObjectState>) {
-    let f = seq + FRAME_OFFSET;
-    noise_mask(f, mask);
-    objs.clear();
-    objs.extend((0..noise_count(f, w.max_objects())).map(|k| noise_object(f, k)));
-    let got = w
-        .publish(&SlotData {
-            frame_number: f,
-            capture_ns: noise_capture(f),
-            objects: objs,
-            mask,
-        })
-        .expect("publish");
-    assert_eq!(got, seq);
-}
+use vosd::publish::{PipelineCounters, ReadStatus, ShmReader, ShmWriter, WriterState};
 
 /// Opens an existing segment read-write (as a foreign process could).
 fn open_rw(name: &str) -> OwnedFd {

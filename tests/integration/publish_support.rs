@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use vosd::publish::{BBox, FrameBuf, ObjectState, PublishConfig, Visibility};
+use vosd::publish::{BBox, FrameBuf, ObjectState, PublishConfig, ShmWriter, SlotData, Visibility};
 
 /// A shm name unique to this process and call.
 pub fn unique_name(tag: &str) -> String {
@@ -240,4 +240,22 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Publishes the noise frame of publish number `seq` (scratch `mask` and
+/// `objs` reused) and checks the number the writer gave it.
+pub fn publish_noise(w: &mut ShmWriter, seq: u64, mask: &mut [u8], objs: &mut Vec<ObjectState>) {
+    let f = seq + FRAME_OFFSET;
+    noise_mask(f, mask);
+    objs.clear();
+    objs.extend((0..noise_count(f, w.max_objects())).map(|k| noise_object(f, k)));
+    let got = w
+        .publish(&SlotData {
+            frame_number: f,
+            capture_ns: noise_capture(f),
+            objects: objs,
+            mask,
+        })
+        .expect("publish");
+    assert_eq!(got, seq);
 }
