@@ -501,6 +501,8 @@ static inline int vosd__try_copy(vosd_reader *r, uint64_t seq, vosd_frame *f) {
 
 static inline int vosd__read(vosd_reader *r, vosd_frame *f, int latest_only) {
     unsigned attempt;
+    int missed = 0; /* after a missed copy, take the newest frame: the oldest
+                       slot is the next one the writer overwrites */
     for (attempt = 0; attempt < 10000u; attempt++) {
         uint32_t state = vosd_writer_state(r); /* state before latest */
         uint64_t latest = vosd_latest_seq(r);
@@ -508,7 +510,7 @@ static inline int vosd__read(vosd_reader *r, vosd_frame *f, int latest_only) {
         int rc;
         if (latest == 0 || latest <= r->last_seq)
             return state == VOSD_STATE_ENDED ? VOSD_ENDED : VOSD_EMPTY;
-        if (latest_only) {
+        if (latest_only || missed) {
             want = latest;
         } else {
             oldest = latest > (uint64_t)r->slot_count - 1 ? latest - (r->slot_count - 1) : 1;
@@ -524,6 +526,7 @@ static inline int vosd__read(vosd_reader *r, vosd_frame *f, int latest_only) {
             r->last_seq = want;
             return rc;
         }
+        missed = 1;
         if (attempt >= 16) sched_yield();
     }
     return vosd__fail(r, VOSD_ERR_STARVED, "no consistent copy after 10000 attempts (writer laps the reader)");
@@ -531,7 +534,8 @@ static inline int vosd__read(vosd_reader *r, vosd_frame *f, int latest_only) {
 
 /**
  * Copies the frame after the last one read (publish order). If the writer
- * lapped the reader, jumps to the oldest frame still in the ring and sets
+ * lapped the reader, jumps to the oldest frame still in the ring (or, if
+ * that one is overwritten while being copied, to the newest) and sets
  * f->skipped. A new reader starts with the newest frame at the time it
  * opened (or the first frame, if it opened before any was published).
  * Returns VOSD_FRAME, VOSD_EMPTY, VOSD_ENDED or a negative VOSD_ERR_*.

@@ -295,7 +295,8 @@ class Reader:
         """Copy the frame after the last one read into `frame`.
 
         Returns "frame", "empty" (nothing new) or "ended". When the writer
-        lapped the reader, jumps to the oldest frame still in the ring and
+        lapped the reader, jumps to the oldest frame still in the ring (or,
+        if that one is overwritten while being copied, to the newest) and
         sets frame.skipped. A new reader starts with the newest frame at the
         time it opened (or the first frame, if it opened before any was
         published).
@@ -336,12 +337,15 @@ class Reader:
 
     def _read(self, frame, latest_only):
         ring = self.slot_count
+        # After a missed copy, take the newest frame: the oldest slot is the
+        # next one the writer overwrites, so chasing it starves a slow reader.
+        missed = False
         for attempt in range(_MAX_ATTEMPTS):
             state = int(self._state_view[0])  # state before latest: "ended" implies latest is final
             latest = int(self._latest_view[0])
             if latest == 0 or latest <= self.last_seq:
                 return "ended" if state == STATE_ENDED else "empty"
-            if latest_only:
+            if latest_only or missed:
                 want = latest
             else:
                 want = max(self.last_seq + 1, max(latest - (ring - 1), 1))
@@ -350,6 +354,7 @@ class Reader:
                 frame.skipped = want - self.last_seq - 1
                 self.last_seq = want
                 return "frame"
+            missed = True
             if attempt >= 16:
                 time.sleep(0)
         raise Starved("shm '%s': no consistent copy after %d attempts" % (self.name, _MAX_ATTEMPTS))

@@ -315,6 +315,7 @@ impl ShmReader {
     /// Copies the frame after the last one read into `buf`, so that frames
     /// come in publish order. When the writer has lapped the reader (the
     /// frame was overwritten) it jumps to the oldest frame still in the ring
+    /// (or, if that one is overwritten while being copied, to the newest)
     /// and reports how many were skipped. A new reader starts with the
     /// newest frame at the time it opened (or with the first frame, if it
     /// opened before any was published).
@@ -377,6 +378,10 @@ impl ShmReader {
     fn read(&mut self, buf: &mut FrameBuf, latest_only: bool) -> Result<ReadStatus, ShmError> {
         buf.fit(&self.geom);
         let ring = u64::from(self.geom.slot_count);
+        // After one missed copy, `read_next` also takes the newest frame: the
+        // oldest slot is the next one the writer overwrites, so chasing it
+        // starves a reader that is slower than the writer.
+        let mut missed = false;
         for attempt in 0..MAX_ATTEMPTS {
             let (state, latest) = self.poll();
             if latest == 0 || latest <= self.last_seq {
@@ -386,7 +391,7 @@ impl ShmReader {
                     ReadStatus::Empty
                 });
             }
-            let want = if latest_only {
+            let want = if latest_only || missed {
                 latest
             } else {
                 // The oldest publish that can still be intact in the ring.
@@ -400,6 +405,7 @@ impl ShmReader {
                     return Ok(ReadStatus::Frame { seq: want, skipped });
                 }
                 Copy::Missed => {
+                    missed = true;
                     if attempt < 16 {
                         core::hint::spin_loop();
                     } else {

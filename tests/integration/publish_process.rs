@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -438,6 +439,10 @@ fn c_example_reads_live_segment() {
     let mut cmd = Command::new(&exe);
     cmd.args([name.as_str(), "200"]);
     run_example_client(cmd, &name, 200, "C example");
+    let lag = unique_name("clag");
+    let mut cmd = Command::new(&exe);
+    cmd.args([lag.as_str(), "300", "5"]);
+    example_keeps_up_with_back_to_back_writer(cmd, &lag, 300, "C example");
     let _ = std::fs::remove_file(&exe);
 }
 
@@ -474,6 +479,11 @@ fn python_example_reads_live_segment() {
     cmd.arg(repo_path("clients/python/example.py"))
         .args([name.as_str(), "120"]);
     run_example_client(cmd, &name, 120, "Python example");
+    let lag = unique_name("pylag");
+    let mut cmd = Command::new(&py);
+    cmd.arg(repo_path("clients/python/example.py"))
+        .args([lag.as_str(), "300", "5"]);
+    example_keeps_up_with_back_to_back_writer(cmd, &lag, 300, "Python example");
 }
 
 #[test]
@@ -527,4 +537,109 @@ fn python_reader_reports_errors() {
     assert!(stdout.contains("ABI") && stdout.contains(&name), "{stdout}");
     assert!(stdout.contains("NOTFOUND"), "{stdout}");
     assert!(stdout.contains("V1 1 None"), "{stdout}");
+}
+
+/// Publishes constant 640×480 frames back to back (no pause between them)
+/// until the returned flag is set; the thread returns the number published.
+fn back_to_back_writer(name: &str) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
+    let (w, h) = (640usize, 480usize);
+    let mut writer = ShmWriter::create(&config(name, w as u32, h as u32, 3, 1)).expect("create");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let publisher = std::thread::spawn(move || {
+        let mask = vec![1u8; w * h];
+        let object = ObjectState::from_mask(&mask, w, h, 1);
+        let mut seq = 0u64;
+        while !flag.load(Ordering::Relaxed) && seq < 50_000_000 {
+            seq += 1;
+            writer
+                .publish(&SlotData {
+                    frame_number: seq,
+                    capture_ns: 0,
+                    objects: std::slice::from_ref(&object),
+                    mask: &mask,
+                })
+                .expect("publish");
+        }
+        writer.finish();
+        seq
+    });
+    (stop, publisher)
+}
+
+/// A reader that has fallen behind a writer publishing back to back must
+/// still get frames: the oldest slot in the ring is the next one the writer
+/// overwrites, so a `read_next` that kept chasing it would miss on every
+/// attempt and give up as starved. (CI under qemu once failed the stress
+/// test that way.)
+#[test]
+fn lagging_reader_is_not_starved_by_back_to_back_writer() {
+    let name = unique_name("lag");
+    let (stop, publisher) = back_to_back_writer(&name);
+    let mut reader = ShmReader::open(&name).expect("open");
+    let mut buf = reader.new_frame_buf();
+    // Let the writer lap the reader, then read in order while it runs.
+    std::thread::sleep(Duration::from_millis(20));
+    let mut frames = 0u64;
+    let mut last = 0u64;
+    let started = Instant::now();
+    let outcome = loop {
+        if started.elapsed() > Duration::from_secs(2) {
+            break Ok(());
+        }
+        match reader.read_next(&mut buf) {
+            Ok(ReadStatus::Frame { seq, .. }) => {
+                if seq <= last || buf.frame_number() != seq {
+                    break Err(format!(
+                        "frame {} as seq {seq} after {last}",
+                        buf.frame_number()
+                    ));
+                }
+                last = seq;
+                frames += 1;
+            }
+            Ok(_) => std::thread::yield_now(),
+            Err(e) => break Err(format!("after {frames} frames: {e}")),
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    let published = publisher.join().expect("writer");
+    outcome.unwrap_or_else(|e| panic!("{e}"));
+    println!("reader got {frames} of {published} frames");
+    assert!(frames >= 20, "only {frames} of {published} frames read");
+}
+
+/// The C or Python example reads `frames` frames in order from a writer
+/// publishing back to back (it lags: it prints every frame).
+fn example_keeps_up_with_back_to_back_writer(
+    mut cmd: Command,
+    name: &str,
+    frames: usize,
+    what: &str,
+) {
+    let (stop, publisher) = back_to_back_writer(name);
+    std::thread::sleep(Duration::from_millis(10));
+    let out = cmd.output();
+    stop.store(true, Ordering::Relaxed);
+    let published = publisher.join().expect("writer");
+    let out = out.unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{what} behind a back-to-back writer: {:?}\n{stderr}",
+        out.status
+    );
+    let numbers: Vec<u64> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("frame=")?.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(numbers.len(), frames, "{what}:\n{stdout}\n{stderr}");
+    assert!(
+        numbers.windows(2).all(|p| p[0] < p[1]),
+        "{what}: out of order"
+    );
+    println!(
+        "{what}: {frames} frames in order behind a back-to-back writer ({published} published)"
+    );
 }
