@@ -54,6 +54,12 @@ pub struct EngineConfig {
     pub size: [usize; 2],
     /// Threads for the encoder and the readout; 0 = all cores.
     pub threads: usize,
+    /// Where the encoder and readout run: "auto" (an OpenCL GPU if one
+    /// passes the self-test, else tract on the CPU), "opencl" or "cpu".
+    pub backend: crate::backend::BackendChoice,
+    /// Longest wait for the OpenCL device to finish one frame's work before
+    /// it counts as failed (and tract takes over), in milliseconds.
+    pub device_timeout_ms: u64,
     /// Most objects tracked at once (buffers are sized for it).
     pub max_objects: usize,
     /// Working-memory capacity in frames (besides the permanent first frame).
@@ -86,6 +92,8 @@ impl Default for EngineConfig {
             precision: Precision::Fp32,
             size: [512, 288],
             threads: 0,
+            backend: crate::backend::BackendChoice::Auto,
+            device_timeout_ms: 5000,
             max_objects: 8,
             working_memory: 7,
             mem_every: 1,
@@ -144,6 +152,9 @@ impl EngineConfig {
         }
         if !(self.edge_sigma_space.is_finite() && self.edge_sigma_space > 0.0) {
             return bad("edge_sigma_space", "must be a positive number");
+        }
+        if !(1..=600_000).contains(&self.device_timeout_ms) {
+            return bad("device_timeout_ms", "must be within 1..=600000");
         }
         if self.threads > 256 {
             return bad("threads", "must be at most 256");

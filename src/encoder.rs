@@ -1,14 +1,23 @@
-//! The image encoder: EfficientNet-Lite0 up to stride 16, run by tract on the CPU.
+//! The image encoder: EfficientNet-Lite0 up to stride 16, run by tract on the
+//! CPU or by the OpenCL backend ([`crate::backend`]), with tract as fallback.
 //!
 //! The ONNX file comes from `models/export_encoder.py`; its model card is
 //! `models/README.md`. Input: one RGB image, normalised with the ImageNet
 //! mean/std, NCHW. Outputs: feature maps at strides 4, 8 and 16.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
 
+use crate::backend::{BackendChoice, BackendStatus};
+#[cfg(feature = "opencl")]
+use crate::backend::{
+    opencl::{encoder::OpenclEncoder, Gpu, OpenclError},
+    ActiveBackend,
+};
 use crate::frame::RgbFrame;
 use crate::geometry::Grid;
 
@@ -49,6 +58,9 @@ pub enum EncoderError {
     /// Running the model failed.
     #[error("encoder inference failed: {0}")]
     Run(String),
+    /// The OpenCL backend was asked for (`backend = "opencl"`) and cannot run.
+    #[error("OpenCL backend unavailable: {0}")]
+    Backend(String),
     /// The input frame does not have the processing size.
     #[error("encoder input is {got_w}x{got_h}, expected {want_w}x{want_h}")]
     InputSize {
@@ -99,6 +111,13 @@ pub struct Features {
     pub s16: FeatureMap,
 }
 
+/// The encoder on an OpenCL device, with its reusable input buffer.
+#[cfg(feature = "opencl")]
+struct DeviceEncoder {
+    encoder: OpenclEncoder,
+    input: Vec<f32>,
+}
+
 /// A loaded, optimised encoder for one processing size.
 pub struct Encoder {
     plan: Arc<TypedRunnableModel>,
@@ -107,7 +126,54 @@ pub struct Encoder {
     height: usize,
     grids: [Grid; 3],
     path: PathBuf,
+    /// The OpenCL encoder while it is in use; `None` on tract.
+    #[cfg(feature = "opencl")]
+    device: Mutex<Option<DeviceEncoder>>,
+    status: Mutex<BackendStatus>,
 }
+
+/// How far one encoder's outputs are from another's, per output.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OutputError {
+    /// Largest absolute difference.
+    pub max_abs: f32,
+    /// Mean absolute difference.
+    pub mean_abs: f32,
+    /// Largest absolute value of the reference.
+    pub ref_max: f32,
+    /// Mean absolute value of the reference.
+    pub ref_mean: f32,
+}
+
+impl OutputError {
+    /// Compares `got` with `reference`.
+    pub fn between(got: &[f32], reference: &[f32]) -> Self {
+        let n = reference.len().max(1) as f64;
+        let (mut max_abs, mut sum, mut ref_max, mut ref_sum) = (0f32, 0f64, 0f32, 0f64);
+        for (a, b) in got.iter().zip(reference) {
+            let d = (a - b).abs();
+            max_abs = max_abs.max(if d.is_nan() { f32::INFINITY } else { d });
+            sum += d as f64;
+            ref_max = ref_max.max(b.abs());
+            ref_sum += b.abs() as f64;
+        }
+        Self {
+            max_abs,
+            mean_abs: (sum / n) as f32,
+            ref_max,
+            ref_mean: (ref_sum / n) as f32,
+        }
+    }
+}
+
+/// Self-test tolerances, relative to the reference's scale: the largest
+/// error against the largest value, the mean error against the mean value.
+/// fp32 kernels differ from tract only by summation order; the int8 kernels
+/// run integer arithmetic where tract runs the QDQ graph in float, so their
+/// outputs differ by a few quantization steps.
+pub const SELF_TEST_TOLERANCE_FP32: (f32, f32) = (1e-3, 1e-4);
+/// See [`SELF_TEST_TOLERANCE_FP32`].
+pub const SELF_TEST_TOLERANCE_INT8: (f32, f32) = (0.25, 0.05);
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,7 +257,138 @@ impl Encoder {
             height,
             grids,
             path: path.into(),
+            #[cfg(feature = "opencl")]
+            device: Mutex::new(None),
+            status: Mutex::new(BackendStatus::cpu("tract on the CPU")),
         })
+    }
+
+    /// Loads `path` for tract (always: it is the fallback) and then, as
+    /// `choice` asks, moves the work to an OpenCL device that passes the
+    /// self-test. `auto` keeps tract when no device qualifies; `opencl`
+    /// fails instead. `timeout` bounds one frame's device work.
+    pub fn load_with_backend(
+        path: &Path,
+        width: usize,
+        height: usize,
+        threads: usize,
+        choice: BackendChoice,
+        timeout: Duration,
+    ) -> Result<Self, EncoderError> {
+        let encoder = Self::load(path, width, height, threads)?;
+        if choice == BackendChoice::Cpu {
+            encoder.set_status(BackendStatus::cpu("backend = cpu"));
+            return Ok(encoder);
+        }
+        #[cfg(feature = "opencl")]
+        {
+            let opened = Gpu::open_first(choice == BackendChoice::Opencl, timeout)
+                .and_then(|gpu| encoder.attach_device(gpu));
+            match opened {
+                Ok(()) => {}
+                Err(e) if choice == BackendChoice::Opencl => {
+                    return Err(EncoderError::Backend(e.to_string()))
+                }
+                Err(e) => encoder.set_status(BackendStatus::cpu(format!("auto: {e}"))),
+            }
+        }
+        #[cfg(not(feature = "opencl"))]
+        {
+            let _ = timeout;
+            let why = "this vosd was built without the `opencl` feature";
+            if choice == BackendChoice::Opencl {
+                return Err(EncoderError::Backend(why.into()));
+            }
+            encoder.set_status(BackendStatus::cpu(format!("auto: {why}")));
+        }
+        log::info!("encoder backend: {}", encoder.backend_status().describe());
+        Ok(encoder)
+    }
+
+    /// Prepares this encoder on `gpu`, runs the self-test against tract and,
+    /// if it passes, uses the device from now on.
+    #[cfg(feature = "opencl")]
+    pub fn attach_device(&self, gpu: std::sync::Arc<Gpu>) -> Result<(), OpenclError> {
+        let bytes = std::fs::read(&self.path).map_err(|e| OpenclError::Setup(e.to_string()))?;
+        let device = OpenclEncoder::new(gpu.clone(), &bytes, self.width, self.height)?;
+        let int8 = device
+            .graph()
+            .ops
+            .iter()
+            .any(|o| matches!(o, crate::backend::opencl::graph::Op::ConvQ8 { .. }));
+        let mut state = DeviceEncoder {
+            encoder: device,
+            input: vec![0.0; 3 * self.width * self.height],
+        };
+        // Self-test: a fixed textured image through both, within tolerance.
+        let image = self_test_image(self.width, self.height);
+        let mut want = self.new_features();
+        self.encode_tract(&image, &mut want)
+            .map_err(|e| OpenclError::Setup(format!("self-test reference: {e}")))?;
+        let mut got = self.new_features();
+        normalise(&image, &mut state.input);
+        state.encoder.run(&state.input, &mut [
+            &mut got.s4.data[..],
+            &mut got.s8.data[..],
+            &mut got.s16.data[..],
+        ])?;
+        let (tol_max, tol_mean) = if int8 { SELF_TEST_TOLERANCE_INT8 } else { SELF_TEST_TOLERANCE_FP32 };
+        let mut worst = 0f32;
+        for (name, g, w) in [("feat4", &got.s4, &want.s4), ("feat8", &got.s8, &want.s8), ("feat16", &got.s16, &want.s16)] {
+            let e = OutputError::between(&g.data, &w.data);
+            worst = worst.max(e.max_abs / e.ref_max.max(1e-6));
+            if e.max_abs > tol_max * e.ref_max || e.mean_abs > tol_mean * e.ref_mean {
+                return Err(OpenclError::Unsupported(format!(
+                    "self-test failed on {}: {name} differs from tract by max {:.3e} / mean {:.3e} (scale {:.3e} / {:.3e})",
+                    gpu.summary.name, e.max_abs, e.mean_abs, e.ref_max, e.ref_mean
+                )));
+            }
+        }
+        *self.device.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
+        self.set_status(BackendStatus {
+            active: ActiveBackend::Opencl,
+            device: Some(gpu.summary.name.clone()),
+            reason: format!(
+                "{} kernels, self-test passed (max error {:.1e} of scale)",
+                if int8 { "int8" } else { "fp32" },
+                worst
+            ),
+            fallbacks: 0,
+        });
+        Ok(())
+    }
+
+    /// The OpenCL device in use, if any (the readout shares it).
+    #[cfg(feature = "opencl")]
+    pub fn device(&self) -> Option<std::sync::Arc<Gpu>> {
+        let guard = self.device.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(|d| d.encoder.gpu().clone())
+    }
+
+    /// Switches to tract after a device failure, logging why; later frames
+    /// run on the CPU. Safe to call more than once.
+    pub fn fall_back(&self, why: &str) {
+        #[cfg(feature = "opencl")]
+        {
+            let was = self.device.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if was.is_none() && self.backend_status().active != ActiveBackend::Opencl {
+                return;
+            }
+        }
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        log::warn!("OpenCL backend failed ({why}); switching to tract on the CPU");
+        status.active = crate::backend::ActiveBackend::Cpu;
+        status.reason = format!("fell back to tract: {why}");
+        status.fallbacks += 1;
+    }
+
+    /// The backend in use and why.
+    pub fn backend_status(&self) -> BackendStatus {
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_status(&self, status: BackendStatus) {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
     }
 
     /// Processing width.
@@ -218,8 +415,32 @@ impl Encoder {
         }
     }
 
-    /// Encodes a frame that already has the processing size.
+    /// Encodes a frame that already has the processing size, on the
+    /// device when one is in use (falling back to tract if it fails).
     pub fn encode(&self, image: &RgbFrame, out: &mut Features) -> Result<(), EncoderError> {
+        self.check_size(image)?;
+        #[cfg(feature = "opencl")]
+        {
+            let mut guard = self.device.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(state) = guard.as_mut() {
+                normalise(image, &mut state.input);
+                let ran = state.encoder.run(
+                    &state.input,
+                    &mut [&mut out.s4.data[..], &mut out.s8.data[..], &mut out.s16.data[..]],
+                );
+                match ran {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        drop(guard);
+                        self.fall_back(&e.to_string());
+                    }
+                }
+            }
+        }
+        self.encode_tract(image, out)
+    }
+
+    fn check_size(&self, image: &RgbFrame) -> Result<(), EncoderError> {
         if image.width != self.width || image.height != self.height {
             return Err(EncoderError::InputSize {
                 got_w: image.width,
@@ -228,17 +449,17 @@ impl Encoder {
                 want_h: self.height,
             });
         }
+        Ok(())
+    }
+
+    /// Encodes with tract, whatever the backend.
+    pub fn encode_tract(&self, image: &RgbFrame, out: &mut Features) -> Result<(), EncoderError> {
+        self.check_size(image)?;
         let run = |e: TractError| EncoderError::Run(format!("{e:#}"));
-        let plane = self.width * self.height;
         let mut input = Tensor::zero::<f32>(&[1, 3, self.height, self.width]).map_err(run)?;
         {
             let mut view = input.try_as_plain_ram_mut().map_err(run)?;
-            let dst = view.as_slice_mut::<f32>().map_err(run)?;
-            for (i, px) in image.data.chunks_exact(3).enumerate() {
-                for c in 0..3 {
-                    dst[c * plane + i] = (px[c] as f32 / 255.0 - MEAN[c]) / STD[c];
-                }
-            }
+            normalise(image, view.as_slice_mut::<f32>().map_err(run)?);
         }
         let outputs =
             multithread_tract_scope(self.executor.clone(), || self.plan.run(tvec!(input.into())))
@@ -257,4 +478,33 @@ impl Encoder {
         }
         Ok(())
     }
+}
+
+/// Writes `image` as the encoder's input: channels-first, scaled to [0, 1]
+/// and normalised with [`MEAN`] and [`STD`].
+fn normalise(image: &RgbFrame, dst: &mut [f32]) {
+    let plane = image.width * image.height;
+    for (i, px) in image.data.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            dst[c * plane + i] = (px[c] as f32 / 255.0 - MEAN[c]) / STD[c];
+        }
+    }
+}
+
+/// The self-test's fixed input: smooth colour gradients with a few sharp
+/// edges, so that every layer sees structure (deterministic, no file).
+pub fn self_test_image(width: usize, height: usize) -> RgbFrame {
+    let mut img = RgbFrame::new(width, height);
+    for y in 0..height {
+        for x in 0..width {
+            let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
+            let stripe = if (x / 9 + y / 13) % 3 == 0 { 60.0 } else { 0.0 };
+            let ring = if ((fx - 0.5).powi(2) + (fy - 0.5).powi(2)).sqrt() < 0.25 { 90.0 } else { 0.0 };
+            let px = &mut img.data[(y * width + x) * 3..(y * width + x + 1) * 3];
+            px[0] = (fx * 200.0 + stripe) as u8;
+            px[1] = (fy * 150.0 + ring) as u8;
+            px[2] = ((fx * fy * 12.0).sin() * 100.0 + 120.0) as u8;
+        }
+    }
+    img
 }

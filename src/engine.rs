@@ -183,6 +183,9 @@ pub struct Tracker {
     labels: Vec<u8>,
     frame_index: u64,
     times: StageTimes,
+    /// The readout on the encoder's OpenCL device, while it is in use.
+    #[cfg(feature = "opencl")]
+    device_readout: Option<crate::backend::opencl::readout::OpenclReadout>,
 }
 
 impl Tracker {
@@ -190,11 +193,13 @@ impl Tracker {
     /// `frame_w`×`frame_h`.
     pub fn new(cfg: &EngineConfig, frame_w: usize, frame_h: usize) -> Result<Self, EngineError> {
         cfg.validate()?;
-        let encoder = Encoder::load(
+        let encoder = Encoder::load_with_backend(
             &cfg.model_path(),
             cfg.size[0],
             cfg.size[1],
             cfg.thread_count(),
+            cfg.backend,
+            std::time::Duration::from_millis(cfg.device_timeout_ms),
         )?;
         Self::with_encoder(cfg, Arc::new(encoder), frame_w, frame_h)
     }
@@ -220,6 +225,22 @@ impl Tracker {
         let (pw, ph) = (encoder.width(), encoder.height());
         let cells = grid.len();
         let channels = cfg.max_objects + 1;
+        let memory = MemoryStore::new(cells, KEY_DIM, channels, cfg.working_memory);
+        let readout_grid = GridSize {
+            width: grid.x.cells,
+            height: grid.y.cells,
+        };
+        #[cfg(feature = "opencl")]
+        let device_readout = match encoder.device() {
+            Some(gpu) => match crate::backend::opencl::readout::OpenclReadout::new(gpu, readout_grid, &memory) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    encoder.fall_back(&format!("readout buffers: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
         let edge = match cfg.upsampling {
             Upsampling::EdgeAware => Some((cfg.edge_sigma_color, cfg.edge_sigma_space)),
             Upsampling::Bilinear => None,
@@ -235,20 +256,56 @@ impl Tracker {
             query: vec![0.0; cells * KEY_DIM],
             probs: vec![0.0; cells * channels],
             confidence: vec![0.0; cells],
-            scratch: ReadoutScratch::new(
-                GridSize {
-                    width: grid.x.cells,
-                    height: grid.y.cells,
-                },
-                cfg.thread_count(),
-            ),
-            memory: MemoryStore::new(cells, KEY_DIM, channels, cfg.working_memory),
+            scratch: ReadoutScratch::new(readout_grid, cfg.thread_count()),
+            memory,
             upsampler: Upsampler::new(grid, pw, ph, frame_w, frame_h, edge),
             labels: Vec::with_capacity(channels),
             encoder,
             frame_index: 0,
             times: StageTimes::default(),
+            #[cfg(feature = "opencl")]
+            device_readout,
         })
+    }
+
+    /// The backend running the encoder and readout now, and why.
+    pub fn backend_status(&self) -> crate::backend::BackendStatus {
+        self.encoder.backend_status()
+    }
+
+    /// The encoder (shared with other trackers of the same size).
+    pub fn encoder(&self) -> &Arc<Encoder> {
+        &self.encoder
+    }
+
+    /// Runs the readout for the current query, on the device while the
+    /// encoder uses one, else (or after a device failure) on the CPU.
+    fn run_readout(&mut self, params: &ReadoutParams, grid: GridSize) {
+        #[cfg(feature = "opencl")]
+        if let Some(device) = self.device_readout.as_mut() {
+            if self.encoder.backend_status().active == crate::backend::ActiveBackend::Opencl {
+                match device.readout(
+                    &self.query,
+                    &self.memory,
+                    params,
+                    &mut self.probs,
+                    &mut self.confidence,
+                ) {
+                    Ok(()) => return,
+                    Err(e) => self.encoder.fall_back(&format!("readout: {e}")),
+                }
+            }
+            self.device_readout = None;
+        }
+        readout(
+            &self.query,
+            grid,
+            &self.memory,
+            params,
+            &mut self.scratch,
+            &mut self.probs,
+            &mut self.confidence,
+        );
     }
 
     /// Object ids being tracked, in channel order.
@@ -534,15 +591,7 @@ impl Tracker {
             width: self.grid.x.cells,
             height: self.grid.y.cells,
         };
-        readout(
-            &self.query,
-            grid,
-            &self.memory,
-            &params,
-            &mut self.scratch,
-            &mut self.probs,
-            &mut self.confidence,
-        );
+        self.run_readout(&params, grid);
         let t2 = Instant::now();
         if out.width != self.frame_w || out.height != self.frame_h {
             *out = LabelMask::new(self.frame_w, self.frame_h);

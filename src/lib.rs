@@ -3,6 +3,7 @@
 //! The library holds every part of the daemon, one module per concept; the
 //! `vosd` binary (src/main.rs) is a thin command-line layer over it.
 
+pub mod backend;
 pub mod bench;
 pub mod config;
 pub mod control;

@@ -21,11 +21,18 @@ pub struct MemoryStore {
     working_len: usize,
     /// Next working slot to write (0-based within the working ring).
     next: usize,
+    /// Per slot, a number that changes whenever its keys or values change
+    /// (device copies of the memory re-upload a slot when it does).
+    versions: Vec<u64>,
+    /// The next version number to hand out.
+    next_version: u64,
 }
 
 /// One stored frame, as seen by the readout.
 #[derive(Clone, Copy, Debug)]
 pub struct MemoryFrame<'a> {
+    /// Slot index in the store (0 = first frame).
+    pub slot: usize,
     /// True for the permanent first frame.
     pub is_first: bool,
     /// The frame number it was taken from.
@@ -52,7 +59,34 @@ impl MemoryStore {
             has_first: false,
             working_len: 0,
             next: 0,
+            versions: vec![0; slots],
+            next_version: 1,
         }
+    }
+
+    /// Slots (first frame + working capacity).
+    pub fn slot_count(&self) -> usize {
+        self.capacity + 1
+    }
+
+    /// The version of `slot`'s content: it changes whenever the slot's keys
+    /// or values do.
+    pub fn slot_version(&self, slot: usize) -> u64 {
+        self.versions[slot]
+    }
+
+    /// Keys (`cells * dim`) and values (`cells * channels`) of `slot`.
+    pub fn slot_data(&self, slot: usize) -> (&[f32], &[f32]) {
+        let (kd, vd) = (self.cells * self.dim, self.cells * self.channels);
+        (
+            &self.keys[slot * kd..(slot + 1) * kd],
+            &self.values[slot * vd..(slot + 1) * vd],
+        )
+    }
+
+    fn bump(&mut self, slot: usize) {
+        self.versions[slot] = self.next_version;
+        self.next_version += 1;
     }
 
     /// Key dimension.
@@ -90,6 +124,7 @@ impl MemoryStore {
         self.keys[slot * kd..(slot + 1) * kd].copy_from_slice(&keys[..kd]);
         self.values[slot * vd..(slot + 1) * vd].copy_from_slice(&values[..vd]);
         self.frame_of[slot] = frame;
+        self.bump(slot);
     }
 
     /// Stores the first frame (permanent) and empties working memory.
@@ -115,6 +150,9 @@ impl MemoryStore {
 
     /// Mutable values of every stored frame (to add or clear an object's channel).
     pub fn values_mut(&mut self) -> &mut [f32] {
+        for slot in 0..self.versions.len() {
+            self.bump(slot);
+        }
         &mut self.values
     }
 
@@ -142,6 +180,7 @@ impl MemoryStore {
             .into_iter()
             .chain(1..=self.working_len)
             .map(move |slot| MemoryFrame {
+                slot,
                 is_first: slot == 0,
                 frame: self.frame_of[slot],
                 keys: &self.keys[slot * kd..(slot + 1) * kd],

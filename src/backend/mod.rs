@@ -1,0 +1,91 @@
+//! Inference backends: tract on the CPU (always built, the fallback) and
+//! OpenCL (cargo feature `opencl`, on by default) for the encoder and the
+//! memory readout.
+//!
+//! `auto` opens the first OpenCL GPU or accelerator, checks it against
+//! tract with a self-test, and keeps tract if anything fails. A device
+//! failure while running switches to tract between two frames; the switch
+//! is logged and reported in [`BackendStatus`].
+
+#[cfg(feature = "opencl")]
+pub mod opencl;
+
+use serde::{Deserialize, Serialize};
+
+/// The backend asked for in the config (`engine.backend`) or on the
+/// command line (`--backend`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// An OpenCL GPU or accelerator if one passes the self-test, else tract.
+    #[default]
+    Auto,
+    /// OpenCL, on any device kind (PoCL's CPU device included); failing to
+    /// start it is an error.
+    Opencl,
+    /// tract on the CPU.
+    Cpu,
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Opencl => "opencl",
+            Self::Cpu => "cpu",
+        })
+    }
+}
+
+/// The backend running now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActiveBackend {
+    /// The OpenCL kernels.
+    Opencl,
+    /// tract on the CPU.
+    Cpu,
+}
+
+impl std::fmt::Display for ActiveBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Opencl => "opencl",
+            Self::Cpu => "cpu",
+        })
+    }
+}
+
+/// What runs the encoder and readout, and why.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BackendStatus {
+    /// The backend in use.
+    pub active: ActiveBackend,
+    /// The OpenCL device, when one is in use or was until a fallback.
+    pub device: Option<String>,
+    /// Why this backend: the self-test result, why OpenCL was not used, or
+    /// the failure that switched to tract.
+    pub reason: String,
+    /// Switches to tract after a device failure while running (0 or 1).
+    pub fallbacks: u32,
+}
+
+impl BackendStatus {
+    /// tract, for `reason`.
+    pub fn cpu(reason: impl Into<String>) -> Self {
+        Self {
+            active: ActiveBackend::Cpu,
+            device: None,
+            reason: reason.into(),
+            fallbacks: 0,
+        }
+    }
+
+    /// One line for logs and `vosd probe`.
+    pub fn describe(&self) -> String {
+        match (&self.device, self.active) {
+            (Some(d), ActiveBackend::Opencl) => format!("opencl on {d} ({})", self.reason),
+            _ => format!("cpu (tract): {}", self.reason),
+        }
+    }
+}

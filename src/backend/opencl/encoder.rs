@@ -1,0 +1,311 @@
+//! Runs a lowered encoder graph ([`super::graph`]) with the OpenCL kernels.
+//!
+//! Every buffer (activations, weights, per-channel parameters) and every
+//! kernel with its arguments is created once at load; a frame is one input
+//! upload, one enqueue per op, a wait, and three output downloads.
+
+use std::sync::Arc;
+
+use ocl::{Buffer, Kernel, MemFlags, OclPrm, SpatialDims};
+
+use super::graph::{lower, ConvGeom, Elem, Graph, Op, Quant};
+use super::{device_err, Gpu, OpenclError};
+
+/// An activation buffer on the device.
+enum DeviceTensor {
+    F32(Buffer<f32>),
+    U8(Buffer<u8>),
+}
+
+/// Parameters of one op that must outlive its kernel (OpenCL does not keep
+/// kernel arguments alive).
+#[allow(dead_code)]
+enum Params {
+    None,
+    ConvF32(Buffer<f32>, Buffer<f32>),
+    ConvQ8(Buffer<i8>, Buffer<i32>, Buffer<i32>, Buffer<f32>),
+}
+
+/// The encoder on an OpenCL device, for one input size.
+pub struct OpenclEncoder {
+    gpu: Arc<Gpu>,
+    graph: Graph,
+    tensors: Vec<DeviceTensor>,
+    kernels: Vec<Kernel>,
+    _params: Vec<Params>,
+}
+
+impl std::fmt::Debug for OpenclEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OpenclEncoder({} ops on {})", self.kernels.len(), self.gpu.summary.name)
+    }
+}
+
+fn buffer<T: OclPrm>(gpu: &Gpu, data: &[T]) -> Result<Buffer<T>, OpenclError> {
+    let one = [T::default()];
+    Buffer::<T>::builder()
+        .queue(gpu.queue().clone())
+        .flags(MemFlags::new().read_only())
+        .len(data.len().max(1))
+        .copy_host_slice(if data.is_empty() { &one[..] } else { data })
+        .build()
+        .map_err(|e| OpenclError::Setup(e.to_string()))
+}
+
+fn scratch<T: OclPrm>(gpu: &Gpu, len: usize) -> Result<Buffer<T>, OpenclError> {
+    Buffer::<T>::builder()
+        .queue(gpu.queue().clone())
+        .flags(MemFlags::new().read_write())
+        .len(len.max(1))
+        .build()
+        .map_err(|e| OpenclError::Setup(e.to_string()))
+}
+
+fn i(v: usize) -> i32 {
+    v as i32
+}
+
+impl OpenclEncoder {
+    /// Lowers the ONNX `model` bytes for a `width`×`height` input and
+    /// prepares it on `gpu`.
+    pub fn new(gpu: Arc<Gpu>, model: &[u8], width: usize, height: usize) -> Result<Self, OpenclError> {
+        let graph = lower(model, width, height).map_err(OpenclError::Unsupported)?;
+        Self::from_graph(gpu, graph)
+    }
+
+    /// Prepares an already lowered graph on `gpu`.
+    pub fn from_graph(gpu: Arc<Gpu>, graph: Graph) -> Result<Self, OpenclError> {
+        let mut tensors = Vec::with_capacity(graph.tensors.len());
+        for t in &graph.tensors {
+            tensors.push(match t.elem {
+                Elem::F32 => DeviceTensor::F32(scratch(&gpu, t.len())?),
+                Elem::U8 => DeviceTensor::U8(scratch(&gpu, t.len())?),
+            });
+        }
+        let mut kernels = Vec::with_capacity(graph.ops.len());
+        let mut params = Vec::with_capacity(graph.ops.len());
+        for op in &graph.ops {
+            let (k, p) = Self::kernel(&gpu, &graph, &tensors, op)?;
+            kernels.push(k);
+            params.push(p);
+        }
+        Ok(Self {
+            gpu,
+            graph,
+            tensors,
+            kernels,
+            _params: params,
+        })
+    }
+
+    fn kernel(gpu: &Gpu, graph: &Graph, tensors: &[DeviceTensor], op: &Op) -> Result<(Kernel, Params), OpenclError> {
+        let setup = |e: ocl::Error| OpenclError::Setup(e.to_string());
+        let f32_of = |t: usize| match &tensors[t] {
+            DeviceTensor::F32(b) => Ok(b),
+            DeviceTensor::U8(_) => Err(OpenclError::Unsupported(format!("tensor {t} is not float"))),
+        };
+        let u8_of = |t: usize| match &tensors[t] {
+            DeviceTensor::U8(b) => Ok(b),
+            DeviceTensor::F32(_) => Err(OpenclError::Unsupported(format!("tensor {t} is not uint8"))),
+        };
+        let conv_dims = |g: &ConvGeom| SpatialDims::Three(g.out_w(), g.out_h(), g.out_c);
+        let n = |t: usize| graph.tensors[t].len();
+        let mut b = Kernel::builder();
+        b.program(&gpu.encoder_program).queue(gpu.queue().clone());
+        match op {
+            Op::ConvF32 { input, output, geom, weights, bias, clip } => {
+                let (w, bi) = (buffer(gpu, weights)?, buffer(gpu, bias)?);
+                let (pt, pl) = geom.pad_top_left();
+                let (lo, hi) = clip.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+                let k = b
+                    .name("conv_f32")
+                    .global_work_size(conv_dims(geom))
+                    .arg(f32_of(*input)?)
+                    .arg(&w)
+                    .arg(&bi)
+                    .arg(f32_of(*output)?)
+                    .arg(i(geom.in_c))
+                    .arg(i(geom.in_h))
+                    .arg(i(geom.in_w))
+                    .arg(i(geom.out_c))
+                    .arg(i(geom.out_h()))
+                    .arg(i(geom.out_w()))
+                    .arg(i(geom.kernel))
+                    .arg(i(geom.stride))
+                    .arg(i(pt))
+                    .arg(i(pl))
+                    .arg(i(geom.groups))
+                    .arg(lo)
+                    .arg(hi)
+                    .build()
+                    .map_err(setup)?;
+                Ok((k, Params::ConvF32(w, bi)))
+            }
+            Op::ConvQ8 { input, output, geom, weights, weight_zero, weight_scale, bias, x, y } => {
+                let mult: Vec<f32> = weight_scale.iter().map(|ws| x.scale * ws / y.scale).collect();
+                let (w, wz, bi, m) = (
+                    buffer(gpu, weights)?,
+                    buffer(gpu, weight_zero)?,
+                    buffer(gpu, bias)?,
+                    buffer(gpu, &mult)?,
+                );
+                let (pt, pl) = geom.pad_top_left();
+                let k = b
+                    .name("conv_q8")
+                    .global_work_size(conv_dims(geom))
+                    .arg(u8_of(*input)?)
+                    .arg(&w)
+                    .arg(&wz)
+                    .arg(&bi)
+                    .arg(&m)
+                    .arg(u8_of(*output)?)
+                    .arg(i(geom.in_c))
+                    .arg(i(geom.in_h))
+                    .arg(i(geom.in_w))
+                    .arg(i(geom.out_c))
+                    .arg(i(geom.out_h()))
+                    .arg(i(geom.out_w()))
+                    .arg(i(geom.kernel))
+                    .arg(i(geom.stride))
+                    .arg(i(pt))
+                    .arg(i(pl))
+                    .arg(i(geom.groups))
+                    .arg(x.zero_point)
+                    .arg(y.zero_point)
+                    .build()
+                    .map_err(setup)?;
+                Ok((k, Params::ConvQ8(w, wz, bi, m)))
+            }
+            Op::AddF32 { a, b: bb, output } => {
+                let k = b
+                    .name("add_f32")
+                    .global_work_size(n(*output))
+                    .arg(f32_of(*a)?)
+                    .arg(f32_of(*bb)?)
+                    .arg(f32_of(*output)?)
+                    .arg(i(n(*output)))
+                    .build()
+                    .map_err(setup)?;
+                Ok((k, Params::None))
+            }
+            Op::AddQ8 { a, b: bb, output, qa, qb, qy } => {
+                let k = b
+                    .name("add_q8")
+                    .global_work_size(n(*output))
+                    .arg(u8_of(*a)?)
+                    .arg(u8_of(*bb)?)
+                    .arg(u8_of(*output)?)
+                    .arg(qa.scale)
+                    .arg(qa.zero_point)
+                    .arg(qb.scale)
+                    .arg(qb.zero_point)
+                    .arg(qy.scale)
+                    .arg(qy.zero_point)
+                    .arg(i(n(*output)))
+                    .build()
+                    .map_err(setup)?;
+                Ok((k, Params::None))
+            }
+            Op::Quantize { input, output, q } | Op::Dequantize { input, output, q } => {
+                let Quant { scale, zero_point } = *q;
+                let quantize = matches!(op, Op::Quantize { .. });
+                b.name(if quantize { "quantize_u8" } else { "dequantize_u8" })
+                    .global_work_size(n(*output));
+                if quantize {
+                    b.arg(f32_of(*input)?).arg(u8_of(*output)?);
+                } else {
+                    b.arg(u8_of(*input)?).arg(f32_of(*output)?);
+                }
+                let k = b
+                    .arg(scale)
+                    .arg(zero_point)
+                    .arg(i(n(*output)))
+                    .build()
+                    .map_err(setup)?;
+                Ok((k, Params::None))
+            }
+        }
+    }
+
+    /// The lowered graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The device.
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    /// Runs the encoder on `input` (the normalised image, `3 × H × W`) and
+    /// copies each output into the matching slice of `outputs`.
+    pub fn run(&self, input: &[f32], outputs: &mut [&mut [f32]]) -> Result<(), OpenclError> {
+        self.gpu.check_injected()?;
+        let DeviceTensor::F32(inp) = &self.tensors[0] else {
+            return Err(OpenclError::Unsupported("input is not float".into()));
+        };
+        if input.len() != self.graph.tensors[0].len() || outputs.len() != self.graph.outputs.len() {
+            return Err(OpenclError::Device("input or output count does not fit the graph".into()));
+        }
+        inp.write(input).enq().map_err(device_err)?;
+        for k in &self.kernels {
+            // SAFETY: every buffer argument was sized from the graph's shapes,
+            // which are the ranges the kernel indexes (global size = output).
+            unsafe { k.enq().map_err(device_err)? };
+        }
+        self.gpu.wait()?;
+        for (out, &t) in outputs.iter_mut().zip(&self.graph.outputs) {
+            let DeviceTensor::F32(buf) = &self.tensors[t] else {
+                return Err(OpenclError::Unsupported("output is not float".into()));
+            };
+            if out.len() != buf.len() {
+                return Err(OpenclError::Device(format!(
+                    "output has {} values, the caller expects {}",
+                    buf.len(),
+                    out.len()
+                )));
+            }
+            buf.read(&mut **out).enq().map_err(device_err)?;
+        }
+        Ok(())
+    }
+
+    /// Reads tensor `t` back (tests: compare intermediate results).
+    #[cfg(test)]
+    pub(crate) fn read_tensor_f32(&self, t: usize) -> Vec<f32> {
+        match &self.tensors[t] {
+            DeviceTensor::F32(b) => {
+                let mut v = vec![0.0; b.len()];
+                b.read(&mut v).enq().unwrap();
+                v
+            }
+            DeviceTensor::U8(b) => {
+                let mut v = vec![0u8; b.len()];
+                b.read(&mut v).enq().unwrap();
+                v.into_iter().map(f32::from).collect()
+            }
+        }
+    }
+
+    /// Writes tensor `t` (tests: run one op on chosen input).
+    #[cfg(test)]
+    pub(crate) fn write_tensor(&self, t: usize, f: &[f32]) {
+        match &self.tensors[t] {
+            DeviceTensor::F32(b) => b.write(f).enq().unwrap(),
+            DeviceTensor::U8(b) => {
+                let v: Vec<u8> = f.iter().map(|&x| x as u8).collect();
+                b.write(&v).enq().unwrap()
+            }
+        }
+    }
+
+    /// Runs the ops only (inputs already written; tests).
+    #[cfg(test)]
+    pub(crate) fn run_ops(&self) {
+        for k in &self.kernels {
+            // SAFETY: as in `run`.
+            unsafe { k.enq().unwrap() };
+        }
+        self.gpu.queue().finish().unwrap();
+    }
+}

@@ -1,0 +1,117 @@
+// vosd encoder kernels: the ops of models/encoder_lite0_{fp32,int8}.onnx.
+//
+// Tensors are one image, channels-first: t[(c * h + y) * w + x].
+// Convolutions use ONNX "SAME_UPPER" padding (TensorFlow's SAME): the host
+// computes pad_top/pad_left; padded input cells contribute nothing.
+// One work-item per output value: global size (out_w, out_h, out_c).
+
+// Float convolution, grouped (groups = 1: standard, groups = channels:
+// depthwise), any square kernel and stride, bias, then clamp to [lo, hi]
+// (a fused Clip/ReLU6; -inf..inf when the graph has none).
+__kernel void conv_f32(__global const float *x, __global const float *w,
+                       __global const float *bias, __global float *y,
+                       int in_c, int in_h, int in_w, int out_c, int out_h,
+                       int out_w, int k, int stride, int pad_top, int pad_left,
+                       int groups, float lo, float hi) {
+  int ox = get_global_id(0), oy = get_global_id(1), oc = get_global_id(2);
+  if (ox >= out_w || oy >= out_h || oc >= out_c)
+    return;
+  int cin_g = in_c / groups, cout_g = out_c / groups;
+  int g = oc / cout_g;
+  float acc = bias[oc];
+  __global const float *wk = w + oc * cin_g * k * k;
+  int iy0 = oy * stride - pad_top, ix0 = ox * stride - pad_left;
+  for (int ic = 0; ic < cin_g; ic++) {
+    __global const float *xc = x + (g * cin_g + ic) * in_h * in_w;
+    __global const float *wc = wk + ic * k * k;
+    for (int ky = 0; ky < k; ky++) {
+      int iy = iy0 + ky;
+      if (iy < 0 || iy >= in_h)
+        continue;
+      for (int kx = 0; kx < k; kx++) {
+        int ix = ix0 + kx;
+        if (ix < 0 || ix >= in_w)
+          continue;
+        acc = fma(xc[iy * in_w + ix], wc[ky * k + kx], acc);
+      }
+    }
+  }
+  y[(oc * out_h + oy) * out_w + ox] = fmin(fmax(acc, lo), hi);
+}
+
+// Quantized convolution (QDQ pattern DQ(x) * DQ(w) + DQ(b) -> Q):
+// uint8 activations with zero points, int8 weights with per-channel zero
+// points, int32 bias (scale x_scale * w_scale[c]), int32 accumulation, then
+// requantization: y = saturate(rint(acc * mult[c]) + y_zp), where
+// mult[c] = x_scale * w_scale[c] / y_scale. Padded cells hold x_zp, which
+// contributes nothing.
+__kernel void conv_q8(__global const uchar *x, __global const char *w,
+                      __global const int *w_zp, __global const int *bias,
+                      __global const float *mult, __global uchar *y, int in_c,
+                      int in_h, int in_w, int out_c, int out_h, int out_w,
+                      int k, int stride, int pad_top, int pad_left, int groups,
+                      int x_zp, int y_zp) {
+  int ox = get_global_id(0), oy = get_global_id(1), oc = get_global_id(2);
+  if (ox >= out_w || oy >= out_h || oc >= out_c)
+    return;
+  int cin_g = in_c / groups, cout_g = out_c / groups;
+  int g = oc / cout_g;
+  int acc = bias[oc];
+  int wz = w_zp[oc];
+  __global const char *wk = w + oc * cin_g * k * k;
+  int iy0 = oy * stride - pad_top, ix0 = ox * stride - pad_left;
+  for (int ic = 0; ic < cin_g; ic++) {
+    __global const uchar *xc = x + (g * cin_g + ic) * in_h * in_w;
+    __global const char *wc = wk + ic * k * k;
+    for (int ky = 0; ky < k; ky++) {
+      int iy = iy0 + ky;
+      if (iy < 0 || iy >= in_h)
+        continue;
+      for (int kx = 0; kx < k; kx++) {
+        int ix = ix0 + kx;
+        if (ix < 0 || ix >= in_w)
+          continue;
+        acc += ((int)xc[iy * in_w + ix] - x_zp) * ((int)wc[ky * k + kx] - wz);
+      }
+    }
+  }
+  float q = rint((float)acc * mult[oc]) + (float)y_zp;
+  y[(oc * out_h + oy) * out_w + ox] = (uchar)clamp(q, 0.0f, 255.0f);
+}
+
+// Float residual add.
+__kernel void add_f32(__global const float *a, __global const float *b,
+                      __global float *y, int n) {
+  int i = get_global_id(0);
+  if (i < n)
+    y[i] = a[i] + b[i];
+}
+
+// Quantized residual add (DQ(a) + DQ(b) -> Q).
+__kernel void add_q8(__global const uchar *a, __global const uchar *b,
+                     __global uchar *y, float a_scale, int a_zp,
+                     float b_scale, int b_zp, float y_scale, int y_zp, int n) {
+  int i = get_global_id(0);
+  if (i >= n)
+    return;
+  float v = ((float)((int)a[i] - a_zp) * a_scale +
+             (float)((int)b[i] - b_zp) * b_scale) /
+            y_scale;
+  y[i] = (uchar)clamp(rint(v) + (float)y_zp, 0.0f, 255.0f);
+}
+
+// QuantizeLinear to uint8: saturate(rint(x / scale) + zp).
+__kernel void quantize_u8(__global const float *x, __global uchar *y,
+                          float scale, int zp, int n) {
+  int i = get_global_id(0);
+  if (i < n)
+    y[i] = (uchar)clamp(rint(x[i] / scale) + (float)zp, 0.0f, 255.0f);
+}
+
+// DequantizeLinear from uint8: (x - zp) * scale.
+__kernel void dequantize_u8(__global const uchar *x, __global float *y,
+                            float scale, int zp, int n) {
+  int i = get_global_id(0);
+  if (i < n)
+    y[i] = (float)((int)x[i] - zp) * scale;
+}

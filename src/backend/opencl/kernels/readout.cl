@@ -1,0 +1,94 @@
+// vosd memory readout: for each query cell, the top-k most similar memory
+// cells (dot product of L2-normalised keys), softmax with a temperature over
+// them, and the weighted sum of their values. Same algorithm, order and
+// tie-breaking as the CPU readout (src/readout.rs).
+//
+// keys:   [slot][cell][dim]   values: [slot][cell][channels]   (on the device)
+// frames: the slots to read, in order; radius per frame (0 = whole frame).
+// One work-item per query cell: global size (grid_w, grid_h).
+
+#define MAX_TOP_K 64
+
+__kernel void readout(__global const float *query, __global const float *keys,
+                      __global const float *values,
+                      __global const int *frame_slots,
+                      __global const int *frame_radius, int frames, int grid_w,
+                      int grid_h, int dim, int channels, int top_k,
+                      float temperature, __global float *out,
+                      __global float *confidence) {
+  int x = get_global_id(0), y = get_global_id(1);
+  if (x >= grid_w || y >= grid_h)
+    return;
+  int cells = grid_w * grid_h;
+  int cell = y * grid_w + x;
+  __global const float *q = query + cell * dim;
+  float score[MAX_TOP_K];
+  int index[MAX_TOP_K];
+  int len = 0;
+  int k = clamp(top_k, 1, MAX_TOP_K);
+  for (int f = 0; f < frames; f++) {
+    int slot = frame_slots[f];
+    int r = frame_radius[f];
+    int y0 = 0, y1 = grid_h, x0 = 0, x1 = grid_w;
+    if (r > 0) {
+      y0 = max(y - r, 0);
+      y1 = min(y + r + 1, grid_h);
+      x0 = max(x - r, 0);
+      x1 = min(x + r + 1, grid_w);
+    }
+    __global const float *slot_keys = keys + (long)slot * cells * dim;
+    for (int my = y0; my < y1; my++) {
+      for (int mx = x0; mx < x1; mx++) {
+        int m = my * grid_w + mx;
+        __global const float *key = slot_keys + m * dim;
+        float s = 0.0f;
+        for (int d = 0; d < dim; d++)
+          s = fma(q[d], key[d], s);
+        int idx = f * cells + m;
+        // Ascending insertion, as TopK::push on the CPU.
+        int i;
+        if (len < k) {
+          i = len++;
+          while (i > 0 && score[i - 1] > s) {
+            score[i] = score[i - 1];
+            index[i] = index[i - 1];
+            i--;
+          }
+          score[i] = s;
+          index[i] = idx;
+        } else if (s > score[0]) {
+          i = 0;
+          while (i + 1 < len && score[i + 1] < s) {
+            score[i] = score[i + 1];
+            index[i] = index[i + 1];
+            i++;
+          }
+          score[i] = s;
+          index[i] = idx;
+        }
+      }
+    }
+  }
+  __global float *dst = out + cell * channels;
+  for (int c = 0; c < channels; c++)
+    dst[c] = 0.0f;
+  if (len == 0) {
+    confidence[cell] = 0.0f;
+    return;
+  }
+  float best = score[len - 1];
+  confidence[cell] = best;
+  float total = 0.0f;
+  for (int j = 0; j < len; j++) {
+    float w = exp((score[j] - best) / temperature);
+    total += w;
+    int f = index[j] / cells, m = index[j] % cells;
+    __global const float *v =
+        values + ((long)frame_slots[f] * cells + m) * channels;
+    for (int c = 0; c < channels; c++)
+      dst[c] += w * v[c];
+  }
+  float inv = 1.0f / total;
+  for (int c = 0; c < channels; c++)
+    dst[c] *= inv;
+}

@@ -1,0 +1,304 @@
+//! The OpenCL backend: device discovery, the kernels (`kernels/*.cl`,
+//! compiled once per process and device), the encoder executor and the
+//! memory readout with the memory kept on the device.
+//!
+//! A standalone executor rather than a tract runtime: see README
+//! "Backends" for why.
+
+pub mod encoder;
+pub mod graph;
+pub mod readout;
+#[cfg(test)]
+mod reference;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ocl::enums::{DeviceInfo, DeviceInfoResult};
+use ocl::flags::DeviceType;
+use ocl::{Context, Device, Platform, Program, Queue};
+
+/// Source of the encoder kernels.
+pub const ENCODER_KERNELS: &str = include_str!("kernels/encoder.cl");
+/// Source of the readout kernel.
+pub const READOUT_KERNELS: &str = include_str!("kernels/readout.cl");
+
+/// One OpenCL device as `vosd probe` lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceSummary {
+    /// Platform index.
+    pub platform: usize,
+    /// Device index within the platform.
+    pub device: usize,
+    /// Platform name.
+    pub platform_name: String,
+    /// Device name.
+    pub name: String,
+    /// "gpu", "cpu", "accelerator" or "other".
+    pub kind: &'static str,
+    /// OpenCL version string of the device.
+    pub version: String,
+    /// Global memory in bytes.
+    pub memory_bytes: u64,
+    /// Compute units.
+    pub compute_units: u32,
+}
+
+impl std::fmt::Display for DeviceSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "opencl {}.{}: {} ({}, {}, {} compute units, {} MiB) on platform \"{}\"",
+            self.platform,
+            self.device,
+            self.name,
+            self.kind,
+            self.version,
+            self.compute_units,
+            self.memory_bytes >> 20,
+            self.platform_name
+        )
+    }
+}
+
+fn kind_of(t: DeviceType) -> &'static str {
+    if t.contains(DeviceType::GPU) {
+        "gpu"
+    } else if t.contains(DeviceType::ACCELERATOR) {
+        "accelerator"
+    } else if t.contains(DeviceType::CPU) {
+        "cpu"
+    } else {
+        "other"
+    }
+}
+
+fn summarise(pi: usize, di: usize, platform: &Platform, device: &Device) -> DeviceSummary {
+    let kind = match device.info(DeviceInfo::Type) {
+        Ok(DeviceInfoResult::Type(t)) => kind_of(t),
+        _ => "other",
+    };
+    let memory_bytes = match device.info(DeviceInfo::GlobalMemSize) {
+        Ok(DeviceInfoResult::GlobalMemSize(b)) => b,
+        _ => 0,
+    };
+    let compute_units = match device.info(DeviceInfo::MaxComputeUnits) {
+        Ok(DeviceInfoResult::MaxComputeUnits(n)) => n,
+        _ => 0,
+    };
+    DeviceSummary {
+        platform: pi,
+        device: di,
+        platform_name: platform.name().unwrap_or_else(|e| format!("? ({e})")),
+        name: device.name().unwrap_or_else(|e| format!("? ({e})")),
+        kind,
+        version: device
+            .version()
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| "?".into()),
+        memory_bytes,
+        compute_units,
+    }
+}
+
+/// Every OpenCL device of every platform (empty when the ICD loader finds
+/// no platform).
+pub fn list_devices() -> Vec<DeviceSummary> {
+    let mut out = Vec::new();
+    for (pi, platform) in Platform::list().iter().enumerate() {
+        for (di, device) in Device::list_all(platform)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            out.push(summarise(pi, di, platform, device));
+        }
+    }
+    out
+}
+
+/// The device `auto` uses: the first GPU or accelerator, if any. CPU
+/// devices (PoCL's, for one) are left to tract, which is faster on a CPU;
+/// `backend = "opencl"` uses them.
+pub fn auto_choice(devices: &[DeviceSummary]) -> Option<&DeviceSummary> {
+    devices
+        .iter()
+        .find(|d| d.kind == "gpu" || d.kind == "accelerator")
+}
+
+/// Why the OpenCL backend could not start or failed while running.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum OpenclError {
+    /// No platform or device.
+    #[error("no OpenCL device: {0}")]
+    NoDevice(String),
+    /// Context, queue, program or buffer creation failed.
+    #[error("OpenCL setup failed: {0}")]
+    Setup(String),
+    /// A kernel failed to compile.
+    #[error("OpenCL kernels do not build on {device}: {log}")]
+    Build {
+        /// The device.
+        device: String,
+        /// The compiler's message.
+        log: String,
+    },
+    /// The model has an op the kernels lack, or an unexpected layout.
+    #[error("the encoder cannot run on OpenCL: {0}")]
+    Unsupported(String),
+    /// An enqueue, transfer or wait failed while running.
+    #[error("OpenCL device error: {0}")]
+    Device(String),
+    /// The device did not finish a frame in time.
+    #[error("OpenCL device did not finish within {0:?}")]
+    Timeout(Duration),
+    /// A failure injected by a test (`Gpu::inject_failure`).
+    #[error("injected OpenCL failure (test hook)")]
+    Injected,
+}
+
+fn device_err(e: ocl::Error) -> OpenclError {
+    OpenclError::Device(e.to_string())
+}
+
+/// An opened device: context, in-order queue and the compiled kernels,
+/// shared by the encoder and the readouts of one process.
+pub struct Gpu {
+    /// The device as listed.
+    pub summary: DeviceSummary,
+    context: Context,
+    queue: Queue,
+    encoder_program: Program,
+    readout_program: Program,
+    /// Longest wait for one frame's work.
+    timeout: Duration,
+    /// Test hook: fail the next `Gpu::check_injected` call after this many.
+    inject_after: Mutex<Option<u64>>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gpu({})", self.summary)
+    }
+}
+
+impl Gpu {
+    /// Opens device `device` of platform `platform` (indices as in
+    /// [`list_devices`]) and builds the kernels.
+    pub fn open(platform: usize, device: usize, timeout: Duration) -> Result<Arc<Self>, OpenclError> {
+        let platforms = Platform::list();
+        let p = *platforms
+            .get(platform)
+            .ok_or_else(|| OpenclError::NoDevice(format!("no platform {platform}")))?;
+        let devices = Device::list_all(p).map_err(|e| OpenclError::NoDevice(e.to_string()))?;
+        let d = *devices
+            .get(device)
+            .ok_or_else(|| OpenclError::NoDevice(format!("platform {platform} has no device {device}")))?;
+        let summary = summarise(platform, device, &p, &d);
+        let setup = |e: ocl::Error| OpenclError::Setup(e.to_string());
+        let context = Context::builder().platform(p).devices(d).build().map_err(setup)?;
+        let queue = Queue::new(&context, d, None).map_err(setup)?;
+        let build = |src: &str| {
+            Program::builder()
+                .src(src)
+                .devices(d)
+                .cmplr_opt("-cl-std=CL1.2")
+                .build(&context)
+                .map_err(|e| OpenclError::Build {
+                    device: summary.name.clone(),
+                    log: e.to_string(),
+                })
+        };
+        let started = Instant::now();
+        let encoder_program = build(ENCODER_KERNELS)?;
+        let readout_program = build(READOUT_KERNELS)?;
+        log::debug!("OpenCL kernels built for {} in {:?}", summary.name, started.elapsed());
+        Ok(Arc::new(Self {
+            summary,
+            context,
+            queue,
+            encoder_program,
+            readout_program,
+            timeout,
+            inject_after: Mutex::new(None),
+        }))
+    }
+
+    /// Opens the first device of the given kinds (`gpu`/`accelerator` for
+    /// `auto`; any kind when `any_kind`).
+    pub fn open_first(any_kind: bool, timeout: Duration) -> Result<Arc<Self>, OpenclError> {
+        let devices = list_devices();
+        let pick = if any_kind {
+            devices.first()
+        } else {
+            auto_choice(&devices)
+        };
+        match pick {
+            Some(d) => Self::open(d.platform, d.device, timeout),
+            None if devices.is_empty() => Err(OpenclError::NoDevice(
+                "the OpenCL loader lists no platform or device".into(),
+            )),
+            None => Err(OpenclError::NoDevice(format!(
+                "only CPU OpenCL devices ({}); tract is used on the CPU",
+                devices.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// The command queue.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// The context.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    /// Makes the `n+1`-th later call to [`Gpu::check_injected`] fail, as a
+    /// lost device would (tests of the fallback).
+    pub fn inject_failure_after(&self, n: u64) {
+        *self.inject_after.lock().unwrap_or_else(|e| e.into_inner()) = Some(n);
+    }
+
+    /// Counts down an injected failure; `Err` when it fires.
+    fn check_injected(&self) -> Result<(), OpenclError> {
+        let mut slot = self.inject_after.lock().unwrap_or_else(|e| e.into_inner());
+        match *slot {
+            Some(0) => {
+                *slot = None;
+                Err(OpenclError::Injected)
+            }
+            Some(n) => {
+                *slot = Some(n - 1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until everything enqueued so far has run, polling so that a
+    /// hung device becomes [`OpenclError::Timeout`] instead of a hang.
+    fn wait(&self) -> Result<(), OpenclError> {
+        let marker = self
+            .queue
+            .enqueue_marker::<&ocl::EventList>(None)
+            .map_err(device_err)?;
+        self.queue.flush().map_err(device_err)?;
+        let started = Instant::now();
+        let mut nap = Duration::from_micros(20);
+        loop {
+            if marker
+                .is_complete()
+                .map_err(|e| OpenclError::Device(e.to_string()))?
+            {
+                return Ok(());
+            }
+            if started.elapsed() > self.timeout {
+                return Err(OpenclError::Timeout(self.timeout));
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_micros(500));
+        }
+    }
+}

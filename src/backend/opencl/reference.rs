@@ -1,0 +1,287 @@
+//! Plain-Rust references of the lowered ops, and the kernel tests that
+//! compare each OpenCL kernel with them (random and edge-case shapes: odd
+//! sizes, stride 2, channel counts that are no multiple of a vector width).
+//! uint8 tensors are carried as `f32` holding 0..=255.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use super::graph::{ConvGeom, Op};
+use super::Gpu;
+
+/// The first OpenCL device of any kind (PoCL in CI), opened once per test
+/// binary, or `None` with a note when the machine has none.
+pub(crate) fn test_gpu() -> Option<Arc<Gpu>> {
+    static GPU: OnceLock<Option<Arc<Gpu>>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::open_first(true, Duration::from_secs(60)) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("SKIP: {e} (install pocl-opencl-icd)");
+            None
+        }
+    })
+    .clone()
+}
+
+/// `round half to even`, as OpenCL's `rint` in the default rounding mode.
+fn rint(v: f32) -> f32 {
+    v.round_ties_even()
+}
+
+/// Runs `op` on `tensors` (indexed by tensor id), writing its output.
+pub fn run_op(op: &Op, tensors: &mut [Vec<f32>]) {
+    match op {
+        Op::ConvF32 { input, output, geom, weights, bias, clip } => {
+            let (lo, hi) = clip.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+            let x = tensors[*input].clone();
+            let y = conv(geom, |i| x[i], |i| weights[i], |c| bias[c] as f64, |_, acc| (acc as f32).clamp(lo, hi));
+            tensors[*output] = y;
+        }
+        Op::ConvQ8 { input, output, geom, weights, weight_zero, weight_scale, bias, x, y } => {
+            let xs = tensors[*input].clone();
+            let per_out = geom.out_h() * geom.out_w();
+            let _ = per_out;
+            let out = conv(
+                geom,
+                |i| xs[i] - x.zero_point as f32,
+                |i| {
+                    let oc = i / (geom.in_per_group() * geom.kernel * geom.kernel);
+                    weights[i] as f32 - weight_zero[oc] as f32
+                },
+                |c| bias[c] as f64,
+                |c, acc| {
+                    let mult = x.scale * weight_scale[c] / y.scale;
+                    (rint(acc as f32 * mult) + y.zero_point as f32).clamp(0.0, 255.0)
+                },
+            );
+            tensors[*output] = out;
+        }
+        Op::AddF32 { a, b, output } => {
+            tensors[*output] = tensors[*a].iter().zip(&tensors[*b]).map(|(p, q)| p + q).collect();
+        }
+        Op::AddQ8 { a, b, output, qa, qb, qy } => {
+            tensors[*output] = tensors[*a]
+                .iter()
+                .zip(&tensors[*b])
+                .map(|(&p, &q)| {
+                    let v = ((p - qa.zero_point as f32) * qa.scale + (q - qb.zero_point as f32) * qb.scale) / qy.scale;
+                    (rint(v) + qy.zero_point as f32).clamp(0.0, 255.0)
+                })
+                .collect();
+        }
+        Op::Quantize { input, output, q } => {
+            tensors[*output] = tensors[*input]
+                .iter()
+                .map(|&v| (rint(v / q.scale) + q.zero_point as f32).clamp(0.0, 255.0))
+                .collect();
+        }
+        Op::Dequantize { input, output, q } => {
+            tensors[*output] = tensors[*input].iter().map(|&v| (v - q.zero_point as f32) * q.scale).collect();
+        }
+    }
+}
+
+/// Direct convolution in f64 accumulation with SAME_UPPER padding.
+fn conv(
+    g: &ConvGeom,
+    x: impl Fn(usize) -> f32,
+    w: impl Fn(usize) -> f32,
+    bias: impl Fn(usize) -> f64,
+    finish: impl Fn(usize, f64) -> f32,
+) -> Vec<f32> {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (pt, pl) = g.pad_top_left();
+    let (cin_g, cout_g) = (g.in_per_group(), g.out_c / g.groups);
+    let k = g.kernel;
+    let mut y = vec![0.0; g.out_c * oh * ow];
+    for oc in 0..g.out_c {
+        let grp = oc / cout_g;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = bias(oc);
+                for ic in 0..cin_g {
+                    for ky in 0..k {
+                        let iy = (oy * g.stride + ky) as isize - pt as isize;
+                        if iy < 0 || iy >= g.in_h as isize {
+                            continue;
+                        }
+                        for kx in 0..k {
+                            let ix = (ox * g.stride + kx) as isize - pl as isize;
+                            if ix < 0 || ix >= g.in_w as isize {
+                                continue;
+                            }
+                            let xi = ((grp * cin_g + ic) * g.in_h + iy as usize) * g.in_w + ix as usize;
+                            let wi = ((oc * cin_g + ic) * k + ky) * k + kx;
+                            acc += x(xi) as f64 * w(wi) as f64;
+                        }
+                    }
+                }
+                y[(oc * oh + oy) * ow + ox] = finish(oc, acc);
+            }
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::encoder::OpenclEncoder;
+    use super::super::graph::{Elem, Graph, Quant, TensorInfo};
+    use super::*;
+
+
+    /// Deterministic pseudo-random numbers (splitmix64).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn unit(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 24) as f32
+        }
+        fn range(&mut self, lo: i64, hi: i64) -> i64 {
+            lo + (self.next() % (hi - lo + 1) as u64) as i64
+        }
+    }
+
+    fn info(c: usize, h: usize, w: usize, elem: Elem) -> TensorInfo {
+        TensorInfo { channels: c, height: h, width: w, elem }
+    }
+
+    /// Runs `op` over `inputs` (tensor id, values) on the device and on the
+    /// reference; returns (device, reference) outputs.
+    fn both(gpu: &Arc<Gpu>, tensors: Vec<TensorInfo>, op: Op, inputs: &[(usize, Vec<f32>)], output: usize) -> (Vec<f32>, Vec<f32>) {
+        let graph = Graph { tensors: tensors.clone(), ops: vec![op.clone()], outputs: vec![] };
+        let enc = OpenclEncoder::from_graph(gpu.clone(), graph).expect("prepare");
+        let mut host: Vec<Vec<f32>> = tensors.iter().map(|t| vec![0.0; t.len()]).collect();
+        for (t, v) in inputs {
+            enc.write_tensor(*t, v);
+            host[*t] = v.clone();
+        }
+        enc.run_ops();
+        run_op(&op, &mut host);
+        (enc.read_tensor_f32(output), host[output].clone())
+    }
+
+    /// Shapes: standard 3×3 stride 2 on odd sizes, depthwise 5×5 stride 2,
+    /// depthwise 3×3 stride 1, 1×1 with channels not a multiple of 4 or 8,
+    /// a 1×1 image, and a kernel larger than the image.
+    fn shapes() -> Vec<ConvGeom> {
+        let g = |in_c, in_h, in_w, out_c, kernel, stride, groups| ConvGeom { in_c, in_h, in_w, out_c, kernel, stride, groups };
+        vec![
+            g(3, 17, 23, 8, 3, 2, 1),
+            g(7, 9, 13, 7, 5, 2, 7),
+            g(12, 10, 11, 12, 3, 1, 12),
+            g(13, 7, 9, 19, 1, 1, 1),
+            g(5, 1, 1, 3, 3, 2, 1),
+            g(6, 2, 3, 6, 5, 1, 6),
+        ]
+    }
+
+    #[test]
+    fn conv_f32_matches_reference() {
+        let Some(gpu) = test_gpu() else { return };
+        let mut rng = Rng(1);
+        for (n, geom) in shapes().into_iter().enumerate() {
+            for clip in [None, Some((0.0, 6.0))] {
+                let tensors = vec![
+                    info(geom.in_c, geom.in_h, geom.in_w, Elem::F32),
+                    info(geom.out_c, geom.out_h(), geom.out_w(), Elem::F32),
+                ];
+                let wn = geom.out_c * geom.in_per_group() * geom.kernel * geom.kernel;
+                let op = Op::ConvF32 {
+                    input: 0,
+                    output: 1,
+                    geom,
+                    weights: (0..wn).map(|_| rng.unit() * 2.0 - 1.0).collect(),
+                    bias: (0..geom.out_c).map(|_| rng.unit() - 0.5).collect(),
+                    clip,
+                };
+                let x: Vec<f32> = (0..tensors[0].len()).map(|_| rng.unit() * 8.0 - 4.0).collect();
+                let (dev, reference) = both(&gpu, tensors, op, &[(0, x)], 1);
+                let err = dev.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(err < 1e-4, "shape {n} {geom:?} clip {clip:?}: max error {err}");
+                if clip.is_some() {
+                    assert!(dev.iter().all(|v| (0.0..=6.0).contains(v)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn conv_q8_matches_reference_exactly() {
+        let Some(gpu) = test_gpu() else { return };
+        let mut rng = Rng(2);
+        for (n, geom) in shapes().into_iter().enumerate() {
+            let tensors = vec![
+                info(geom.in_c, geom.in_h, geom.in_w, Elem::U8),
+                info(geom.out_c, geom.out_h(), geom.out_w(), Elem::U8),
+            ];
+            let wn = geom.out_c * geom.in_per_group() * geom.kernel * geom.kernel;
+            let x = Quant { scale: 0.02 + rng.unit() * 0.05, zero_point: rng.range(0, 255) as i32 };
+            let y = Quant { scale: 0.05 + rng.unit() * 0.1, zero_point: rng.range(0, 40) as i32 };
+            let op = Op::ConvQ8 {
+                input: 0,
+                output: 1,
+                geom,
+                // Edge values included: -128 and 127.
+                weights: (0..wn).map(|i| if i % 11 == 0 { -128 } else if i % 13 == 0 { 127 } else { rng.range(-128, 127) as i8 }).collect(),
+                weight_zero: (0..geom.out_c).map(|c| if c % 3 == 0 { rng.range(-3, 3) as i32 } else { 0 }).collect(),
+                weight_scale: (0..geom.out_c).map(|_| 0.001 + rng.unit() * 0.01).collect(),
+                bias: (0..geom.out_c).map(|_| rng.range(-3000, 3000) as i32).collect(),
+                x,
+                y,
+            };
+            let xs: Vec<f32> = (0..tensors[0].len()).map(|i| if i % 17 == 0 { 255.0 } else { rng.range(0, 255) as f32 }).collect();
+            let (dev, reference) = both(&gpu, tensors, op, &[(0, xs)], 1);
+            // Integer accumulation is exact; requantization rounds the same
+            // float product, so results agree to the unit.
+            let off = dev.iter().zip(&reference).filter(|(a, b)| (*a - *b).abs() > 1.0).count();
+            let diff = dev.iter().zip(&reference).filter(|(a, b)| a != b).count();
+            assert_eq!(off, 0, "shape {n} {geom:?}: values off by more than 1");
+            assert!(diff * 100 <= dev.len(), "shape {n}: {diff} of {} differ by one", dev.len());
+            assert!(dev.iter().any(|&v| v > 0.0), "shape {n}: all zero");
+        }
+    }
+
+    #[test]
+    fn adds_and_quantization_match_reference() {
+        let Some(gpu) = test_gpu() else { return };
+        let mut rng = Rng(3);
+        let t = |elem| info(5, 7, 3, elem);
+        let n = 5 * 7 * 3;
+        let a: Vec<f32> = (0..n).map(|_| rng.unit() * 10.0 - 5.0).collect();
+        let b: Vec<f32> = (0..n).map(|_| rng.unit() * 10.0 - 5.0).collect();
+        let (dev, reference) = both(&gpu, vec![t(Elem::F32), t(Elem::F32), t(Elem::F32)], Op::AddF32 { a: 0, b: 1, output: 2 }, &[(0, a.clone()), (1, b)], 2);
+        assert_eq!(dev, reference);
+
+        let qa: Vec<f32> = (0..n).map(|i| if i == 0 { 255.0 } else { rng.range(0, 255) as f32 }).collect();
+        let qb: Vec<f32> = (0..n).map(|i| if i == 0 { 0.0 } else { rng.range(0, 255) as f32 }).collect();
+        let op = Op::AddQ8 {
+            a: 0,
+            b: 1,
+            output: 2,
+            qa: Quant { scale: 0.03, zero_point: 128 },
+            qb: Quant { scale: 0.05, zero_point: 3 },
+            qy: Quant { scale: 0.06, zero_point: 100 },
+        };
+        let (dev, reference) = both(&gpu, vec![t(Elem::U8), t(Elem::U8), t(Elem::U8)], op, &[(0, qa), (1, qb)], 2);
+        assert_eq!(dev, reference);
+
+        let q = Quant { scale: 0.037, zero_point: 120 };
+        // Values beyond the range saturate at 0 and 255.
+        let mut x = a.clone();
+        x[0] = 1e6;
+        x[1] = -1e6;
+        let (dev, reference) = both(&gpu, vec![t(Elem::F32), t(Elem::U8)], Op::Quantize { input: 0, output: 1, q }, &[(0, x)], 1);
+        assert_eq!(dev, reference);
+        assert_eq!((dev[0], dev[1]), (255.0, 0.0));
+        let u: Vec<f32> = (0..n).map(|i| (i * 7 % 256) as f32).collect();
+        let (dev, reference) = both(&gpu, vec![t(Elem::U8), t(Elem::F32)], Op::Dequantize { input: 0, output: 1, q }, &[(0, u)], 1);
+        assert_eq!(dev, reference);
+    }
+}
