@@ -53,6 +53,8 @@ pub struct EngineBenchReport {
     pub fps: f64,
     /// Bytes of the fixed memory store.
     pub memory_bytes: usize,
+    /// The backend that ran the frames (after the last one).
+    pub backend: crate::backend::BackendStatus,
 }
 
 fn load_clip(frames_dir: &Path, mask: &Path, n: usize) -> Result<(Vec<RgbFrame>, LabelMask)> {
@@ -138,5 +140,6 @@ pub fn bench_engine(cfg: &EngineConfig, opts: &EngineBenchOptions) -> Result<Eng
             0.0
         },
         memory_bytes: tracker.memory_bytes(),
+        backend: tracker.backend_status(),
     })
 }

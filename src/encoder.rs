@@ -12,12 +12,12 @@ use std::time::Duration;
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
 
-use crate::backend::{BackendChoice, BackendStatus};
 #[cfg(feature = "opencl")]
 use crate::backend::{
     opencl::{encoder::OpenclEncoder, Gpu, OpenclError},
     ActiveBackend,
 };
+use crate::backend::{BackendChoice, BackendHandle, BackendStatus};
 use crate::frame::RgbFrame;
 use crate::geometry::Grid;
 
@@ -129,7 +129,7 @@ pub struct Encoder {
     /// The OpenCL encoder while it is in use; `None` on tract.
     #[cfg(feature = "opencl")]
     device: Mutex<Option<DeviceEncoder>>,
-    status: Mutex<BackendStatus>,
+    status: BackendHandle,
 }
 
 /// How far one encoder's outputs are from another's, per output.
@@ -173,7 +173,7 @@ impl OutputError {
 /// outputs differ by a few quantization steps.
 pub const SELF_TEST_TOLERANCE_FP32: (f32, f32) = (1e-3, 1e-4);
 /// See [`SELF_TEST_TOLERANCE_FP32`].
-pub const SELF_TEST_TOLERANCE_INT8: (f32, f32) = (0.25, 0.05);
+pub const SELF_TEST_TOLERANCE_INT8: (f32, f32) = (0.5, 0.1);
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -259,7 +259,7 @@ impl Encoder {
             path: path.into(),
             #[cfg(feature = "opencl")]
             device: Mutex::new(None),
-            status: Mutex::new(BackendStatus::cpu("tract on the CPU")),
+            status: std::sync::Arc::new(Mutex::new(BackendStatus::cpu("tract on the CPU"))),
         })
     }
 
@@ -327,14 +327,25 @@ impl Encoder {
             .map_err(|e| OpenclError::Setup(format!("self-test reference: {e}")))?;
         let mut got = self.new_features();
         normalise(&image, &mut state.input);
-        state.encoder.run(&state.input, &mut [
-            &mut got.s4.data[..],
-            &mut got.s8.data[..],
-            &mut got.s16.data[..],
-        ])?;
-        let (tol_max, tol_mean) = if int8 { SELF_TEST_TOLERANCE_INT8 } else { SELF_TEST_TOLERANCE_FP32 };
+        state.encoder.run(
+            &state.input,
+            &mut [
+                &mut got.s4.data[..],
+                &mut got.s8.data[..],
+                &mut got.s16.data[..],
+            ],
+        )?;
+        let (tol_max, tol_mean) = if int8 {
+            SELF_TEST_TOLERANCE_INT8
+        } else {
+            SELF_TEST_TOLERANCE_FP32
+        };
         let mut worst = 0f32;
-        for (name, g, w) in [("feat4", &got.s4, &want.s4), ("feat8", &got.s8, &want.s8), ("feat16", &got.s16, &want.s16)] {
+        for (name, g, w) in [
+            ("feat4", &got.s4, &want.s4),
+            ("feat8", &got.s8, &want.s8),
+            ("feat16", &got.s16, &want.s16),
+        ] {
             let e = OutputError::between(&g.data, &w.data);
             worst = worst.max(e.max_abs / e.ref_max.max(1e-6));
             if e.max_abs > tol_max * e.ref_max || e.mean_abs > tol_mean * e.ref_mean {
@@ -382,9 +393,17 @@ impl Encoder {
         status.fallbacks += 1;
     }
 
+    /// A live handle on the backend status (it changes on a fallback).
+    pub fn backend_handle(&self) -> BackendHandle {
+        self.status.clone()
+    }
+
     /// The backend in use and why.
     pub fn backend_status(&self) -> BackendStatus {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn set_status(&self, status: BackendStatus) {
@@ -426,7 +445,11 @@ impl Encoder {
                 normalise(image, &mut state.input);
                 let ran = state.encoder.run(
                     &state.input,
-                    &mut [&mut out.s4.data[..], &mut out.s8.data[..], &mut out.s16.data[..]],
+                    &mut [
+                        &mut out.s4.data[..],
+                        &mut out.s8.data[..],
+                        &mut out.s16.data[..],
+                    ],
                 );
                 match ran {
                     Ok(()) => return Ok(()),
@@ -499,7 +522,11 @@ pub fn self_test_image(width: usize, height: usize) -> RgbFrame {
         for x in 0..width {
             let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
             let stripe = if (x / 9 + y / 13) % 3 == 0 { 60.0 } else { 0.0 };
-            let ring = if ((fx - 0.5).powi(2) + (fy - 0.5).powi(2)).sqrt() < 0.25 { 90.0 } else { 0.0 };
+            let ring = if ((fx - 0.5).powi(2) + (fy - 0.5).powi(2)).sqrt() < 0.25 {
+                90.0
+            } else {
+                0.0
+            };
             let px = &mut img.data[(y * width + x) * 3..(y * width + x + 1) * 3];
             px[0] = (fx * 200.0 + stripe) as u8;
             px[1] = (fy * 150.0 + ring) as u8;

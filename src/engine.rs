@@ -232,7 +232,11 @@ impl Tracker {
         };
         #[cfg(feature = "opencl")]
         let device_readout = match encoder.device() {
-            Some(gpu) => match crate::backend::opencl::readout::OpenclReadout::new(gpu, readout_grid, &memory) {
+            Some(gpu) => match crate::backend::opencl::readout::OpenclReadout::new(
+                gpu,
+                readout_grid,
+                &memory,
+            ) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     encoder.fall_back(&format!("readout buffers: {e}"));

@@ -169,6 +169,10 @@ pub struct EvalReport {
     /// scoring existing results).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<String>,
+    /// The backend that ran the engine at the end (absent when scoring
+    /// existing results).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<crate::backend::BackendStatus>,
 }
 
 /// What the engine starts each sequence from.
@@ -301,11 +305,13 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
     let encoder = match &source {
         Predictions::Segment { config, .. } => {
             config.validate()?;
-            Some(Arc::new(Encoder::load(
+            Some(Arc::new(Encoder::load_with_backend(
                 &config.model_path(),
                 config.size[0],
                 config.size[1],
                 config.thread_count(),
+                config.backend,
+                Duration::from_millis(config.device_timeout_ms),
             )?))
         }
         Predictions::Results(_) => None,
@@ -420,7 +426,9 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
     };
     let first_mask_iou =
         (!first_ious.is_empty()).then(|| first_ious.iter().sum::<f64>() / first_ious.len() as f64);
+    let backend = encoder.as_ref().map(|e| e.backend_status());
     Ok(EvalReport {
+        backend,
         sequences,
         overall: OverallReport {
             scores: o,

@@ -32,6 +32,10 @@ struct EngineArgs {
     /// Encoder ONNX file (overrides engine.model).
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
+    /// Where the encoder and readout run (overrides engine.backend): auto
+    /// (an OpenCL GPU that passes the self-test, else the CPU), opencl, cpu.
+    #[arg(long, value_enum)]
+    backend: Option<vosd::backend::BackendChoice>,
     /// Override any engine key, e.g. --set top_k=10 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -104,7 +108,8 @@ enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 10.0)]
         wait: f64,
     },
-    /// List the cameras (V4L2 device nodes).
+    /// List the cameras (V4L2 device nodes) and the compute devices (OpenCL
+    /// platforms and devices, and the backend `auto` would choose).
     Probe,
     /// Benchmark the VOS engine: per-stage times (encode, readout, upsample) and fps.
     Bench {
@@ -277,6 +282,9 @@ impl EngineArgs {
         if let Some(m) = &self.model {
             e.model = m.clone();
         }
+        if let Some(b) = self.backend {
+            e.backend = b;
+        }
         e.validate()?;
         Ok(file.engine)
     }
@@ -373,6 +381,9 @@ fn run(cli: Cli) -> Result<()> {
                 "F mean {:.3}  recall {:.3}  decay {:.3}",
                 o.f_mean, o.f_recall, o.f_decay
             );
+            if let Some(b) = &report.backend {
+                println!("backend {}", b.describe());
+            }
             if let Some(iou) = report.overall.first_mask_iou {
                 println!("first-mask IoU (box-derived vs annotation) {iou:.3}");
             }
@@ -445,6 +456,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let r = vosd::bench::bench_engine(&cfg, &opts)?;
             println!("model      {}", r.model);
+            println!("backend    {}", r.backend.describe());
             println!(
                 "size       {}x{} (frames {}x{}), {} object(s), {} thread(s), {} frames",
                 r.size[0],
@@ -480,6 +492,7 @@ fn run(cli: Cli) -> Result<()> {
                     std::path::Path::new("/sys/class/video4linux")
                 )
             );
+            print!("{}", vosd::service::probe::compute_report());
         }
         Command::Ctl {
             socket,

@@ -10,7 +10,18 @@
 #[cfg(feature = "opencl")]
 pub mod opencl;
 
+use std::sync::{Arc, Mutex};
+
 use serde::{Deserialize, Serialize};
+
+/// The encoder's live backend status, shared with the service (stats,
+/// systemd STATUS) and the control socket.
+pub type BackendHandle = Arc<Mutex<BackendStatus>>;
+
+/// A copy of the status behind `handle`.
+pub fn current(handle: &BackendHandle) -> BackendStatus {
+    handle.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 /// The backend asked for in the config (`engine.backend`) or on the
 /// command line (`--backend`).

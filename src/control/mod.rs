@@ -105,8 +105,8 @@ pub struct ControlContext {
     pub shm_name: String,
     /// Frame size (masks must have it).
     pub frame_size: (usize, usize),
-    /// Inference backend, as reported by `status`.
-    pub backend: String,
+    /// The engine's backend status, as reported by `status`.
+    pub backend: crate::backend::BackendHandle,
 }
 
 /// A running control socket; stopping (or dropping) it removes the file.
@@ -402,6 +402,7 @@ impl Shared {
             }
             Err(_) => (None, json!([])),
         };
+        let backend = crate::backend::current(&self.ctx.backend);
         json!({
             "frame": frame,
             "objects": objects,
@@ -416,7 +417,9 @@ impl Shared {
             "reconnects": now.reconnects,
             "latency_p50_ms": now.latency_p50_ms,
             "latency_p99_ms": now.latency_p99_ms,
-            "backend": self.ctx.backend,
+            "backend": backend.active,
+            "backend_detail": backend.describe(),
+            "backend_fallbacks": backend.fallbacks,
             "memory_rss_bytes": crate::service::bench::resident_bytes(),
         })
     }

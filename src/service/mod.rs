@@ -88,6 +88,8 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
         cfg.publish.mode
     );
     let shm_name = writer.name().to_string();
+    let backend = tracker.encoder().backend_handle();
+    log::info!("backend: {}", crate::backend::current(&backend).describe());
     let segmenter: Box<dyn Segmenter> = Box::new(tracker);
     let pipeline = Pipeline::start(source, segmenter, writer, &cfg.pipeline, stop.clone())?;
     let control = if cfg.control.socket.as_os_str().is_empty() {
@@ -98,7 +100,7 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
             stats: pipeline.stats().clone(),
             shm_name,
             frame_size: (w, h),
-            backend: "cpu (tract)".into(),
+            backend: backend.clone(),
         };
         match crate::control::ControlServer::start(&cfg.control, ctx) {
             Ok(c) => Some(c),
@@ -110,20 +112,40 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
             }
         }
     };
-    let summary = supervise(pipeline, cfg.pipeline.stats_interval_s, &stop, notifier);
+    let summary = supervise(
+        pipeline,
+        cfg.pipeline.stats_interval_s,
+        &stop,
+        notifier,
+        Some(&backend),
+    );
     if let Some(c) = control {
         c.stop();
     }
     summary
 }
 
-/// The service loop around a started pipeline: polls every 20 ms.
+/// The service loop around a started pipeline: polls every 20 ms. With a
+/// `backend` handle, the stats line and STATUS name the backend in use.
 pub fn supervise(
     pipeline: Pipeline,
     stats_interval_s: f64,
     stop: &AtomicBool,
     notifier: &Notifier,
+    backend: Option<&crate::backend::BackendHandle>,
 ) -> Result<Summary> {
+    let backend_note = || {
+        backend
+            .map(|b| {
+                let s = crate::backend::current(b);
+                if s.fallbacks > 0 {
+                    format!(", backend {} (fell back to tract)", s.active)
+                } else {
+                    format!(", backend {}", s.active)
+                }
+            })
+            .unwrap_or_default()
+    };
     let stats = pipeline.stats().clone();
     let mut ready = false;
     let first = stats.snapshot();
@@ -168,7 +190,7 @@ pub fn supervise(
         if let Some(iv) = interval {
             if last_stats.elapsed() >= iv {
                 let now = stats.snapshot();
-                log::info!("{}", stats_line(&now, &prev));
+                log::info!("{}{}", stats_line(&now, &prev), backend_note());
                 prev = now;
                 last_stats = Instant::now();
             }
@@ -177,7 +199,7 @@ pub fn supervise(
             let now = stats.snapshot();
             let (_, fps) = now.rates_since(&status_prev);
             notifier.notify(&format!(
-                "STATUS={}{fps:.1} fps, {} published, {} dropped, latency p50 {:.0} ms p99 {:.0} ms",
+                "STATUS={}{fps:.1} fps, {} published, {} dropped, latency p50 {:.0} ms p99 {:.0} ms{}",
                 if now.source_down {
                     "camera lost, reconnecting; "
                 } else {
@@ -186,7 +208,8 @@ pub fn supervise(
                 now.published,
                 now.dropped(),
                 now.latency_p50_ms,
-                now.latency_p99_ms
+                now.latency_p99_ms,
+                backend_note()
             ));
             status_prev = now;
             last_status = Instant::now();

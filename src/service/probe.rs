@@ -64,6 +64,43 @@ pub fn report(dev: &Path, sysfs: &Path) -> String {
     out
 }
 
+/// The compute devices: OpenCL platforms and devices, and which backend
+/// `backend = "auto"` would choose and why.
+pub fn compute_report() -> String {
+    let mut out = String::new();
+    #[cfg(feature = "opencl")]
+    {
+        use crate::backend::opencl::{auto_choice, list_devices};
+        let devices = list_devices();
+        if devices.is_empty() {
+            let _ = writeln!(
+                out,
+                "no OpenCL device: the loader (libOpenCL) lists no platform (install the board's OpenCL driver/ICD, e.g. pocl-opencl-icd, mesa-opencl-icd)"
+            );
+        }
+        for d in &devices {
+            let _ = writeln!(out, "{d}");
+        }
+        let choice = match auto_choice(&devices) {
+            Some(d) => format!(
+                "opencl on \"{}\" (the first GPU/accelerator; used if its self-test against tract passes at start)",
+                d.name
+            ),
+            None if devices.is_empty() => "cpu (tract): no OpenCL device".to_string(),
+            None => "cpu (tract): only CPU OpenCL devices, where tract is faster (backend = \"opencl\" uses them anyway)".to_string(),
+        };
+        let _ = writeln!(out, "backend auto -> {choice}");
+    }
+    #[cfg(not(feature = "opencl"))]
+    {
+        let _ = writeln!(
+            out,
+            "backend auto -> cpu (tract): this vosd was built without the `opencl` feature"
+        );
+    }
+    out
+}
+
 /// The formats a node offers (or why they cannot be listed).
 #[cfg(feature = "v4l2")]
 fn formats_of(path: &Path) -> Vec<String> {

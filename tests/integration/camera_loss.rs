@@ -165,7 +165,7 @@ fn watchdog_is_fed_and_status_says_so_while_the_camera_is_away() {
     let notifier = Notifier::to_path(&sock_path, Some(Duration::from_millis(400))).unwrap();
     let supervisor = {
         let stop = stop.clone();
-        std::thread::spawn(move || supervise(pipeline, 0.0, &stop, &notifier))
+        std::thread::spawn(move || supervise(pipeline, 0.0, &stop, &notifier, None))
     };
     wait_until("the camera is reported down", || {
         stats.source_down.load(Ordering::Relaxed)

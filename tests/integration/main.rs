@@ -18,6 +18,8 @@ mod daemon_unit;
 mod encoder_parity;
 mod engine_davis;
 mod install;
+#[cfg(feature = "opencl")]
+mod opencl;
 mod publish_errors;
 mod publish_process;
 mod publish_roundtrip;

@@ -37,7 +37,12 @@ pub struct OpenclEncoder {
 
 impl std::fmt::Debug for OpenclEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "OpenclEncoder({} ops on {})", self.kernels.len(), self.gpu.summary.name)
+        write!(
+            f,
+            "OpenclEncoder({} ops on {})",
+            self.kernels.len(),
+            self.gpu.summary.name
+        )
     }
 }
 
@@ -68,7 +73,12 @@ fn i(v: usize) -> i32 {
 impl OpenclEncoder {
     /// Lowers the ONNX `model` bytes for a `width`×`height` input and
     /// prepares it on `gpu`.
-    pub fn new(gpu: Arc<Gpu>, model: &[u8], width: usize, height: usize) -> Result<Self, OpenclError> {
+    pub fn new(
+        gpu: Arc<Gpu>,
+        model: &[u8],
+        width: usize,
+        height: usize,
+    ) -> Result<Self, OpenclError> {
         let graph = lower(model, width, height).map_err(OpenclError::Unsupported)?;
         Self::from_graph(gpu, graph)
     }
@@ -98,22 +108,38 @@ impl OpenclEncoder {
         })
     }
 
-    fn kernel(gpu: &Gpu, graph: &Graph, tensors: &[DeviceTensor], op: &Op) -> Result<(Kernel, Params), OpenclError> {
+    fn kernel(
+        gpu: &Gpu,
+        graph: &Graph,
+        tensors: &[DeviceTensor],
+        op: &Op,
+    ) -> Result<(Kernel, Params), OpenclError> {
         let setup = |e: ocl::Error| OpenclError::Setup(e.to_string());
         let f32_of = |t: usize| match &tensors[t] {
             DeviceTensor::F32(b) => Ok(b),
-            DeviceTensor::U8(_) => Err(OpenclError::Unsupported(format!("tensor {t} is not float"))),
+            DeviceTensor::U8(_) => {
+                Err(OpenclError::Unsupported(format!("tensor {t} is not float")))
+            }
         };
         let u8_of = |t: usize| match &tensors[t] {
             DeviceTensor::U8(b) => Ok(b),
-            DeviceTensor::F32(_) => Err(OpenclError::Unsupported(format!("tensor {t} is not uint8"))),
+            DeviceTensor::F32(_) => {
+                Err(OpenclError::Unsupported(format!("tensor {t} is not uint8")))
+            }
         };
         let conv_dims = |g: &ConvGeom| SpatialDims::Three(g.out_w(), g.out_h(), g.out_c);
         let n = |t: usize| graph.tensors[t].len();
         let mut b = Kernel::builder();
         b.program(&gpu.encoder_program).queue(gpu.queue().clone());
         match op {
-            Op::ConvF32 { input, output, geom, weights, bias, clip } => {
+            Op::ConvF32 {
+                input,
+                output,
+                geom,
+                weights,
+                bias,
+                clip,
+            } => {
                 let (w, bi) = (buffer(gpu, weights)?, buffer(gpu, bias)?);
                 let (pt, pl) = geom.pad_top_left();
                 let (lo, hi) = clip.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
@@ -141,8 +167,21 @@ impl OpenclEncoder {
                     .map_err(setup)?;
                 Ok((k, Params::ConvF32(w, bi)))
             }
-            Op::ConvQ8 { input, output, geom, weights, weight_zero, weight_scale, bias, x, y } => {
-                let mult: Vec<f32> = weight_scale.iter().map(|ws| x.scale * ws / y.scale).collect();
+            Op::ConvQ8 {
+                input,
+                output,
+                geom,
+                weights,
+                weight_zero,
+                weight_scale,
+                bias,
+                x,
+                y,
+            } => {
+                let mult: Vec<f32> = weight_scale
+                    .iter()
+                    .map(|ws| x.scale * ws / y.scale)
+                    .collect();
                 let (w, wz, bi, m) = (
                     buffer(gpu, weights)?,
                     buffer(gpu, weight_zero)?,
@@ -188,7 +227,14 @@ impl OpenclEncoder {
                     .map_err(setup)?;
                 Ok((k, Params::None))
             }
-            Op::AddQ8 { a, b: bb, output, qa, qb, qy } => {
+            Op::AddQ8 {
+                a,
+                b: bb,
+                output,
+                qa,
+                qb,
+                qy,
+            } => {
                 let k = b
                     .name("add_q8")
                     .global_work_size(n(*output))
@@ -209,8 +255,12 @@ impl OpenclEncoder {
             Op::Quantize { input, output, q } | Op::Dequantize { input, output, q } => {
                 let Quant { scale, zero_point } = *q;
                 let quantize = matches!(op, Op::Quantize { .. });
-                b.name(if quantize { "quantize_u8" } else { "dequantize_u8" })
-                    .global_work_size(n(*output));
+                b.name(if quantize {
+                    "quantize_u8"
+                } else {
+                    "dequantize_u8"
+                })
+                .global_work_size(n(*output));
                 if quantize {
                     b.arg(f32_of(*input)?).arg(u8_of(*output)?);
                 } else {
@@ -245,7 +295,9 @@ impl OpenclEncoder {
             return Err(OpenclError::Unsupported("input is not float".into()));
         };
         if input.len() != self.graph.tensors[0].len() || outputs.len() != self.graph.outputs.len() {
-            return Err(OpenclError::Device("input or output count does not fit the graph".into()));
+            return Err(OpenclError::Device(
+                "input or output count does not fit the graph".into(),
+            ));
         }
         inp.write(input).enq().map_err(device_err)?;
         for k in &self.kernels {

@@ -327,11 +327,10 @@ impl Lowering {
     }
 
     fn value(&self, node: &NodeProto, i: usize) -> Result<&Value, String> {
-        let name = node
-            .input
-            .get(i)
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| format!("node '{}' ({}) lacks input {i}", node.name, node.op_type))?;
+        let name =
+            node.input.get(i).filter(|n| !n.is_empty()).ok_or_else(|| {
+                format!("node '{}' ({}) lacks input {i}", node.name, node.op_type)
+            })?;
         self.values
             .get(name)
             .ok_or_else(|| format!("node '{}': unknown input '{name}'", node.name))
@@ -529,10 +528,16 @@ impl Lowering {
         }
     }
 
-    fn conv_geom(&self, node: &NodeProto, input: &TensorInfo, w_shape: &[usize]) -> Result<ConvGeom, String> {
+    fn conv_geom(
+        &self,
+        node: &NodeProto,
+        input: &TensorInfo,
+        w_shape: &[usize],
+    ) -> Result<ConvGeom, String> {
         let bad = |why: String| format!("node '{}' (Conv): {why}", node.name);
         let pad = attr_str(node, "auto_pad").unwrap_or_else(|| "NOTSET".into());
-        let kernel = attr_ints(node, "kernel_shape").unwrap_or_else(|| w_shape[2..].iter().map(|&d| d as i64).collect());
+        let kernel = attr_ints(node, "kernel_shape")
+            .unwrap_or_else(|| w_shape[2..].iter().map(|&d| d as i64).collect());
         let strides = attr_ints(node, "strides").unwrap_or_else(|| vec![1, 1]);
         let dilations = attr_ints(node, "dilations").unwrap_or_else(|| vec![1, 1]);
         let groups = attr_int(node, "group").unwrap_or(1).max(1) as usize;
@@ -560,7 +565,10 @@ impl Lowering {
             || geom.out_c % groups != 0
             || w_shape[1] != geom.in_per_group()
         {
-            return Err(bad(format!("weights {w_shape:?} do not fit {} input channels", geom.in_c)));
+            return Err(bad(format!(
+                "weights {w_shape:?} do not fit {} input channels",
+                geom.in_c
+            )));
         }
         Ok(geom)
     }
@@ -599,21 +607,24 @@ impl Lowering {
                 });
                 Ok(Value::Tensor(output))
             }
-            (
-                Value::Dequantized(input, x),
-                Value::DequantizedConst {
-                    data,
-                    scale,
-                    zero,
-                },
-            ) => {
+            (Value::Dequantized(input, x), Value::DequantizedConst { data, scale, zero }) => {
                 if data.datum_type() != DatumType::I8 {
                     return Err(format!("{what}: weights must be int8"));
                 }
                 let geom = self.conv_geom(node, &self.tensors[input], data.shape())?;
-                let per_channel = |v: Vec<f32>| if v.len() == 1 { vec![v[0]; geom.out_c] } else { v };
+                let per_channel = |v: Vec<f32>| {
+                    if v.len() == 1 {
+                        vec![v[0]; geom.out_c]
+                    } else {
+                        v
+                    }
+                };
                 let weight_scale = per_channel(scale);
-                let weight_zero: Vec<i32> = if zero.len() == 1 { vec![zero[0]; geom.out_c] } else { zero };
+                let weight_zero: Vec<i32> = if zero.len() == 1 {
+                    vec![zero[0]; geom.out_c]
+                } else {
+                    zero
+                };
                 if weight_scale.len() != geom.out_c || weight_zero.len() != geom.out_c {
                     return Err(format!("{what}: weight scales are not per output channel"));
                 }
@@ -705,23 +716,48 @@ mod tests {
     use super::*;
 
     fn bundled(name: &str) -> Vec<u8> {
-        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(name))
-            .expect("bundled model")
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("models")
+                .join(name),
+        )
+        .expect("bundled model")
     }
 
     #[test]
     fn fp32_encoder_lowers_to_convs_and_adds() {
         let g = lower(&bundled("encoder_lite0_fp32.onnx"), 70, 45).unwrap();
-        let convs = g.ops.iter().filter(|o| matches!(o, Op::ConvF32 { .. })).count();
-        let adds = g.ops.iter().filter(|o| matches!(o, Op::AddF32 { .. })).count();
+        let convs = g
+            .ops
+            .iter()
+            .filter(|o| matches!(o, Op::ConvF32 { .. }))
+            .count();
+        let adds = g
+            .ops
+            .iter()
+            .filter(|o| matches!(o, Op::AddF32 { .. }))
+            .count();
         let clips = g
             .ops
             .iter()
-            .filter(|o| matches!(o, Op::ConvF32 { clip: Some((0.0, 6.0)), .. }))
+            .filter(|o| {
+                matches!(
+                    o,
+                    Op::ConvF32 {
+                        clip: Some((0.0, 6.0)),
+                        ..
+                    }
+                )
+            })
             .count();
         assert_eq!((convs, adds, clips, g.ops.len()), (33, 6, 22, 39));
         let shapes: Vec<_> = g.outputs.iter().map(|&o| g.tensors[o]).collect();
-        let s = |c, h, w| TensorInfo { channels: c, height: h, width: w, elem: Elem::F32 };
+        let s = |c, h, w| TensorInfo {
+            channels: c,
+            height: h,
+            width: w,
+            elem: Elem::F32,
+        };
         // ceil(45/4) = 12, ceil(70/4) = 18, and so on.
         assert_eq!(shapes, vec![s(24, 12, 18), s(40, 6, 9), s(112, 3, 5)]);
     }
@@ -759,12 +795,17 @@ mod tests {
 
     #[test]
     fn garbage_and_foreign_graphs_are_refused() {
-        assert!(lower(b"not a model", 16, 16).unwrap_err().contains("not an ONNX"));
+        assert!(lower(b"not a model", 16, 16)
+            .unwrap_err()
+            .contains("not an ONNX"));
         // A graph with an op the kernels lack.
         let mut model = ModelProto::decode(bundled("encoder_lite0_fp32.onnx").as_slice()).unwrap();
         let graph = model.graph.as_mut().unwrap();
         graph.node[1].op_type = "Sigmoid".into();
         let e = lower(&model.encode_to_vec(), 16, 16).unwrap_err();
-        assert!(e.contains("Sigmoid") && e.contains("no OpenCL kernel"), "{e}");
+        assert!(
+            e.contains("Sigmoid") && e.contains("no OpenCL kernel"),
+            "{e}"
+        );
     }
 }

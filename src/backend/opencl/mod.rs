@@ -185,18 +185,26 @@ impl std::fmt::Debug for Gpu {
 impl Gpu {
     /// Opens device `device` of platform `platform` (indices as in
     /// [`list_devices`]) and builds the kernels.
-    pub fn open(platform: usize, device: usize, timeout: Duration) -> Result<Arc<Self>, OpenclError> {
+    pub fn open(
+        platform: usize,
+        device: usize,
+        timeout: Duration,
+    ) -> Result<Arc<Self>, OpenclError> {
         let platforms = Platform::list();
         let p = *platforms
             .get(platform)
             .ok_or_else(|| OpenclError::NoDevice(format!("no platform {platform}")))?;
         let devices = Device::list_all(p).map_err(|e| OpenclError::NoDevice(e.to_string()))?;
-        let d = *devices
-            .get(device)
-            .ok_or_else(|| OpenclError::NoDevice(format!("platform {platform} has no device {device}")))?;
+        let d = *devices.get(device).ok_or_else(|| {
+            OpenclError::NoDevice(format!("platform {platform} has no device {device}"))
+        })?;
         let summary = summarise(platform, device, &p, &d);
         let setup = |e: ocl::Error| OpenclError::Setup(e.to_string());
-        let context = Context::builder().platform(p).devices(d).build().map_err(setup)?;
+        let context = Context::builder()
+            .platform(p)
+            .devices(d)
+            .build()
+            .map_err(setup)?;
         let queue = Queue::new(&context, d, None).map_err(setup)?;
         let build = |src: &str| {
             Program::builder()
@@ -212,7 +220,11 @@ impl Gpu {
         let started = Instant::now();
         let encoder_program = build(ENCODER_KERNELS)?;
         let readout_program = build(READOUT_KERNELS)?;
-        log::debug!("OpenCL kernels built for {} in {:?}", summary.name, started.elapsed());
+        log::debug!(
+            "OpenCL kernels built for {} in {:?}",
+            summary.name,
+            started.elapsed()
+        );
         Ok(Arc::new(Self {
             summary,
             context,
@@ -240,7 +252,11 @@ impl Gpu {
             )),
             None => Err(OpenclError::NoDevice(format!(
                 "only CPU OpenCL devices ({}); tract is used on the CPU",
-                devices.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+                devices
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }

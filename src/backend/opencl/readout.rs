@@ -36,7 +36,11 @@ pub struct OpenclReadout {
 
 impl std::fmt::Debug for OpenclReadout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "OpenclReadout({}x{} on {})", self.grid.width, self.grid.height, self.gpu.summary.name)
+        write!(
+            f,
+            "OpenclReadout({}x{} on {})",
+            self.grid.width, self.grid.height, self.gpu.summary.name
+        )
     }
 }
 
@@ -47,7 +51,11 @@ impl OpenclReadout {
         let cells = grid.width * grid.height;
         let (dim, channels, slots) = (memory.dim(), memory.channels(), memory.slot_count());
         let buf = |len: usize, read_only: bool| {
-            let flags = if read_only { MemFlags::new().read_only() } else { MemFlags::new().read_write() };
+            let flags = if read_only {
+                MemFlags::new().read_only()
+            } else {
+                MemFlags::new().read_write()
+            };
             Buffer::<f32>::builder()
                 .queue(gpu.queue().clone())
                 .flags(flags)
@@ -111,7 +119,11 @@ impl OpenclReadout {
 
     /// Bytes of device memory held (query, memory, outputs).
     pub fn device_bytes(&self) -> usize {
-        4 * (self.query.len() + self.keys.len() + self.values.len() + self.out.len() + self.confidence.len())
+        4 * (self.query.len()
+            + self.keys.len()
+            + self.values.len()
+            + self.out.len()
+            + self.confidence.len())
     }
 
     /// Same contract as [`crate::readout::readout`]: `out` receives
@@ -134,7 +146,9 @@ impl OpenclReadout {
             || out.len() != cells * self.channels
             || confidence.len() != cells
         {
-            return Err(OpenclError::Device("readout buffers do not fit the memory".into()));
+            return Err(OpenclError::Device(
+                "readout buffers do not fit the memory".into(),
+            ));
         }
         let (kd, vd) = (cells * self.dim, cells * self.channels);
         self.slots_host.clear();
@@ -143,23 +157,47 @@ impl OpenclReadout {
             let slot = frame.slot;
             let version = memory.slot_version(slot);
             if self.uploaded[slot] != version {
-                self.keys.write(frame.keys).offset(slot * kd).enq().map_err(device_err)?;
-                self.values.write(frame.values).offset(slot * vd).enq().map_err(device_err)?;
+                self.keys
+                    .write(frame.keys)
+                    .offset(slot * kd)
+                    .enq()
+                    .map_err(device_err)?;
+                self.values
+                    .write(frame.values)
+                    .offset(slot * vd)
+                    .enq()
+                    .map_err(device_err)?;
                 self.uploaded[slot] = version;
             }
             self.slots_host.push(slot as i32);
-            let r = if frame.is_first { params.first_frame_radius } else { params.window_radius };
+            let r = if frame.is_first {
+                params.first_frame_radius
+            } else {
+                params.window_radius
+            };
             self.radius_host.push(r as i32);
         }
         let frames = self.slots_host.len();
         if frames > 0 {
-            self.frame_slots.write(&self.slots_host[..]).len(frames).enq().map_err(device_err)?;
-            self.frame_radius.write(&self.radius_host[..]).len(frames).enq().map_err(device_err)?;
+            self.frame_slots
+                .write(&self.slots_host[..])
+                .len(frames)
+                .enq()
+                .map_err(device_err)?;
+            self.frame_radius
+                .write(&self.radius_host[..])
+                .len(frames)
+                .enq()
+                .map_err(device_err)?;
         }
         self.query.write(query).enq().map_err(device_err)?;
         self.kernel.set_arg(5, frames as i32).map_err(device_err)?;
-        self.kernel.set_arg(10, params.top_k as i32).map_err(device_err)?;
-        self.kernel.set_arg(11, params.temperature).map_err(device_err)?;
+        self.kernel
+            .set_arg(10, params.top_k as i32)
+            .map_err(device_err)?;
+        self.kernel
+            .set_arg(11, params.temperature)
+            .map_err(device_err)?;
         // SAFETY: the buffers were sized for this grid and memory (checked
         // above); the kernel reads `frames` entries of the slot lists.
         unsafe { self.kernel.enq().map_err(device_err)? };
@@ -179,7 +217,9 @@ mod tests {
     fn normalised(rng: &mut u64, n: usize, dim: usize) -> Vec<f32> {
         let mut v: Vec<f32> = (0..n * dim)
             .map(|_| {
-                *rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                *rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((*rng >> 40) as f32 / (1u64 << 24) as f32) - 0.5
             })
             .collect();
@@ -194,18 +234,41 @@ mod tests {
     fn device_readout_matches_cpu_readout() {
         let Some(gpu) = test_gpu() else { return };
         // Odd grid, key dim not a multiple of the vector width, 3 objects.
-        let grid = GridSize { width: 13, height: 9 };
+        let grid = GridSize {
+            width: 13,
+            height: 9,
+        };
         let (cells, dim, ch) = (13 * 9, 37, 4);
         let mut rng = 7u64;
         let mut memory = MemoryStore::new(cells, dim, ch, 3);
-        let values = |rng: &mut u64| normalised(rng, cells, ch).iter().map(|v| v.abs()).collect::<Vec<_>>();
+        let values = |rng: &mut u64| {
+            normalised(rng, cells, ch)
+                .iter()
+                .map(|v| v.abs())
+                .collect::<Vec<_>>()
+        };
         let (k, v) = (normalised(&mut rng, cells, dim), values(&mut rng));
         memory.set_first(0, &k, &v);
         let mut dev = OpenclReadout::new(gpu, grid, &memory).unwrap();
         let params = [
-            ReadoutParams { top_k: 5, temperature: 0.1, window_radius: 2, first_frame_radius: 0 },
-            ReadoutParams { top_k: 64, temperature: 0.05, window_radius: 0, first_frame_radius: 3 },
-            ReadoutParams { top_k: 1, temperature: 1.0, window_radius: 1, first_frame_radius: 1 },
+            ReadoutParams {
+                top_k: 5,
+                temperature: 0.1,
+                window_radius: 2,
+                first_frame_radius: 0,
+            },
+            ReadoutParams {
+                top_k: 64,
+                temperature: 0.05,
+                window_radius: 0,
+                first_frame_radius: 3,
+            },
+            ReadoutParams {
+                top_k: 1,
+                temperature: 1.0,
+                window_radius: 1,
+                first_frame_radius: 1,
+            },
         ];
         // Memory grows past its capacity (slots are overwritten and must be
         // re-uploaded), and an object channel is edited in place.
@@ -215,7 +278,12 @@ mod tests {
                 memory.push_working(step, &k, &v);
             }
             if step == 4 {
-                memory.values_mut().iter_mut().skip(2).step_by(ch).for_each(|x| *x = 0.0);
+                memory
+                    .values_mut()
+                    .iter_mut()
+                    .skip(2)
+                    .step_by(ch)
+                    .for_each(|x| *x = 0.0);
             }
             let query = normalised(&mut rng, cells, dim);
             for p in &params {
@@ -224,9 +292,20 @@ mod tests {
                 let mut scratch = ReadoutScratch::new(grid, 2);
                 readout(&query, grid, &memory, p, &mut scratch, &mut a, &mut ca);
                 dev.readout(&query, &memory, p, &mut b, &mut cb).unwrap();
-                let err = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
-                let cerr = ca.iter().zip(&cb).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
-                assert!(err < 1e-4 && cerr < 1e-5, "step {step} {p:?}: values {err}, confidence {cerr}");
+                let err = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0, f32::max);
+                let cerr = ca
+                    .iter()
+                    .zip(&cb)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    err < 1e-4 && cerr < 1e-5,
+                    "step {step} {p:?}: values {err}, confidence {cerr}"
+                );
             }
         }
     }
@@ -234,14 +313,28 @@ mod tests {
     #[test]
     fn empty_memory_and_wrong_sizes() {
         let Some(gpu) = test_gpu() else { return };
-        let grid = GridSize { width: 4, height: 3 };
+        let grid = GridSize {
+            width: 4,
+            height: 3,
+        };
         let memory = MemoryStore::new(12, 8, 2, 2);
         let mut dev = OpenclReadout::new(gpu, grid, &memory).unwrap();
-        let p = ReadoutParams { top_k: 3, temperature: 0.1, window_radius: 0, first_frame_radius: 0 };
+        let p = ReadoutParams {
+            top_k: 3,
+            temperature: 0.1,
+            window_radius: 0,
+            first_frame_radius: 0,
+        };
         let (mut out, mut conf) = (vec![9.0; 24], vec![9.0; 12]);
-        dev.readout(&[0.5; 96], &memory, &p, &mut out, &mut conf).unwrap();
-        assert!(out.iter().chain(&conf).all(|&v| v == 0.0), "empty memory gives zeros");
-        let e = dev.readout(&[0.5; 95], &memory, &p, &mut out, &mut conf).unwrap_err();
+        dev.readout(&[0.5; 96], &memory, &p, &mut out, &mut conf)
+            .unwrap();
+        assert!(
+            out.iter().chain(&conf).all(|&v| v == 0.0),
+            "empty memory gives zeros"
+        );
+        let e = dev
+            .readout(&[0.5; 95], &memory, &p, &mut out, &mut conf)
+            .unwrap_err();
         assert!(e.to_string().contains("do not fit"), "{e}");
     }
 }

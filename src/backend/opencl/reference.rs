@@ -31,13 +31,36 @@ fn rint(v: f32) -> f32 {
 /// Runs `op` on `tensors` (indexed by tensor id), writing its output.
 pub fn run_op(op: &Op, tensors: &mut [Vec<f32>]) {
     match op {
-        Op::ConvF32 { input, output, geom, weights, bias, clip } => {
+        Op::ConvF32 {
+            input,
+            output,
+            geom,
+            weights,
+            bias,
+            clip,
+        } => {
             let (lo, hi) = clip.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
             let x = tensors[*input].clone();
-            let y = conv(geom, |i| x[i], |i| weights[i], |c| bias[c] as f64, |_, acc| (acc as f32).clamp(lo, hi));
+            let y = conv(
+                geom,
+                |i| x[i],
+                |i| weights[i],
+                |c| bias[c] as f64,
+                |_, acc| (acc as f32).clamp(lo, hi),
+            );
             tensors[*output] = y;
         }
-        Op::ConvQ8 { input, output, geom, weights, weight_zero, weight_scale, bias, x, y } => {
+        Op::ConvQ8 {
+            input,
+            output,
+            geom,
+            weights,
+            weight_zero,
+            weight_scale,
+            bias,
+            x,
+            y,
+        } => {
             let xs = tensors[*input].clone();
             let per_out = geom.out_h() * geom.out_w();
             let _ = per_out;
@@ -57,14 +80,27 @@ pub fn run_op(op: &Op, tensors: &mut [Vec<f32>]) {
             tensors[*output] = out;
         }
         Op::AddF32 { a, b, output } => {
-            tensors[*output] = tensors[*a].iter().zip(&tensors[*b]).map(|(p, q)| p + q).collect();
+            tensors[*output] = tensors[*a]
+                .iter()
+                .zip(&tensors[*b])
+                .map(|(p, q)| p + q)
+                .collect();
         }
-        Op::AddQ8 { a, b, output, qa, qb, qy } => {
+        Op::AddQ8 {
+            a,
+            b,
+            output,
+            qa,
+            qb,
+            qy,
+        } => {
             tensors[*output] = tensors[*a]
                 .iter()
                 .zip(&tensors[*b])
                 .map(|(&p, &q)| {
-                    let v = ((p - qa.zero_point as f32) * qa.scale + (q - qb.zero_point as f32) * qb.scale) / qy.scale;
+                    let v = ((p - qa.zero_point as f32) * qa.scale
+                        + (q - qb.zero_point as f32) * qb.scale)
+                        / qy.scale;
                     (rint(v) + qy.zero_point as f32).clamp(0.0, 255.0)
                 })
                 .collect();
@@ -76,7 +112,10 @@ pub fn run_op(op: &Op, tensors: &mut [Vec<f32>]) {
                 .collect();
         }
         Op::Dequantize { input, output, q } => {
-            tensors[*output] = tensors[*input].iter().map(|&v| (v - q.zero_point as f32) * q.scale).collect();
+            tensors[*output] = tensors[*input]
+                .iter()
+                .map(|&v| (v - q.zero_point as f32) * q.scale)
+                .collect();
         }
     }
 }
@@ -110,7 +149,8 @@ fn conv(
                             if ix < 0 || ix >= g.in_w as isize {
                                 continue;
                             }
-                            let xi = ((grp * cin_g + ic) * g.in_h + iy as usize) * g.in_w + ix as usize;
+                            let xi =
+                                ((grp * cin_g + ic) * g.in_h + iy as usize) * g.in_w + ix as usize;
                             let wi = ((oc * cin_g + ic) * k + ky) * k + kx;
                             acc += x(xi) as f64 * w(wi) as f64;
                         }
@@ -128,7 +168,6 @@ mod tests {
     use super::super::encoder::OpenclEncoder;
     use super::super::graph::{Elem, Graph, Quant, TensorInfo};
     use super::*;
-
 
     /// Deterministic pseudo-random numbers (splitmix64).
     struct Rng(u64);
@@ -149,13 +188,28 @@ mod tests {
     }
 
     fn info(c: usize, h: usize, w: usize, elem: Elem) -> TensorInfo {
-        TensorInfo { channels: c, height: h, width: w, elem }
+        TensorInfo {
+            channels: c,
+            height: h,
+            width: w,
+            elem,
+        }
     }
 
     /// Runs `op` over `inputs` (tensor id, values) on the device and on the
     /// reference; returns (device, reference) outputs.
-    fn both(gpu: &Arc<Gpu>, tensors: Vec<TensorInfo>, op: Op, inputs: &[(usize, Vec<f32>)], output: usize) -> (Vec<f32>, Vec<f32>) {
-        let graph = Graph { tensors: tensors.clone(), ops: vec![op.clone()], outputs: vec![] };
+    fn both(
+        gpu: &Arc<Gpu>,
+        tensors: Vec<TensorInfo>,
+        op: Op,
+        inputs: &[(usize, Vec<f32>)],
+        output: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let graph = Graph {
+            tensors: tensors.clone(),
+            ops: vec![op.clone()],
+            outputs: vec![],
+        };
         let enc = OpenclEncoder::from_graph(gpu.clone(), graph).expect("prepare");
         let mut host: Vec<Vec<f32>> = tensors.iter().map(|t| vec![0.0; t.len()]).collect();
         for (t, v) in inputs {
@@ -171,7 +225,15 @@ mod tests {
     /// depthwise 3×3 stride 1, 1×1 with channels not a multiple of 4 or 8,
     /// a 1×1 image, and a kernel larger than the image.
     fn shapes() -> Vec<ConvGeom> {
-        let g = |in_c, in_h, in_w, out_c, kernel, stride, groups| ConvGeom { in_c, in_h, in_w, out_c, kernel, stride, groups };
+        let g = |in_c, in_h, in_w, out_c, kernel, stride, groups| ConvGeom {
+            in_c,
+            in_h,
+            in_w,
+            out_c,
+            kernel,
+            stride,
+            groups,
+        };
         vec![
             g(3, 17, 23, 8, 3, 2, 1),
             g(7, 9, 13, 7, 5, 2, 7),
@@ -201,10 +263,19 @@ mod tests {
                     bias: (0..geom.out_c).map(|_| rng.unit() - 0.5).collect(),
                     clip,
                 };
-                let x: Vec<f32> = (0..tensors[0].len()).map(|_| rng.unit() * 8.0 - 4.0).collect();
+                let x: Vec<f32> = (0..tensors[0].len())
+                    .map(|_| rng.unit() * 8.0 - 4.0)
+                    .collect();
                 let (dev, reference) = both(&gpu, tensors, op, &[(0, x)], 1);
-                let err = dev.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-                assert!(err < 1e-4, "shape {n} {geom:?} clip {clip:?}: max error {err}");
+                let err = dev
+                    .iter()
+                    .zip(&reference)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    err < 1e-4,
+                    "shape {n} {geom:?} clip {clip:?}: max error {err}"
+                );
                 if clip.is_some() {
                     assert!(dev.iter().all(|v| (0.0..=6.0).contains(v)));
                 }
@@ -222,28 +293,70 @@ mod tests {
                 info(geom.out_c, geom.out_h(), geom.out_w(), Elem::U8),
             ];
             let wn = geom.out_c * geom.in_per_group() * geom.kernel * geom.kernel;
-            let x = Quant { scale: 0.02 + rng.unit() * 0.05, zero_point: rng.range(0, 255) as i32 };
-            let y = Quant { scale: 0.05 + rng.unit() * 0.1, zero_point: rng.range(0, 40) as i32 };
+            let x = Quant {
+                scale: 0.02 + rng.unit() * 0.05,
+                zero_point: rng.range(0, 255) as i32,
+            };
+            let y = Quant {
+                scale: 0.05 + rng.unit() * 0.1,
+                zero_point: rng.range(0, 40) as i32,
+            };
             let op = Op::ConvQ8 {
                 input: 0,
                 output: 1,
                 geom,
                 // Edge values included: -128 and 127.
-                weights: (0..wn).map(|i| if i % 11 == 0 { -128 } else if i % 13 == 0 { 127 } else { rng.range(-128, 127) as i8 }).collect(),
-                weight_zero: (0..geom.out_c).map(|c| if c % 3 == 0 { rng.range(-3, 3) as i32 } else { 0 }).collect(),
+                weights: (0..wn)
+                    .map(|i| {
+                        if i % 11 == 0 {
+                            -128
+                        } else if i % 13 == 0 {
+                            127
+                        } else {
+                            rng.range(-128, 127) as i8
+                        }
+                    })
+                    .collect(),
+                weight_zero: (0..geom.out_c)
+                    .map(|c| {
+                        if c % 3 == 0 {
+                            rng.range(-3, 3) as i32
+                        } else {
+                            0
+                        }
+                    })
+                    .collect(),
                 weight_scale: (0..geom.out_c).map(|_| 0.001 + rng.unit() * 0.01).collect(),
-                bias: (0..geom.out_c).map(|_| rng.range(-3000, 3000) as i32).collect(),
+                bias: (0..geom.out_c)
+                    .map(|_| rng.range(-3000, 3000) as i32)
+                    .collect(),
                 x,
                 y,
             };
-            let xs: Vec<f32> = (0..tensors[0].len()).map(|i| if i % 17 == 0 { 255.0 } else { rng.range(0, 255) as f32 }).collect();
+            let xs: Vec<f32> = (0..tensors[0].len())
+                .map(|i| {
+                    if i % 17 == 0 {
+                        255.0
+                    } else {
+                        rng.range(0, 255) as f32
+                    }
+                })
+                .collect();
             let (dev, reference) = both(&gpu, tensors, op, &[(0, xs)], 1);
             // Integer accumulation is exact; requantization rounds the same
             // float product, so results agree to the unit.
-            let off = dev.iter().zip(&reference).filter(|(a, b)| (*a - *b).abs() > 1.0).count();
+            let off = dev
+                .iter()
+                .zip(&reference)
+                .filter(|(a, b)| (*a - *b).abs() > 1.0)
+                .count();
             let diff = dev.iter().zip(&reference).filter(|(a, b)| a != b).count();
             assert_eq!(off, 0, "shape {n} {geom:?}: values off by more than 1");
-            assert!(diff * 100 <= dev.len(), "shape {n}: {diff} of {} differ by one", dev.len());
+            assert!(
+                diff * 100 <= dev.len(),
+                "shape {n}: {diff} of {} differ by one",
+                dev.len()
+            );
             assert!(dev.iter().any(|&v| v > 0.0), "shape {n}: all zero");
         }
     }
@@ -256,32 +369,96 @@ mod tests {
         let n = 5 * 7 * 3;
         let a: Vec<f32> = (0..n).map(|_| rng.unit() * 10.0 - 5.0).collect();
         let b: Vec<f32> = (0..n).map(|_| rng.unit() * 10.0 - 5.0).collect();
-        let (dev, reference) = both(&gpu, vec![t(Elem::F32), t(Elem::F32), t(Elem::F32)], Op::AddF32 { a: 0, b: 1, output: 2 }, &[(0, a.clone()), (1, b)], 2);
+        let (dev, reference) = both(
+            &gpu,
+            vec![t(Elem::F32), t(Elem::F32), t(Elem::F32)],
+            Op::AddF32 {
+                a: 0,
+                b: 1,
+                output: 2,
+            },
+            &[(0, a.clone()), (1, b)],
+            2,
+        );
         assert_eq!(dev, reference);
 
-        let qa: Vec<f32> = (0..n).map(|i| if i == 0 { 255.0 } else { rng.range(0, 255) as f32 }).collect();
-        let qb: Vec<f32> = (0..n).map(|i| if i == 0 { 0.0 } else { rng.range(0, 255) as f32 }).collect();
+        let qa: Vec<f32> = (0..n)
+            .map(|i| {
+                if i == 0 {
+                    255.0
+                } else {
+                    rng.range(0, 255) as f32
+                }
+            })
+            .collect();
+        let qb: Vec<f32> = (0..n)
+            .map(|i| {
+                if i == 0 {
+                    0.0
+                } else {
+                    rng.range(0, 255) as f32
+                }
+            })
+            .collect();
         let op = Op::AddQ8 {
             a: 0,
             b: 1,
             output: 2,
-            qa: Quant { scale: 0.03, zero_point: 128 },
-            qb: Quant { scale: 0.05, zero_point: 3 },
-            qy: Quant { scale: 0.06, zero_point: 100 },
+            qa: Quant {
+                scale: 0.03,
+                zero_point: 128,
+            },
+            qb: Quant {
+                scale: 0.05,
+                zero_point: 3,
+            },
+            qy: Quant {
+                scale: 0.06,
+                zero_point: 100,
+            },
         };
-        let (dev, reference) = both(&gpu, vec![t(Elem::U8), t(Elem::U8), t(Elem::U8)], op, &[(0, qa), (1, qb)], 2);
+        let (dev, reference) = both(
+            &gpu,
+            vec![t(Elem::U8), t(Elem::U8), t(Elem::U8)],
+            op,
+            &[(0, qa), (1, qb)],
+            2,
+        );
         assert_eq!(dev, reference);
 
-        let q = Quant { scale: 0.037, zero_point: 120 };
+        let q = Quant {
+            scale: 0.037,
+            zero_point: 120,
+        };
         // Values beyond the range saturate at 0 and 255.
         let mut x = a.clone();
         x[0] = 1e6;
         x[1] = -1e6;
-        let (dev, reference) = both(&gpu, vec![t(Elem::F32), t(Elem::U8)], Op::Quantize { input: 0, output: 1, q }, &[(0, x)], 1);
+        let (dev, reference) = both(
+            &gpu,
+            vec![t(Elem::F32), t(Elem::U8)],
+            Op::Quantize {
+                input: 0,
+                output: 1,
+                q,
+            },
+            &[(0, x)],
+            1,
+        );
         assert_eq!(dev, reference);
         assert_eq!((dev[0], dev[1]), (255.0, 0.0));
         let u: Vec<f32> = (0..n).map(|i| (i * 7 % 256) as f32).collect();
-        let (dev, reference) = both(&gpu, vec![t(Elem::U8), t(Elem::F32)], Op::Dequantize { input: 0, output: 1, q }, &[(0, u)], 1);
+        let (dev, reference) = both(
+            &gpu,
+            vec![t(Elem::U8), t(Elem::F32)],
+            Op::Dequantize {
+                input: 0,
+                output: 1,
+                q,
+            },
+            &[(0, u)],
+            1,
+        );
         assert_eq!(dev, reference);
     }
 }

@@ -1,0 +1,264 @@
+//! The OpenCL backend against tract (and onnxruntime's int8 kernels) on
+//! real frames, J&F parity on DAVIS sequences, and the fallback to tract
+//! when the device fails mid-run. Runs on any OpenCL device, PoCL's CPU
+//! device in CI (Debian pocl-opencl-icd); skipped where there is none.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common;
+use vosd::backend::opencl::Gpu;
+use vosd::backend::{ActiveBackend, BackendChoice};
+use vosd::config::{EngineConfig, Precision};
+use vosd::encoder::{Encoder, Features, OutputError};
+use vosd::engine::Tracker;
+use vosd::eval::{evaluate, Davis, Init, Predictions};
+use vosd::frame::{LabelMask, RgbFrame};
+use vosd::imageio::{load_mask, load_rgb};
+use vosd::metrics::jaccard;
+
+fn model(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name)
+}
+
+/// An OpenCL device of any kind, or `None` (test skipped) without one.
+fn gpu() -> Option<std::sync::Arc<Gpu>> {
+    match Gpu::open_first(true, Duration::from_secs(60)) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("SKIP: {e}");
+            None
+        }
+    }
+}
+
+fn flat(f: &Features) -> [&[f32]; 3] {
+    [&f.s4.data, &f.s8.data, &f.s16.data]
+}
+
+/// Encodes `image` with tract and on the device; per-output errors.
+fn compare(file: &str, image: &RgbFrame) -> Option<Vec<OutputError>> {
+    let gpu = gpu()?;
+    let enc = Encoder::load(&model(file), image.width, image.height, 2).unwrap();
+    let mut want = enc.new_features();
+    enc.encode_tract(image, &mut want).unwrap();
+    enc.attach_device(gpu).expect("device passes the self-test");
+    assert_eq!(enc.backend_status().active, ActiveBackend::Opencl);
+    let mut got = enc.new_features();
+    enc.encode(image, &mut got).unwrap();
+    Some(
+        flat(&got)
+            .iter()
+            .zip(flat(&want))
+            .map(|(g, w)| OutputError::between(g, w))
+            .collect(),
+    )
+}
+
+/// A real DAVIS frame at a processing size with odd grids (ceil divisions).
+fn davis_frame() -> Option<RgbFrame> {
+    let root = common::davis_root()?;
+    let full = load_rgb(&root.join("JPEGImages/480p/bear/00010.jpg")).unwrap();
+    let mut small = RgbFrame::new(424, 232);
+    vosd::frame::resize_bilinear(&full, &mut small);
+    Some(small)
+}
+
+#[test]
+fn fp32_encoder_matches_tract_on_a_davis_frame() {
+    let Some(image) = davis_frame() else { return };
+    let Some(errors) = compare("encoder_lite0_fp32.onnx", &image) else {
+        return;
+    };
+    for (name, e) in ["feat4", "feat8", "feat16"].iter().zip(&errors) {
+        eprintln!("fp32 {name}: max |opencl - tract| {:.2e} (scale {:.2}), mean {:.2e} (mean |out| {:.2e})", e.max_abs, e.ref_max, e.mean_abs, e.ref_mean);
+        // Only the summation order differs.
+        assert!(e.max_abs <= 1e-4 * e.ref_max, "fp32 {name}: {e:?}");
+        assert!(e.mean_abs <= 1e-5 * e.ref_mean, "fp32 {name}: {e:?}");
+    }
+}
+
+#[test]
+fn int8_encoder_matches_tract_on_a_davis_frame() {
+    let Some(image) = davis_frame() else { return };
+    let Some(errors) = compare("encoder_lite0_int8.onnx", &image) else {
+        return;
+    };
+    for (name, e) in ["feat4", "feat8", "feat16"].iter().zip(&errors) {
+        eprintln!("int8 {name}: max |opencl - tract| {:.2e} (scale {:.2}), mean {:.2e} (mean |out| {:.2e})", e.max_abs, e.ref_max, e.mean_abs, e.ref_mean);
+        // Integer kernels against tract's float emulation of the QDQ graph:
+        // rounding differs by a quantization step here and there and the
+        // differences grow with depth (see README "Backends").
+        let (max_tol, mean_tol) = vosd::encoder::SELF_TEST_TOLERANCE_INT8;
+        assert!(e.max_abs <= max_tol * e.ref_max, "int8 {name}: {e:?}");
+        assert!(e.mean_abs <= mean_tol * e.ref_mean, "int8 {name}: {e:?}");
+    }
+}
+
+/// The exporter's 64×64 pattern (as in encoder_parity.rs).
+fn pattern() -> RgbFrame {
+    let n = 64usize;
+    let mut f = RgbFrame::new(n, n);
+    for y in 0..n {
+        for x in 0..n {
+            for c in 0..3 {
+                f.data[(y * n + x) * 3 + c] =
+                    ((x * 7 + y * 13 + c * 29 + (x * y) % 17) % 256) as u8;
+            }
+        }
+    }
+    f
+}
+
+#[test]
+fn int8_kernels_match_onnxruntime_integer_kernels() {
+    // onnxruntime ran the int8 file with integer kernels at export time
+    // (models/testdata); ours do the same arithmetic, so they agree much
+    // more closely than tract's float emulation does.
+    let Some(gpu) = gpu() else { return };
+    let bytes = std::fs::read(model("testdata/encoder_lite0_int8_pattern64.f32")).unwrap();
+    let want: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let enc = Encoder::load(&model("encoder_lite0_int8.onnx"), 64, 64, 1).unwrap();
+    let mut tract = enc.new_features();
+    enc.encode_tract(&pattern(), &mut tract).unwrap();
+    enc.attach_device(gpu).unwrap();
+    let mut got = enc.new_features();
+    enc.encode(&pattern(), &mut got).unwrap();
+    let cat = |f: &Features| flat(f).concat();
+    let ours = OutputError::between(&cat(&got), &want);
+    let theirs = OutputError::between(&cat(&tract), &want);
+    eprintln!("vs onnxruntime int8: opencl mean {:.3e} max {:.3e}; tract mean {:.3e} max {:.3e} (mean |out| {:.3e})", ours.mean_abs, ours.max_abs, theirs.mean_abs, theirs.max_abs, ours.ref_mean);
+    assert!(ours.mean_abs <= 0.02 * ours.ref_mean, "{ours:?}");
+    assert!(
+        ours.mean_abs <= theirs.mean_abs,
+        "opencl {ours:?} tract {theirs:?}"
+    );
+}
+
+fn config(backend: BackendChoice) -> EngineConfig {
+    EngineConfig {
+        size: [256, 144],
+        threads: 2,
+        backend,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn eval_on_opencl_matches_cpu_on_two_sequences() {
+    let Some(root) = common::davis_root() else {
+        return;
+    };
+    if gpu().is_none() {
+        return;
+    }
+    let davis = Davis::open(&root).unwrap();
+    let names = vec!["dog-agility".to_string(), "surf".to_string()];
+    let run = |backend| {
+        let cfg = config(backend);
+        let r = evaluate(
+            &davis,
+            &names,
+            Predictions::Segment {
+                config: &cfg,
+                out: None,
+                init: &Init::Mask,
+            },
+        )
+        .unwrap();
+        (r.overall.scores.jf_mean, r.backend.unwrap())
+    };
+    let (cpu, cpu_backend) = run(BackendChoice::Cpu);
+    let (ocl, ocl_backend) = run(BackendChoice::Opencl);
+    eprintln!("J&F on dog-agility + surf at 256x144: cpu {cpu:.4}, opencl {ocl:.4}");
+    assert_eq!(cpu_backend.active, ActiveBackend::Cpu);
+    assert_eq!(ocl_backend.active, ActiveBackend::Opencl, "{ocl_backend:?}");
+    assert!(cpu > 0.5, "cpu J&F {cpu}");
+    // Within half a point (0.005 on the 0..1 scale).
+    assert!((cpu - ocl).abs() <= 0.005, "cpu {cpu} opencl {ocl}");
+}
+
+#[test]
+fn device_failure_mid_run_falls_back_to_tract() {
+    let Some(root) = common::davis_root() else {
+        return;
+    };
+    let Some(gpu) = gpu() else { return };
+    let seq = |i: usize| root.join(format!("JPEGImages/480p/bear/{i:05}.jpg"));
+    let frame0 = load_rgb(&seq(0)).unwrap();
+    let mask0 = load_mask(&root.join("Annotations/480p/bear/00000.png")).unwrap();
+    let cfg = config(BackendChoice::Opencl);
+    let enc = Encoder::load(&cfg.model_path(), cfg.size[0], cfg.size[1], 2).unwrap();
+    enc.attach_device(gpu.clone()).unwrap();
+    let mut tracker =
+        Tracker::with_encoder(&cfg, std::sync::Arc::new(enc), frame0.width, frame0.height).unwrap();
+    tracker.start(&frame0, &mask0).unwrap();
+    let mut out = LabelMask::new(frame0.width, frame0.height);
+    // start() used the device once (encode); the next frames each use it
+    // twice (encode, readout). Fail the device in the middle of frame 3.
+    gpu.inject_failure_after(5);
+    let mut js = Vec::new();
+    for i in 1..=8 {
+        tracker
+            .step(&load_rgb(&seq(i)).unwrap(), &mut out)
+            .expect("frames keep flowing");
+        let status = tracker.backend_status();
+        let want = if i < 3 {
+            ActiveBackend::Opencl
+        } else {
+            ActiveBackend::Cpu
+        };
+        assert_eq!(status.active, want, "frame {i}: {status:?}");
+        let gt = load_mask(&root.join(format!("Annotations/480p/bear/{i:05}.png"))).unwrap();
+        let p: Vec<bool> = out.data.iter().map(|&v| v == 1).collect();
+        let g: Vec<bool> = gt.data.iter().map(|&v| v == 1).collect();
+        js.push(jaccard(&p, &g).unwrap());
+    }
+    let status = tracker.backend_status();
+    assert_eq!(status.fallbacks, 1);
+    assert!(status.reason.contains("injected"), "{status:?}");
+    eprintln!("J per frame across the fallback: {js:.3?}");
+    assert!(
+        js.iter().all(|&j| j > 0.6),
+        "masks stay good across the switch: {js:?}"
+    );
+}
+
+#[test]
+fn auto_never_fails_and_cpu_is_tract() {
+    // `auto` never fails: it keeps tract when no GPU passes. On a machine
+    // whose only OpenCL device is a CPU (CI) it says so.
+    let cfg = config(BackendChoice::Auto);
+    let enc = Encoder::load_with_backend(
+        &cfg.model_path(),
+        256,
+        144,
+        1,
+        BackendChoice::Auto,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let s = enc.backend_status();
+    if s.active == ActiveBackend::Cpu {
+        assert!(s.reason.starts_with("auto: "), "{s:?}");
+    }
+    // `cpu` is always tract.
+    let mut cfg = config(BackendChoice::Cpu);
+    cfg.precision = Precision::Int8;
+    let enc = Encoder::load_with_backend(
+        &cfg.model_path(),
+        256,
+        144,
+        1,
+        BackendChoice::Cpu,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(enc.backend_status().active, ActiveBackend::Cpu);
+    assert!(enc.device().is_none());
+}
