@@ -166,6 +166,10 @@ impl OutputError {
     }
 }
 
+/// Environment variable of the fallback test hook: the OpenCL device fails
+/// (as a lost device would) after this many uses (encoder runs and readouts).
+pub const FAIL_HOOK_ENV: &str = "VOSD_TEST_FAIL_OPENCL_AFTER";
+
 /// Self-test tolerances, relative to the reference's scale: the largest
 /// error against the largest value, the mean error against the mean value.
 /// fp32 kernels differ from tract only by summation order; the int8 kernels
@@ -285,7 +289,17 @@ impl Encoder {
             let opened = Gpu::open_first(choice == BackendChoice::Opencl, timeout)
                 .and_then(|gpu| encoder.attach_device(gpu));
             match opened {
-                Ok(()) => {}
+                Ok(()) => {
+                    // Test hook (documented in README "Backends"): make the
+                    // device fail after N uses, to exercise the fallback.
+                    let hook = std::env::var(FAIL_HOOK_ENV).ok();
+                    if let (Some(n), Some(gpu)) =
+                        (hook.and_then(|v| v.parse().ok()), encoder.device())
+                    {
+                        log::warn!("{FAIL_HOOK_ENV}: the OpenCL device will fail after {n} uses");
+                        gpu.inject_failure_after(n);
+                    }
+                }
                 Err(e) if choice == BackendChoice::Opencl => {
                     return Err(EncoderError::Backend(e.to_string()))
                 }

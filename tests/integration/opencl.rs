@@ -262,3 +262,36 @@ fn auto_never_fails_and_cpu_is_tract() {
     assert_eq!(enc.backend_status().active, ActiveBackend::Cpu);
     assert!(enc.device().is_none());
 }
+
+#[test]
+fn daemon_keeps_publishing_when_the_device_fails() {
+    use crate::daemon_support::*;
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shm = unique_shm("oclfail");
+    let frames = 40;
+    let text = config_text(&shm, 10.0, frames, "")
+        .replace("[engine]\n", "[engine]\nbackend = \"opencl\"\n");
+    let cfg = write_config(dir.path(), &text);
+    let mut child = spawn_daemon(&cfg, &[(vosd::encoder::FAIL_HOOK_ENV, "6")]);
+    let mut reader = open_reader(&shm, &mut child, Duration::from_secs(60));
+    let mut last = 0;
+    let (n, ended, _) = read_all(&mut reader, Duration::from_secs(120), |f| {
+        last = f.frame_number();
+    });
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    let log = child_stderr(&mut child);
+    assert!(status.success(), "vosd failed: {status}\n{log}");
+    assert!(ended, "no end marker after {n} frames\n{log}");
+    assert!(log.contains("encoder backend: opencl"), "{log}");
+    assert!(log.contains("switching to tract"), "{log}");
+    assert!(
+        log.contains("backend cpu (fell back to tract)"),
+        "stats line names the fallback\n{log}"
+    );
+    // Frames kept flowing after the switch, to the end of the source.
+    assert_eq!(last, frames - 1, "{log}");
+    assert!(n >= 10, "only {n} frames published\n{log}");
+}
