@@ -15,11 +15,16 @@
 #                 that start the vosd binary run it through qemu too.
 # --test-only     only the emulated test suite (no release build; what CI runs).
 #
+# The OpenCL backend (feature `opencl`) links the target's libOpenCL (the ICD
+# loader): with multiarch, `dpkg --add-architecture arm64 && apt-get install
+# ocl-icd-opencl-dev:arm64` (armhf likewise). Without it the build leaves the
+# feature out (the binary then runs on tract only) and says so.
+#
 # Leaves the binary at target/TARGET/release/vosd and prints its size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 target=$1; shift
 board=generic; install_deps=0; run_tests=0; extra=()
@@ -71,6 +76,13 @@ export BINDGEN_EXTRA_CLANG_ARGS="--sysroot=/usr/$triple"
 # The C code some crates build uses the cross compiler.
 cc_var="CC_$(echo "$target" | tr - _)"
 export "$cc_var=$triple-gcc"
+features=()
+if [ -e "/usr/lib/$triple/libOpenCL.so" ] || [ -e "/usr/$triple/lib/libOpenCL.so" ]; then
+  echo "cross-build: OpenCL backend included (libOpenCL for $debarch found)" >&2
+else
+  echo "cross-build: note: no libOpenCL for $debarch (ocl-icd-opencl-dev:$debarch): building without the OpenCL backend; the binary runs the engine on tract" >&2
+  features=(--no-default-features --features v4l2)
+fi
 if [ -n "$cpu" ]; then
   export RUSTFLAGS="${RUSTFLAGS:-} -C target-cpu=$cpu"
 fi
@@ -78,7 +90,7 @@ fi
 if [ $run_tests != 2 ]; then
   echo "cross-build: $target (board $board${cpu:+, target-cpu $cpu})" >&2
   start=$(date +%s)
-  cargo build --release --target "$target" ${extra[@]+"${extra[@]}"}
+  cargo build --release --target "$target" ${features[@]+"${features[@]}"} ${extra[@]+"${extra[@]}"}
   secs=$(( $(date +%s) - start ))
   bin=target/$target/release/vosd
   size=$(stat -c %s "$bin")
@@ -91,6 +103,6 @@ if [ $run_tests != 0 ]; then
   export VOSD_TEST_RUNNER="$qemu -L /usr/$triple"
   echo "cross-build: test suite for $target under $qemu" >&2
   start=$(date +%s)
-  cargo test --profile ci --target "$target" ${extra[@]+"${extra[@]}"}
+  cargo test --profile ci --target "$target" ${features[@]+"${features[@]}"} ${extra[@]+"${extra[@]}"}
   echo "cross-build: emulated test suite passed in $(( $(date +%s) - start )) s" >&2
 fi

@@ -17,13 +17,13 @@ enum DeviceTensor {
     U8(Buffer<u8>),
 }
 
-/// Parameters of one op that must outlive its kernel (OpenCL does not keep
-/// kernel arguments alive).
-#[allow(dead_code)]
-enum Params {
-    None,
-    ConvF32(Buffer<f32>, Buffer<f32>),
-    ConvQ8(Buffer<i8>, Buffer<i32>, Buffer<i32>, Buffer<f32>),
+/// Weight and parameter buffers, kept as long as the kernels that read
+/// them (OpenCL does not keep kernel arguments alive).
+#[derive(Default)]
+struct Params {
+    f32s: Vec<Buffer<f32>>,
+    i8s: Vec<Buffer<i8>>,
+    i32s: Vec<Buffer<i32>>,
 }
 
 /// The encoder on an OpenCL device, for one input size.
@@ -32,7 +32,7 @@ pub struct OpenclEncoder {
     graph: Graph,
     tensors: Vec<DeviceTensor>,
     kernels: Vec<Kernel>,
-    _params: Vec<Params>,
+    _params: Params,
 }
 
 impl std::fmt::Debug for OpenclEncoder {
@@ -93,11 +93,9 @@ impl OpenclEncoder {
             });
         }
         let mut kernels = Vec::with_capacity(graph.ops.len());
-        let mut params = Vec::with_capacity(graph.ops.len());
+        let mut params = Params::default();
         for op in &graph.ops {
-            let (k, p) = Self::kernel(&gpu, &graph, &tensors, op)?;
-            kernels.push(k);
-            params.push(p);
+            kernels.push(Self::kernel(&gpu, &graph, &tensors, op, &mut params)?);
         }
         Ok(Self {
             gpu,
@@ -113,7 +111,8 @@ impl OpenclEncoder {
         graph: &Graph,
         tensors: &[DeviceTensor],
         op: &Op,
-    ) -> Result<(Kernel, Params), OpenclError> {
+        keep: &mut Params,
+    ) -> Result<Kernel, OpenclError> {
         let setup = |e: ocl::Error| OpenclError::Setup(e.to_string());
         let f32_of = |t: usize| match &tensors[t] {
             DeviceTensor::F32(b) => Ok(b),
@@ -165,7 +164,8 @@ impl OpenclEncoder {
                     .arg(hi)
                     .build()
                     .map_err(setup)?;
-                Ok((k, Params::ConvF32(w, bi)))
+                keep.f32s.extend([w, bi]);
+                Ok(k)
             }
             Op::ConvQ8 {
                 input,
@@ -213,7 +213,10 @@ impl OpenclEncoder {
                     .arg(y.zero_point)
                     .build()
                     .map_err(setup)?;
-                Ok((k, Params::ConvQ8(w, wz, bi, m)))
+                keep.i8s.push(w);
+                keep.i32s.extend([wz, bi]);
+                keep.f32s.push(m);
+                Ok(k)
             }
             Op::AddF32 { a, b: bb, output } => {
                 let k = b
@@ -225,7 +228,7 @@ impl OpenclEncoder {
                     .arg(i(n(*output)))
                     .build()
                     .map_err(setup)?;
-                Ok((k, Params::None))
+                Ok(k)
             }
             Op::AddQ8 {
                 a,
@@ -250,7 +253,7 @@ impl OpenclEncoder {
                     .arg(i(n(*output)))
                     .build()
                     .map_err(setup)?;
-                Ok((k, Params::None))
+                Ok(k)
             }
             Op::Quantize { input, output, q } | Op::Dequantize { input, output, q } => {
                 let Quant { scale, zero_point } = *q;
@@ -272,7 +275,7 @@ impl OpenclEncoder {
                     .arg(i(n(*output)))
                     .build()
                     .map_err(setup)?;
-                Ok((k, Params::None))
+                Ok(k)
             }
         }
     }

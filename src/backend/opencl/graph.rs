@@ -519,7 +519,7 @@ impl Lowering {
     }
 
     fn scalar_input(&self, node: &NodeProto, i: usize) -> Result<Option<f32>, String> {
-        if node.input.get(i).is_none_or(|n| n.is_empty()) {
+        if node.input.get(i).map_or(true, |n| n.is_empty()) {
             return Ok(None);
         }
         match self.value(node, i)? {
