@@ -70,6 +70,16 @@ fn i(v: usize) -> i32 {
     v as i32
 }
 
+/// 1×1, stride 1, one group: run as a blocked matrix product.
+fn is_pointwise(g: &ConvGeom) -> bool {
+    g.kernel == 1 && g.stride == 1 && g.groups == 1
+}
+
+/// Work size of the 1×1 kernels: one item per 4 pixels × 4 channels.
+fn pointwise_dims(g: &ConvGeom) -> SpatialDims {
+    SpatialDims::Two((g.in_h * g.in_w).div_ceil(4), g.out_c.div_ceil(4))
+}
+
 impl OpenclEncoder {
     /// Lowers the ONNX `model` bytes for a `width`×`height` input and
     /// prepares it on `gpu`.
@@ -140,30 +150,46 @@ impl OpenclEncoder {
                 clip,
             } => {
                 let (w, bi) = (buffer(gpu, weights)?, buffer(gpu, bias)?);
-                let (pt, pl) = geom.pad_top_left();
                 let (lo, hi) = clip.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-                let k = b
-                    .name("conv_f32")
-                    .global_work_size(conv_dims(geom))
-                    .arg(f32_of(*input)?)
-                    .arg(&w)
-                    .arg(&bi)
-                    .arg(f32_of(*output)?)
-                    .arg(i(geom.in_c))
-                    .arg(i(geom.in_h))
-                    .arg(i(geom.in_w))
-                    .arg(i(geom.out_c))
-                    .arg(i(geom.out_h()))
-                    .arg(i(geom.out_w()))
-                    .arg(i(geom.kernel))
-                    .arg(i(geom.stride))
-                    .arg(i(pt))
-                    .arg(i(pl))
-                    .arg(i(geom.groups))
-                    .arg(lo)
-                    .arg(hi)
-                    .build()
-                    .map_err(setup)?;
+                let k = if is_pointwise(geom) {
+                    let pixels = geom.in_h * geom.in_w;
+                    b.name("conv1x1_f32")
+                        .global_work_size(pointwise_dims(geom))
+                        .arg(f32_of(*input)?)
+                        .arg(&w)
+                        .arg(&bi)
+                        .arg(f32_of(*output)?)
+                        .arg(i(geom.in_c))
+                        .arg(i(pixels))
+                        .arg(i(geom.out_c))
+                        .arg(lo)
+                        .arg(hi)
+                        .build()
+                        .map_err(setup)?
+                } else {
+                    let (pt, pl) = geom.pad_top_left();
+                    b.name("conv_f32")
+                        .global_work_size(conv_dims(geom))
+                        .arg(f32_of(*input)?)
+                        .arg(&w)
+                        .arg(&bi)
+                        .arg(f32_of(*output)?)
+                        .arg(i(geom.in_c))
+                        .arg(i(geom.in_h))
+                        .arg(i(geom.in_w))
+                        .arg(i(geom.out_c))
+                        .arg(i(geom.out_h()))
+                        .arg(i(geom.out_w()))
+                        .arg(i(geom.kernel))
+                        .arg(i(geom.stride))
+                        .arg(i(pt))
+                        .arg(i(pl))
+                        .arg(i(geom.groups))
+                        .arg(lo)
+                        .arg(hi)
+                        .build()
+                        .map_err(setup)?
+                };
                 keep.f32s.extend([w, bi]);
                 Ok(k)
             }
@@ -188,31 +214,48 @@ impl OpenclEncoder {
                     buffer(gpu, bias)?,
                     buffer(gpu, &mult)?,
                 );
-                let (pt, pl) = geom.pad_top_left();
-                let k = b
-                    .name("conv_q8")
-                    .global_work_size(conv_dims(geom))
-                    .arg(u8_of(*input)?)
-                    .arg(&w)
-                    .arg(&wz)
-                    .arg(&bi)
-                    .arg(&m)
-                    .arg(u8_of(*output)?)
-                    .arg(i(geom.in_c))
-                    .arg(i(geom.in_h))
-                    .arg(i(geom.in_w))
-                    .arg(i(geom.out_c))
-                    .arg(i(geom.out_h()))
-                    .arg(i(geom.out_w()))
-                    .arg(i(geom.kernel))
-                    .arg(i(geom.stride))
-                    .arg(i(pt))
-                    .arg(i(pl))
-                    .arg(i(geom.groups))
-                    .arg(x.zero_point)
-                    .arg(y.zero_point)
-                    .build()
-                    .map_err(setup)?;
+                let k = if is_pointwise(geom) {
+                    b.name("conv1x1_q8")
+                        .global_work_size(pointwise_dims(geom))
+                        .arg(u8_of(*input)?)
+                        .arg(&w)
+                        .arg(&wz)
+                        .arg(&bi)
+                        .arg(&m)
+                        .arg(u8_of(*output)?)
+                        .arg(i(geom.in_c))
+                        .arg(i(geom.in_h * geom.in_w))
+                        .arg(i(geom.out_c))
+                        .arg(x.zero_point)
+                        .arg(y.zero_point)
+                        .build()
+                        .map_err(setup)?
+                } else {
+                    let (pt, pl) = geom.pad_top_left();
+                    b.name("conv_q8")
+                        .global_work_size(conv_dims(geom))
+                        .arg(u8_of(*input)?)
+                        .arg(&w)
+                        .arg(&wz)
+                        .arg(&bi)
+                        .arg(&m)
+                        .arg(u8_of(*output)?)
+                        .arg(i(geom.in_c))
+                        .arg(i(geom.in_h))
+                        .arg(i(geom.in_w))
+                        .arg(i(geom.out_c))
+                        .arg(i(geom.out_h()))
+                        .arg(i(geom.out_w()))
+                        .arg(i(geom.kernel))
+                        .arg(i(geom.stride))
+                        .arg(i(pt))
+                        .arg(i(pl))
+                        .arg(i(geom.groups))
+                        .arg(x.zero_point)
+                        .arg(y.zero_point)
+                        .build()
+                        .map_err(setup)?
+                };
                 keep.i8s.push(w);
                 keep.i32s.extend([wz, bi]);
                 keep.f32s.push(m);

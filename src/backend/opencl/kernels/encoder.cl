@@ -115,3 +115,85 @@ __kernel void dequantize_u8(__global const uchar *x, __global float *y,
   if (i < n)
     y[i] = (float)((int)x[i] - zp) * scale;
 }
+
+// 1x1 stride-1 convolution (most of the encoder's work) as a matrix
+// product Y[oc][p] = W[oc][:] . X[:][p] + b[oc]: each work-item computes a
+// 4-channel x 4-pixel block, so every loaded input value is used four
+// times. Global size (ceil(P / 4), ceil(out_c / 4)), P = h * w.
+__kernel void conv1x1_f32(__global const float *x, __global const float *w,
+                          __global const float *bias, __global float *y,
+                          int in_c, int pixels, int out_c, float lo,
+                          float hi) {
+  int p0 = get_global_id(0) * 4, oc0 = get_global_id(1) * 4;
+  if (p0 >= pixels || oc0 >= out_c)
+    return;
+  float acc[4][4];
+  for (int o = 0; o < 4; o++) {
+    float b = oc0 + o < out_c ? bias[oc0 + o] : 0.0f;
+    for (int j = 0; j < 4; j++)
+      acc[o][j] = b;
+  }
+  int full = p0 + 4 <= pixels;
+  for (int ic = 0; ic < in_c; ic++) {
+    float xv[4];
+    if (full) {
+      float4 v = vload4(0, x + ic * pixels + p0);
+      xv[0] = v.x; xv[1] = v.y; xv[2] = v.z; xv[3] = v.w;
+    } else {
+      for (int j = 0; j < 4; j++)
+        xv[j] = p0 + j < pixels ? x[ic * pixels + p0 + j] : 0.0f;
+    }
+    for (int o = 0; o < 4; o++) {
+      float wv = oc0 + o < out_c ? w[(oc0 + o) * in_c + ic] : 0.0f;
+      for (int j = 0; j < 4; j++)
+        acc[o][j] = fma(xv[j], wv, acc[o][j]);
+    }
+  }
+  for (int o = 0; o < 4 && oc0 + o < out_c; o++)
+    for (int j = 0; j < 4 && p0 + j < pixels; j++)
+      y[(oc0 + o) * pixels + p0 + j] = fmin(fmax(acc[o][j], lo), hi);
+}
+
+// The quantized 1x1 convolution, blocked the same way (see conv_q8 for the
+// arithmetic).
+__kernel void conv1x1_q8(__global const uchar *x, __global const char *w,
+                         __global const int *w_zp, __global const int *bias,
+                         __global const float *mult, __global uchar *y,
+                         int in_c, int pixels, int out_c, int x_zp,
+                         int y_zp) {
+  int p0 = get_global_id(0) * 4, oc0 = get_global_id(1) * 4;
+  if (p0 >= pixels || oc0 >= out_c)
+    return;
+  int acc[4][4];
+  int wz[4];
+  for (int o = 0; o < 4; o++) {
+    int b = oc0 + o < out_c ? bias[oc0 + o] : 0;
+    wz[o] = oc0 + o < out_c ? w_zp[oc0 + o] : 0;
+    for (int j = 0; j < 4; j++)
+      acc[o][j] = b;
+  }
+  int full = p0 + 4 <= pixels;
+  for (int ic = 0; ic < in_c; ic++) {
+    int xv[4];
+    if (full) {
+      uchar4 v = vload4(0, x + ic * pixels + p0);
+      xv[0] = (int)v.x - x_zp; xv[1] = (int)v.y - x_zp;
+      xv[2] = (int)v.z - x_zp; xv[3] = (int)v.w - x_zp;
+    } else {
+      for (int j = 0; j < 4; j++)
+        xv[j] = p0 + j < pixels ? (int)x[ic * pixels + p0 + j] - x_zp : 0;
+    }
+    for (int o = 0; o < 4; o++) {
+      int wv = oc0 + o < out_c ? (int)w[(oc0 + o) * in_c + ic] - wz[o] : 0;
+      for (int j = 0; j < 4; j++)
+        acc[o][j] += xv[j] * wv;
+    }
+  }
+  for (int o = 0; o < 4 && oc0 + o < out_c; o++) {
+    float m = mult[oc0 + o];
+    for (int j = 0; j < 4 && p0 + j < pixels; j++) {
+      float q = rint((float)acc[o][j] * m) + (float)y_zp;
+      y[(oc0 + o) * pixels + p0 + j] = (uchar)clamp(q, 0.0f, 255.0f);
+    }
+  }
+}

@@ -8,6 +8,8 @@
 // One work-item per query cell: global size (grid_w, grid_h).
 
 #define MAX_TOP_K 64
+// Keys up to this long are held in private memory while scanning.
+#define MAX_PRIVATE_DIM 256
 
 __kernel void readout(__global const float *query, __global const float *keys,
                       __global const float *values,
@@ -21,7 +23,14 @@ __kernel void readout(__global const float *query, __global const float *keys,
     return;
   int cells = grid_w * grid_h;
   int cell = y * grid_w + x;
-  __global const float *q = query + cell * dim;
+  __global const float *qg = query + cell * dim;
+  // The query in private memory, as float4 (keys of a length divisible by
+  // 4 and at most MAX_PRIVATE_DIM; others read it from global memory).
+  float4 q4[MAX_PRIVATE_DIM / 4];
+  int vec = dim % 4 == 0 && dim <= MAX_PRIVATE_DIM;
+  if (vec)
+    for (int d = 0; d < dim / 4; d++)
+      q4[d] = vload4(d, qg);
   float score[MAX_TOP_K];
   int index[MAX_TOP_K];
   int len = 0;
@@ -42,8 +51,15 @@ __kernel void readout(__global const float *query, __global const float *keys,
         int m = my * grid_w + mx;
         __global const float *key = slot_keys + m * dim;
         float s = 0.0f;
-        for (int d = 0; d < dim; d++)
-          s = fma(q[d], key[d], s);
+        if (vec) {
+          float4 acc = (float4)(0.0f);
+          for (int d = 0; d < dim / 4; d++)
+            acc = fma(q4[d], vload4(d, key), acc);
+          s = (acc.x + acc.y) + (acc.z + acc.w);
+        } else {
+          for (int d = 0; d < dim; d++)
+            s = fma(qg[d], key[d], s);
+        }
         int idx = f * cells + m;
         // Ascending insertion, as TopK::push on the CPU.
         int i;
