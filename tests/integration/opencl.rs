@@ -295,3 +295,28 @@ fn daemon_keeps_publishing_when_the_device_fails() {
     assert_eq!(last, frames - 1, "{log}");
     assert!(n >= 10, "only {n} frames published\n{log}");
 }
+
+#[test]
+fn a_device_that_does_not_finish_in_time_is_a_timeout_error() {
+    use vosd::backend::opencl::{encoder::OpenclEncoder, OpenclError};
+    if gpu().is_none() {
+        return;
+    }
+    // A 1 µs budget for a frame that takes milliseconds on any device.
+    let slow = Gpu::open_first(true, Duration::from_micros(1)).unwrap();
+    let bytes = std::fs::read(model("encoder_lite0_fp32.onnx")).unwrap();
+    let enc = OpenclEncoder::new(slow, &bytes, 854, 480).unwrap();
+    let input = vec![0.5f32; 3 * 854 * 480];
+    let g = &enc.graph().tensors;
+    let mut outs: Vec<Vec<f32>> = enc
+        .graph()
+        .outputs
+        .iter()
+        .map(|&o| vec![0.0; g[o].len()])
+        .collect();
+    let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|v| &mut v[..]).collect();
+    match enc.run(&input, &mut views) {
+        Err(OpenclError::Timeout(d)) => assert_eq!(d, Duration::from_micros(1)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}
