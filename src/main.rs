@@ -123,9 +123,13 @@ enum Command {
         /// Sequence of the DAVIS root to use.
         #[arg(long, default_value = "bear")]
         sequence: String,
-        /// Also write the figures as JSON.
+        /// Also write the figures as JSON (an array with --backends).
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// Run once per backend and print each one's figures, e.g.
+        /// --backends cpu,opencl (default: the configured backend).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        backends: Vec<vosd::backend::BackendChoice>,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -437,6 +441,7 @@ fn run(cli: Cli) -> Result<()> {
             davis,
             sequence,
             json,
+            backends,
             engine,
         } => {
             let cfg = engine.resolve()?;
@@ -454,33 +459,31 @@ fn run(cli: Cli) -> Result<()> {
                 frames: frames.max(1),
                 davis_sequence,
             };
-            let r = vosd::bench::bench_engine(&cfg, &opts)?;
-            println!("model      {}", r.model);
-            println!("backend    {}", r.backend.describe());
-            println!(
-                "size       {}x{} (frames {}x{}), {} object(s), {} thread(s), {} frames",
-                r.size[0],
-                r.size[1],
-                r.frame_size[0],
-                r.frame_size[1],
-                r.objects,
-                r.threads,
-                r.frames
-            );
-            println!("encode     {:7.1} ms/frame", r.encode_ms);
-            println!("readout    {:7.1} ms/frame", r.readout_ms);
-            println!("upsample   {:7.1} ms/frame", r.upsample_ms);
-            println!(
-                "total      p50 {:.1} ms, p99 {:.1} ms",
-                r.total_p50_ms, r.total_p99_ms
-            );
-            println!("fps        {:7.1}", r.fps);
-            println!(
-                "memory     {:.1} MiB (fixed)",
-                r.memory_bytes as f64 / (1024.0 * 1024.0)
-            );
+            // One run per backend asked for (`--backends cpu,opencl`), else
+            // the configured one.
+            let runs: Vec<_> = if backends.is_empty() {
+                vec![cfg.backend]
+            } else {
+                backends
+            };
+            let mut reports = Vec::with_capacity(runs.len());
+            for backend in runs {
+                let cfg = vosd::config::EngineConfig {
+                    backend,
+                    ..cfg.clone()
+                };
+                let r = vosd::bench::bench_engine(&cfg, &opts)
+                    .with_context(|| format!("backend {backend}"))?;
+                print_bench(&r);
+                reports.push(r);
+            }
             if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&r)? + "\n")
+                let text = if reports.len() == 1 {
+                    serde_json::to_string_pretty(&reports[0])?
+                } else {
+                    serde_json::to_string_pretty(&reports)?
+                };
+                std::fs::write(&path, text + "\n")
                     .with_context(|| format!("{}: cannot write", path.display()))?;
             }
         }
@@ -587,4 +590,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints one engine benchmark's figures.
+fn print_bench(r: &vosd::bench::EngineBenchReport) {
+    println!("model      {}", r.model);
+    println!("backend    {}", r.backend.describe());
+    println!(
+        "size       {}x{} (frames {}x{}), {} object(s), {} thread(s), {} frames",
+        r.size[0], r.size[1], r.frame_size[0], r.frame_size[1], r.objects, r.threads, r.frames
+    );
+    println!("encode     {:7.1} ms/frame", r.encode_ms);
+    println!("readout    {:7.1} ms/frame", r.readout_ms);
+    println!("upsample   {:7.1} ms/frame", r.upsample_ms);
+    println!(
+        "total      p50 {:.1} ms, p99 {:.1} ms",
+        r.total_p50_ms, r.total_p99_ms
+    );
+    println!("fps        {:7.1}", r.fps);
+    println!(
+        "memory     {:.1} MiB (fixed)",
+        r.memory_bytes as f64 / (1024.0 * 1024.0)
+    );
 }

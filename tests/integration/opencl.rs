@@ -320,3 +320,48 @@ fn a_device_that_does_not_finish_in_time_is_a_timeout_error() {
         other => panic!("expected a timeout, got {other:?}"),
     }
 }
+
+#[test]
+fn bench_prints_stage_times_for_each_backend() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = crate::common::target_command(env!("CARGO_BIN_EXE_vosd"))
+        .args([
+            "bench",
+            "--backends",
+            "cpu,opencl",
+            "--frames",
+            "2",
+            "--size",
+            "64x64",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for stage in ["encode", "readout", "upsample"] {
+        let lines = stdout.lines().filter(|l| l.starts_with(stage)).count();
+        assert_eq!(lines, 2, "{stage} once per backend:\n{stdout}");
+    }
+    let reports: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let active: Vec<_> = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["backend"]["active"].clone())
+        .collect();
+    assert_eq!(
+        active,
+        [serde_json::json!("cpu"), serde_json::json!("opencl")]
+    );
+}
