@@ -236,10 +236,19 @@ impl Tracker {
                 gpu,
                 readout_grid,
                 &memory,
-            ) {
+            )
+            .and_then(|mut r| {
+                r.self_test(&ReadoutParams {
+                    top_k: cfg.top_k,
+                    temperature: cfg.temperature,
+                    window_radius: cfg.window_radius,
+                    first_frame_radius: cfg.first_frame_radius,
+                })
+                .map(|()| r)
+            }) {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    encoder.fall_back(&format!("readout buffers: {e}"));
+                    encoder.fall_back(&format!("readout: {e}"));
                     None
                 }
             },

@@ -252,6 +252,8 @@ struct Lowering {
     /// How many nodes read each name (a Clip is fused only into a Conv whose
     /// output nothing else reads).
     readers: HashMap<String, usize>,
+    /// The output name of the Conv that made each float tensor.
+    produced_by: HashMap<TensorId, String>,
 }
 
 fn load(t: &TensorProto) -> Result<Tensor, String> {
@@ -323,6 +325,7 @@ impl Lowering {
             }],
             ops: Vec::new(),
             readers,
+            produced_by: HashMap::new(),
         })
     }
 
@@ -392,6 +395,11 @@ impl Lowering {
             }
             "DequantizeLinear" => {
                 let (scale, zero) = self.quant_params(node)?;
+                if scale.len() > 1 && attr_int(node, "axis").unwrap_or(1) != 0 {
+                    return Err(unsupported(
+                        "per-channel quantization on an axis other than 0",
+                    ));
+                }
                 let v = match self.value(node, 0)? {
                     Value::Const(t) => Value::DequantizedConst {
                         data: t.clone(),
@@ -443,15 +451,28 @@ impl Lowering {
             }
             "Conv" => {
                 let v = self.conv(node)?;
+                if let (Value::Tensor(t), Some(name)) = (&v, node.output.first()) {
+                    self.produced_by.insert(*t, name.clone());
+                }
                 self.bind(node, v)
             }
             "Clip" => {
+                if node
+                    .attribute
+                    .iter()
+                    .any(|a| a.name == "min" || a.name == "max")
+                {
+                    return Err(unsupported("Clip bounds as attributes (opset < 11)"));
+                }
                 let lo = self.scalar_input(node, 1)?.unwrap_or(f32::NEG_INFINITY);
                 let hi = self.scalar_input(node, 2)?.unwrap_or(f32::INFINITY);
                 let Value::Tensor(t) = self.value(node, 0)?.clone() else {
                     return Err(unsupported("input is not a float activation"));
                 };
-                let only_reader = self.readers.get(&node.input[0]).copied() == Some(1);
+                // Fused only when the Clip reads the Conv's own output name
+                // (not an Identity alias of it) and nothing else reads it.
+                let direct = self.produced_by.get(&t) == Some(&node.input[0]);
+                let only_reader = direct && self.readers.get(&node.input[0]).copied() == Some(1);
                 match self.ops.last_mut() {
                     Some(Op::ConvF32 { output, clip, .. })
                         if *output == t && clip.is_none() && only_reader =>
@@ -535,6 +556,15 @@ impl Lowering {
         w_shape: &[usize],
     ) -> Result<ConvGeom, String> {
         let bad = |why: String| format!("node '{}' (Conv): {why}", node.name);
+        if w_shape.len() != 4 {
+            return Err(bad(format!(
+                "weights of shape {w_shape:?}, expected 4 dimensions"
+            )));
+        }
+        let pads = attr_ints(node, "pads").unwrap_or_default();
+        if pads.iter().any(|&p| p != 0) {
+            return Err(bad("explicit pads (only auto_pad SAME_UPPER)".into()));
+        }
         let pad = attr_str(node, "auto_pad").unwrap_or_else(|| "NOTSET".into());
         let kernel = attr_ints(node, "kernel_shape")
             .unwrap_or_else(|| w_shape[2..].iter().map(|&d| d as i64).collect());
@@ -637,10 +667,11 @@ impl Lowering {
                     {
                         // The bias must be in units of x_scale * w_scale[c].
                         let scale = per_channel(scale);
-                        let ok = scale.iter().zip(&weight_scale).all(|(s, ws)| {
-                            let want = x.scale * ws;
-                            (s - want).abs() <= 1e-5 * want.abs()
-                        });
+                        let ok = scale.len() == geom.out_c
+                            && scale.iter().zip(&weight_scale).all(|(s, ws)| {
+                                let want = x.scale * ws;
+                                (s - want).abs() <= 1e-5 * want.abs()
+                            });
                         if !ok {
                             return Err(format!("{what}: bias scale is not x_scale * w_scale"));
                         }
@@ -791,6 +822,45 @@ mod tests {
         assert_eq!(g(10, 5, 2).pad_top_left(), (1, 1)); // total 3
         assert_eq!(g(7, 3, 1).pad_top_left(), (1, 1));
         assert_eq!(g(7, 1, 1).pad_top_left(), (0, 0));
+    }
+
+    #[test]
+    fn malformed_convolutions_are_errors_not_panics() {
+        let model = ModelProto::decode(bundled("encoder_lite0_fp32.onnx").as_slice()).unwrap();
+        let first_weight = model.graph.as_ref().unwrap().node[0].input[1].clone();
+        let with = |edit: &dyn Fn(&mut ModelProto)| {
+            let mut m = model.clone();
+            edit(&mut m);
+            lower(&m.encode_to_vec(), 32, 32).unwrap_err()
+        };
+        // Weights of rank 1 instead of 4.
+        let e = with(&|m| {
+            let g = m.graph.as_mut().unwrap();
+            let w = g
+                .initializer
+                .iter_mut()
+                .find(|t| t.name == first_weight)
+                .unwrap();
+            w.dims = vec![w.dims.iter().product()];
+            g.node[0].attribute.retain(|a| a.name != "kernel_shape");
+        });
+        assert!(e.contains("4 dimensions"), "{e}");
+        // Explicit pads, and Clip bounds given as attributes (old opsets).
+        let e = with(&|m| {
+            let n = &mut m.graph.as_mut().unwrap().node[0];
+            let mut pads = n.attribute[0].clone();
+            pads.name = "pads".into();
+            pads.ints = vec![1, 1, 1, 1];
+            n.attribute.push(pads);
+        });
+        assert!(e.contains("pads"), "{e}");
+        let e = with(&|m| {
+            let n = &mut m.graph.as_mut().unwrap().node[1];
+            let mut min = n.attribute.first().cloned().unwrap_or_default();
+            min.name = "min".into();
+            n.attribute.push(min);
+        });
+        assert!(e.contains("attributes"), "{e}");
     }
 
     #[test]

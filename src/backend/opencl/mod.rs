@@ -1,6 +1,7 @@
 //! The OpenCL backend: device discovery, the kernels (`kernels/*.cl`,
-//! compiled once per process and device), the encoder executor and the
-//! memory readout with the memory kept on the device.
+//! built when a device is opened, i.e. once per encoder load; the driver's
+//! own cache makes later builds fast), the encoder executor and the memory
+//! readout with the memory kept on the device.
 //!
 //! A standalone executor rather than a tract runtime: see README
 //! "Backends" for why.
@@ -14,7 +15,8 @@ mod reference;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ocl::enums::{DeviceInfo, DeviceInfoResult};
+use ocl::core::CommandExecutionStatus;
+use ocl::enums::{DeviceInfo, DeviceInfoResult, EventInfo, EventInfoResult};
 use ocl::flags::DeviceType;
 use ocl::{Context, Device, Platform, Program, Queue};
 
@@ -294,7 +296,9 @@ impl Gpu {
     }
 
     /// Waits until everything enqueued so far has run, polling so that a
-    /// hung device becomes [`OpenclError::Timeout`] instead of a hang.
+    /// kernel that never finishes becomes [`OpenclError::Timeout`] instead
+    /// of a hang. Transfers are blocking calls outside this bound: a device
+    /// that hangs inside one is left to systemd's watchdog.
     fn wait(&self) -> Result<(), OpenclError> {
         let marker = self
             .queue
@@ -304,11 +308,18 @@ impl Gpu {
         let started = Instant::now();
         let mut nap = Duration::from_micros(20);
         loop {
-            if marker
-                .is_complete()
-                .map_err(|e| OpenclError::Device(e.to_string()))?
-            {
-                return Ok(());
+            // A failed command has a negative status, which ocl reports as an
+            // error here: a device error at once, not a wait for the timeout.
+            match marker.info(EventInfo::CommandExecutionStatus) {
+                Ok(EventInfoResult::CommandExecutionStatus(CommandExecutionStatus::Complete)) => {
+                    return Ok(())
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(OpenclError::Device(format!(
+                        "a command failed on the device: {e}"
+                    )))
+                }
             }
             if started.elapsed() > self.timeout {
                 return Err(OpenclError::Timeout(self.timeout));

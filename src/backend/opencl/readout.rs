@@ -117,6 +117,73 @@ impl OpenclReadout {
         })
     }
 
+    /// Checks the device readout against the CPU readout on a memory of
+    /// this geometry filled with deterministic pseudo-random keys and
+    /// values (search windows of radius 2, so that it is quick at any
+    /// size), with `params`' top-k and temperature. Run before first use.
+    pub fn self_test(&mut self, params: &ReadoutParams) -> Result<(), OpenclError> {
+        let cells = self.grid.width * self.grid.height;
+        let (dim, ch) = (self.dim, self.channels);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let mut keys = |n: usize| {
+            let mut v: Vec<f32> = (0..n * dim).map(|_| next()).collect();
+            for k in v.chunks_mut(dim) {
+                let norm = k.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+                k.iter_mut().for_each(|x| *x /= norm);
+            }
+            v
+        };
+        let working = (self.uploaded.len() - 1).min(1);
+        let mut test = MemoryStore::new(cells, dim, ch, working);
+        let values: Vec<f32> = (0..cells * ch)
+            .map(|i| ((i * 7919) % 13) as f32 / 13.0)
+            .collect();
+        test.set_first(0, &keys(cells), &values);
+        test.push_working(1, &keys(cells), &values);
+        let query = keys(cells);
+        let p = ReadoutParams {
+            window_radius: 2,
+            first_frame_radius: 2,
+            ..*params
+        };
+        let (mut want, mut want_conf) = (vec![0.0; cells * ch], vec![0.0; cells]);
+        let mut scratch = crate::readout::ReadoutScratch::new(self.grid, 1);
+        crate::readout::readout(
+            &query,
+            self.grid,
+            &test,
+            &p,
+            &mut scratch,
+            &mut want,
+            &mut want_conf,
+        );
+        let (mut got, mut got_conf) = (vec![0.0; cells * ch], vec![0.0; cells]);
+        let result = self.readout_unchecked(&query, &test, &p, &mut got, &mut got_conf);
+        // The test store's slot versions mean nothing for the real memory:
+        // every slot is uploaded afresh on first use.
+        self.uploaded.iter_mut().for_each(|v| *v = 0);
+        result?;
+        let err = want
+            .iter()
+            .zip(&got)
+            .chain(want_conf.iter().zip(&got_conf))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        if err.is_nan() || err > 1e-3 {
+            return Err(OpenclError::Unsupported(format!(
+                "readout self-test failed on {}: max error {err:.3e} against the CPU readout",
+                self.gpu.summary.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Bytes of device memory held (query, memory, outputs).
     pub fn device_bytes(&self) -> usize {
         4 * (self.query.len()
@@ -137,11 +204,29 @@ impl OpenclReadout {
         confidence: &mut [f32],
     ) -> Result<(), OpenclError> {
         self.gpu.check_injected()?;
+        if memory.slot_count() != self.uploaded.len() {
+            return Err(OpenclError::Device(
+                "readout buffers do not fit the memory".into(),
+            ));
+        }
+        self.readout_unchecked(query, memory, params, out, confidence)
+    }
+
+    /// [`Self::readout`] for a memory of at most this one's slots, without
+    /// the failure-injection hook (the self-test uses a smaller store).
+    fn readout_unchecked(
+        &mut self,
+        query: &[f32],
+        memory: &MemoryStore,
+        params: &ReadoutParams,
+        out: &mut [f32],
+        confidence: &mut [f32],
+    ) -> Result<(), OpenclError> {
         let cells = self.grid.width * self.grid.height;
         if memory.dim() != self.dim
             || memory.channels() != self.channels
             || memory.cells() != cells
-            || memory.slot_count() != self.uploaded.len()
+            || memory.slot_count() > self.uploaded.len()
             || query.len() != cells * self.dim
             || out.len() != cells * self.channels
             || confidence.len() != cells
@@ -175,7 +260,10 @@ impl OpenclReadout {
             } else {
                 params.window_radius
             };
-            self.radius_host.push(r as i32);
+            // A radius past the grid means the whole grid (as on the CPU);
+            // clamping keeps it in range of the kernel's int.
+            self.radius_host
+                .push(r.min(self.grid.width.max(self.grid.height)) as i32);
         }
         let frames = self.slots_host.len();
         if frames > 0 {
@@ -250,6 +338,16 @@ mod tests {
         let (k, v) = (normalised(&mut rng, cells, dim), values(&mut rng));
         memory.set_first(0, &k, &v);
         let mut dev = OpenclReadout::new(gpu, grid, &memory).unwrap();
+        // The self-test passes and leaves nothing of its own memory behind
+        // (its slot versions collide with the real ones: stale data would
+        // fail the comparisons below).
+        let p0 = ReadoutParams {
+            top_k: 5,
+            temperature: 0.1,
+            window_radius: 0,
+            first_frame_radius: 0,
+        };
+        dev.self_test(&p0).unwrap();
         let params = [
             ReadoutParams {
                 top_k: 5,

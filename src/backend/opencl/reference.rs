@@ -221,6 +221,19 @@ mod tests {
         (enc.read_tensor_f32(output), host[output].clone())
     }
 
+    /// uint8 results of a float division and rounding: OpenCL allows `/` to
+    /// be off by 2.5 ulp, which can flip a value that lies on a .5 boundary.
+    /// Equal to the unit, and rarely off by one (PoCL: always equal).
+    fn assert_quantized_close(dev: &[f32], reference: &[f32]) {
+        assert_eq!(dev.len(), reference.len());
+        let off = dev.iter().zip(reference).filter(|(a, b)| a != b).count();
+        let far = dev.iter().zip(reference).any(|(a, b)| (a - b).abs() > 1.0);
+        assert!(
+            !far && off * 100 <= dev.len().max(100),
+            "{off} differ: {dev:?} vs {reference:?}"
+        );
+    }
+
     /// Shapes: standard 3×3 stride 2 on odd sizes, depthwise 5×5 stride 2,
     /// depthwise 3×3 stride 1, 1×1 with channels and pixels not a multiple
     /// of 4 (the blocked kernel's tails) and a 1×1 without tails, a 1×1
@@ -430,7 +443,7 @@ mod tests {
             &[(0, qa), (1, qb)],
             2,
         );
-        assert_eq!(dev, reference);
+        assert_quantized_close(&dev, &reference);
 
         let q = Quant {
             scale: 0.037,
@@ -451,7 +464,7 @@ mod tests {
             &[(0, x)],
             1,
         );
-        assert_eq!(dev, reference);
+        assert_quantized_close(&dev, &reference);
         assert_eq!((dev[0], dev[1]), (255.0, 0.0));
         let u: Vec<f32> = (0..n).map(|i| (i * 7 % 256) as f32).collect();
         let (dev, reference) = both(
