@@ -76,6 +76,14 @@ fi
 
 [ -x "$binary" ] || { echo "install: $binary not found or not executable (build it first: cargo build --release)" >&2; exit 1; }
 ls models/encoder_lite0_*.onnx >/dev/null 2>&1 || { echo "install: run from the vosd source tree (models/ missing)" >&2; exit 1; }
+# A binary built with the OpenCL backend needs the OpenCL loader to start at
+# all. On the board (not into a DESTDIR tree for another machine), check.
+if [ -z "$root" ] && command -v ldd >/dev/null 2>&1 && ldd "$binary" 2>/dev/null | grep -q 'libOpenCL.* => not found'; then
+  echo "install: $binary needs libOpenCL.so.1 (the OpenCL ICD loader), which this system lacks:" >&2
+  echo "install:   sudo apt-get install ocl-icd-libopencl1   (vosd then runs on tract if no OpenCL driver is present)" >&2
+  echo "install: or build without the OpenCL backend: cargo build --release --no-default-features --features v4l2" >&2
+  exit 1
+fi
 
 files=()
 put() { # put MODE SRC DEST
