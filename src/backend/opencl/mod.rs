@@ -44,6 +44,8 @@ pub struct DeviceSummary {
     pub memory_bytes: u64,
     /// Compute units.
     pub compute_units: u32,
+    /// Local (work-group shared) memory in bytes.
+    pub local_memory_bytes: u64,
 }
 
 impl std::fmt::Display for DeviceSummary {
@@ -88,6 +90,10 @@ fn summarise(pi: usize, di: usize, platform: &Platform, device: &Device) -> Devi
         Ok(DeviceInfoResult::MaxComputeUnits(n)) => n,
         _ => 0,
     };
+    let local_memory_bytes = match device.info(DeviceInfo::LocalMemSize) {
+        Ok(DeviceInfoResult::LocalMemSize(b)) => b,
+        _ => 0,
+    };
     DeviceSummary {
         platform: pi,
         device: di,
@@ -100,6 +106,7 @@ fn summarise(pi: usize, di: usize, platform: &Platform, device: &Device) -> Devi
             .unwrap_or_else(|_| "?".into()),
         memory_bytes,
         compute_units,
+        local_memory_bytes,
     }
 }
 
@@ -271,6 +278,11 @@ impl Gpu {
     /// The context.
     pub fn context(&self) -> &Context {
         &self.context
+    }
+
+    /// The OpenCL device.
+    pub fn device(&self) -> Device {
+        self.queue.device()
     }
 
     /// Makes the `n+1`-th later call to [`Gpu::check_injected`] fail, as a

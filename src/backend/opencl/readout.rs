@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use ocl::enums::{KernelWorkGroupInfo, KernelWorkGroupInfoResult};
 use ocl::{Buffer, Kernel, MemFlags, SpatialDims};
 
 use super::{device_err, Gpu, OpenclError};
@@ -77,27 +78,54 @@ impl OpenclReadout {
         let out = buf(cells * channels, false)?;
         let confidence = buf(cells, false)?;
         let (frame_slots, frame_radius) = (ints()?, ints()?);
-        let kernel = Kernel::builder()
-            .program(&gpu.readout_program)
-            .queue(gpu.queue().clone())
-            .name("readout")
-            .global_work_size(SpatialDims::Two(grid.width, grid.height))
-            .arg(&query)
-            .arg(&keys)
-            .arg(&values)
-            .arg(&frame_slots)
-            .arg(&frame_radius)
-            .arg(0i32)
-            .arg(grid.width as i32)
-            .arg(grid.height as i32)
-            .arg(dim as i32)
-            .arg(channels as i32)
-            .arg(1i32)
-            .arg(1.0f32)
-            .arg(&out)
-            .arg(&confidence)
-            .build()
-            .map_err(setup)?;
+        // Keys per local-memory tile: half the local memory at most (some
+        // drivers reserve part of it), 64 keys at most.
+        let tile_keys =
+            ((gpu.summary.local_memory_bytes as usize / 2) / (4 * dim.max(1))).clamp(1, 64);
+        let build = |side: usize| {
+            let round = |n: usize| n.div_ceil(side) * side;
+            Kernel::builder()
+                .program(&gpu.readout_program)
+                .queue(gpu.queue().clone())
+                .name("readout")
+                .global_work_size(SpatialDims::Two(round(grid.width), round(grid.height)))
+                .local_work_size(SpatialDims::Two(side, side))
+                .arg(&query)
+                .arg(&keys)
+                .arg(&values)
+                .arg(&frame_slots)
+                .arg(&frame_radius)
+                .arg(0i32)
+                .arg(grid.width as i32)
+                .arg(grid.height as i32)
+                .arg(dim as i32)
+                .arg(channels as i32)
+                .arg(1i32)
+                .arg(1.0f32)
+                .arg(&out)
+                .arg(&confidence)
+                .arg_local::<f32>(tile_keys * dim.max(1))
+                .arg(tile_keys as i32)
+                .build()
+                .map_err(setup)
+        };
+        // 8×8 work-groups where the kernel allows them (its private arrays
+        // can lower the limit), else smaller squares.
+        let mut kernel = build(8)?;
+        let limit = match kernel.wg_info(gpu.device(), KernelWorkGroupInfo::WorkGroupSize) {
+            Ok(KernelWorkGroupInfoResult::WorkGroupSize(n)) => n,
+            _ => 1,
+        };
+        if limit < 64 {
+            let side = if limit >= 16 {
+                4
+            } else if limit >= 4 {
+                2
+            } else {
+                1
+            };
+            kernel = build(side)?;
+        }
         Ok(Self {
             gpu,
             grid,

@@ -5,11 +5,41 @@
 //
 // keys:   [slot][cell][dim]   values: [slot][cell][channels]   (on the device)
 // frames: the slots to read, in order; radius per frame (0 = whole frame).
-// One work-item per query cell: global size (grid_w, grid_h).
+// One work-item per query cell: global size (grid_w, grid_h) rounded up to
+// the work-group size; items past the grid only help load tiles.
+//
+// Whole-frame scans (radius 0) read every memory key once per work-group:
+// the group loads `tile_keys` keys into local memory, then each item scores
+// them. Windowed scans read their own window from global memory.
 
 #define MAX_TOP_K 64
 // Keys up to this long are held in private memory while scanning.
 #define MAX_PRIVATE_DIM 256
+
+// Ascending insertion of (s, idx) into the k best, as TopK::push on the CPU.
+inline void push_top(float *score, int *index, int *len, int k, float s,
+                     int idx) {
+  int i;
+  if (*len < k) {
+    i = (*len)++;
+    while (i > 0 && score[i - 1] > s) {
+      score[i] = score[i - 1];
+      index[i] = index[i - 1];
+      i--;
+    }
+    score[i] = s;
+    index[i] = idx;
+  } else if (s > score[0]) {
+    i = 0;
+    while (i + 1 < *len && score[i + 1] < s) {
+      score[i] = score[i + 1];
+      index[i] = index[i + 1];
+      i++;
+    }
+    score[i] = s;
+    index[i] = idx;
+  }
+}
 
 __kernel void readout(__global const float *query, __global const float *keys,
                       __global const float *values,
@@ -17,12 +47,14 @@ __kernel void readout(__global const float *query, __global const float *keys,
                       __global const int *frame_radius, int frames, int grid_w,
                       int grid_h, int dim, int channels, int top_k,
                       float temperature, __global float *out,
-                      __global float *confidence) {
+                      __global float *confidence, __local float *tile,
+                      int tile_keys) {
   int x = get_global_id(0), y = get_global_id(1);
-  if (x >= grid_w || y >= grid_h)
-    return;
+  int active = x < grid_w && y < grid_h;
   int cells = grid_w * grid_h;
-  int cell = y * grid_w + x;
+  int cell = active ? y * grid_w + x : 0;
+  int lid = get_local_id(1) * get_local_size(0) + get_local_id(0);
+  int group = get_local_size(0) * get_local_size(1);
   __global const float *qg = query + cell * dim;
   // The query in private memory, as float4 (keys of a length divisible by
   // 4 and at most MAX_PRIVATE_DIM; others read it from global memory).
@@ -38,14 +70,38 @@ __kernel void readout(__global const float *query, __global const float *keys,
   for (int f = 0; f < frames; f++) {
     int slot = frame_slots[f];
     int r = frame_radius[f];
-    int y0 = 0, y1 = grid_h, x0 = 0, x1 = grid_w;
-    if (r > 0) {
-      y0 = max(y - r, 0);
-      y1 = min(y + r + 1, grid_h);
-      x0 = max(x - r, 0);
-      x1 = min(x + r + 1, grid_w);
-    }
     __global const float *slot_keys = keys + (long)slot * cells * dim;
+    if (r == 0) {
+      // Uniform across the group: every item reaches the barriers.
+      for (int m0 = 0; m0 < cells; m0 += tile_keys) {
+        int n = min(tile_keys, cells - m0);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int i = lid; i < n * dim; i += group)
+          tile[i] = slot_keys[m0 * dim + i];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (!active)
+          continue;
+        for (int t = 0; t < n; t++) {
+          __local const float *key = tile + t * dim;
+          float s = 0.0f;
+          if (vec) {
+            float4 acc = (float4)(0.0f);
+            for (int d = 0; d < dim / 4; d++)
+              acc = fma(q4[d], vload4(d, key), acc);
+            s = (acc.x + acc.y) + (acc.z + acc.w);
+          } else {
+            for (int d = 0; d < dim; d++)
+              s = fma(qg[d], key[d], s);
+          }
+          push_top(score, index, &len, k, s, f * cells + m0 + t);
+        }
+      }
+      continue;
+    }
+    if (!active)
+      continue;
+    int y0 = max(y - r, 0), y1 = min(y + r + 1, grid_h);
+    int x0 = max(x - r, 0), x1 = min(x + r + 1, grid_w);
     for (int my = y0; my < y1; my++) {
       for (int mx = x0; mx < x1; mx++) {
         int m = my * grid_w + mx;
@@ -60,31 +116,12 @@ __kernel void readout(__global const float *query, __global const float *keys,
           for (int d = 0; d < dim; d++)
             s = fma(qg[d], key[d], s);
         }
-        int idx = f * cells + m;
-        // Ascending insertion, as TopK::push on the CPU.
-        int i;
-        if (len < k) {
-          i = len++;
-          while (i > 0 && score[i - 1] > s) {
-            score[i] = score[i - 1];
-            index[i] = index[i - 1];
-            i--;
-          }
-          score[i] = s;
-          index[i] = idx;
-        } else if (s > score[0]) {
-          i = 0;
-          while (i + 1 < len && score[i + 1] < s) {
-            score[i] = score[i + 1];
-            index[i] = index[i + 1];
-            i++;
-          }
-          score[i] = s;
-          index[i] = idx;
-        }
+        push_top(score, index, &len, k, s, f * cells + m);
       }
     }
   }
+  if (!active)
+    return;
   __global float *dst = out + cell * channels;
   for (int c = 0; c < channels; c++)
     dst[c] = 0.0f;
