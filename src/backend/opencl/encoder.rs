@@ -75,9 +75,10 @@ fn is_pointwise(g: &ConvGeom) -> bool {
     g.kernel == 1 && g.stride == 1 && g.groups == 1
 }
 
-/// Work size of the 1×1 kernels: one item per 4 pixels × 4 channels.
-fn pointwise_dims(g: &ConvGeom) -> SpatialDims {
-    SpatialDims::Two((g.in_h * g.in_w).div_ceil(4), g.out_c.div_ceil(4))
+/// Work size of the 1×1 kernels: one item per 4 pixels × `block` channels
+/// (`OC_BLOCK` in encoder.cl).
+fn pointwise_dims(g: &ConvGeom, block: usize) -> SpatialDims {
+    SpatialDims::Two((g.in_h * g.in_w).div_ceil(4), g.out_c.div_ceil(block))
 }
 
 impl OpenclEncoder {
@@ -154,7 +155,7 @@ impl OpenclEncoder {
                 let k = if is_pointwise(geom) {
                     let pixels = geom.in_h * geom.in_w;
                     b.name("conv1x1_f32")
-                        .global_work_size(pointwise_dims(geom))
+                        .global_work_size(pointwise_dims(geom, 8))
                         .arg(f32_of(*input)?)
                         .arg(&w)
                         .arg(&bi)
@@ -216,7 +217,7 @@ impl OpenclEncoder {
                 );
                 let k = if is_pointwise(geom) {
                     b.name("conv1x1_q8")
-                        .global_work_size(pointwise_dims(geom))
+                        .global_work_size(pointwise_dims(geom, 8))
                         .arg(u8_of(*input)?)
                         .arg(&w)
                         .arg(&wz)

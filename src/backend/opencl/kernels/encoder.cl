@@ -117,83 +117,98 @@ __kernel void dequantize_u8(__global const uchar *x, __global float *y,
 }
 
 // 1x1 stride-1 convolution (most of the encoder's work) as a matrix
-// product Y[oc][p] = W[oc][:] . X[:][p] + b[oc]: each work-item computes a
-// 4-channel x 4-pixel block, so every loaded input value is used four
-// times. Global size (ceil(P / 4), ceil(out_c / 4)), P = h * w.
+// product Y[oc][p] = W[oc][:] . X[:][p] + b[oc]: each work-item computes an
+// OC_BLOCK-channel x 4-pixel block, so every loaded input value is used
+// OC_BLOCK times. Global size (ceil(P / 4), ceil(out_c / OC_BLOCK)),
+// P = h * w.
+#define OC_BLOCK 8
 __kernel void conv1x1_f32(__global const float *x, __global const float *w,
                           __global const float *bias, __global float *y,
                           int in_c, int pixels, int out_c, float lo,
                           float hi) {
-  int p0 = get_global_id(0) * 4, oc0 = get_global_id(1) * 4;
+  int p0 = get_global_id(0) * 4, oc0 = get_global_id(1) * OC_BLOCK;
   if (p0 >= pixels || oc0 >= out_c)
     return;
-  float acc[4][4];
-  for (int o = 0; o < 4; o++) {
-    float b = oc0 + o < out_c ? bias[oc0 + o] : 0.0f;
-    for (int j = 0; j < 4; j++)
-      acc[o][j] = b;
-  }
+  float4 acc[OC_BLOCK];
+  for (int o = 0; o < OC_BLOCK; o++)
+    acc[o] = (float4)(oc0 + o < out_c ? bias[oc0 + o] : 0.0f);
   int full = p0 + 4 <= pixels;
+  int oc_n = min(OC_BLOCK, out_c - oc0);
   for (int ic = 0; ic < in_c; ic++) {
-    float xv[4];
+    float4 xv;
     if (full) {
-      float4 v = vload4(0, x + ic * pixels + p0);
-      xv[0] = v.x; xv[1] = v.y; xv[2] = v.z; xv[3] = v.w;
+      xv = vload4(0, x + ic * pixels + p0);
     } else {
-      for (int j = 0; j < 4; j++)
-        xv[j] = p0 + j < pixels ? x[ic * pixels + p0 + j] : 0.0f;
+      __global const float *xr = x + ic * pixels;
+      xv = (float4)(xr[p0], p0 + 1 < pixels ? xr[p0 + 1] : 0.0f,
+                    p0 + 2 < pixels ? xr[p0 + 2] : 0.0f,
+                    p0 + 3 < pixels ? xr[p0 + 3] : 0.0f);
     }
-    for (int o = 0; o < 4; o++) {
-      float wv = oc0 + o < out_c ? w[(oc0 + o) * in_c + ic] : 0.0f;
-      for (int j = 0; j < 4; j++)
-        acc[o][j] = fma(xv[j], wv, acc[o][j]);
+    __global const float *wc = w + oc0 * in_c + ic;
+    for (int o = 0; o < OC_BLOCK; o++) {
+      float wv = o < oc_n ? wc[o * in_c] : 0.0f;
+      acc[o] = fma(xv, (float4)(wv), acc[o]);
     }
   }
-  for (int o = 0; o < 4 && oc0 + o < out_c; o++)
-    for (int j = 0; j < 4 && p0 + j < pixels; j++)
-      y[(oc0 + o) * pixels + p0 + j] = fmin(fmax(acc[o][j], lo), hi);
+  for (int o = 0; o < oc_n; o++) {
+    float4 v = fmin(fmax(acc[o], (float4)(lo)), (float4)(hi));
+    __global float *yr = y + (oc0 + o) * pixels + p0;
+    if (full) {
+      vstore4(v, 0, yr);
+    } else {
+      yr[0] = v.x;
+      if (p0 + 1 < pixels) yr[1] = v.y;
+      if (p0 + 2 < pixels) yr[2] = v.z;
+    }
+  }
 }
 
 // The quantized 1x1 convolution, blocked the same way (see conv_q8 for the
-// arithmetic).
+// arithmetic). Global size (ceil(P / 4), ceil(out_c / OC_BLOCK)).
 __kernel void conv1x1_q8(__global const uchar *x, __global const char *w,
                          __global const int *w_zp, __global const int *bias,
                          __global const float *mult, __global uchar *y,
                          int in_c, int pixels, int out_c, int x_zp,
                          int y_zp) {
-  int p0 = get_global_id(0) * 4, oc0 = get_global_id(1) * 4;
+  int p0 = get_global_id(0) * 4, oc0 = get_global_id(1) * OC_BLOCK;
   if (p0 >= pixels || oc0 >= out_c)
     return;
-  int acc[4][4];
-  int wz[4];
-  for (int o = 0; o < 4; o++) {
-    int b = oc0 + o < out_c ? bias[oc0 + o] : 0;
-    wz[o] = oc0 + o < out_c ? w_zp[oc0 + o] : 0;
-    for (int j = 0; j < 4; j++)
-      acc[o][j] = b;
+  int oc_n = min(OC_BLOCK, out_c - oc0);
+  int4 acc[OC_BLOCK];
+  int wz[OC_BLOCK];
+  for (int o = 0; o < OC_BLOCK; o++) {
+    acc[o] = (int4)(o < oc_n ? bias[oc0 + o] : 0);
+    wz[o] = o < oc_n ? w_zp[oc0 + o] : 0;
   }
   int full = p0 + 4 <= pixels;
   for (int ic = 0; ic < in_c; ic++) {
-    int xv[4];
+    int4 xv;
     if (full) {
-      uchar4 v = vload4(0, x + ic * pixels + p0);
-      xv[0] = (int)v.x - x_zp; xv[1] = (int)v.y - x_zp;
-      xv[2] = (int)v.z - x_zp; xv[3] = (int)v.w - x_zp;
+      xv = convert_int4(vload4(0, x + ic * pixels + p0));
     } else {
-      for (int j = 0; j < 4; j++)
-        xv[j] = p0 + j < pixels ? (int)x[ic * pixels + p0 + j] - x_zp : 0;
+      __global const uchar *xr = x + ic * pixels;
+      xv = (int4)(xr[p0], p0 + 1 < pixels ? xr[p0 + 1] : x_zp,
+                  p0 + 2 < pixels ? xr[p0 + 2] : x_zp,
+                  p0 + 3 < pixels ? xr[p0 + 3] : x_zp);
     }
-    for (int o = 0; o < 4; o++) {
-      int wv = oc0 + o < out_c ? (int)w[(oc0 + o) * in_c + ic] - wz[o] : 0;
-      for (int j = 0; j < 4; j++)
-        acc[o][j] += xv[j] * wv;
+    xv -= (int4)(x_zp);
+    __global const char *wc = w + oc0 * in_c + ic;
+    for (int o = 0; o < OC_BLOCK; o++) {
+      int wv = o < oc_n ? (int)wc[o * in_c] - wz[o] : 0;
+      acc[o] += xv * (int4)(wv);
     }
   }
-  for (int o = 0; o < 4 && oc0 + o < out_c; o++) {
+  for (int o = 0; o < oc_n; o++) {
     float m = mult[oc0 + o];
-    for (int j = 0; j < 4 && p0 + j < pixels; j++) {
-      float q = rint((float)acc[o][j] * m) + (float)y_zp;
-      y[(oc0 + o) * pixels + p0 + j] = (uchar)clamp(q, 0.0f, 255.0f);
+    float4 q = rint(convert_float4(acc[o]) * m) + (float4)((float)y_zp);
+    uchar4 v = convert_uchar4(clamp(q, 0.0f, 255.0f));
+    __global uchar *yr = y + (oc0 + o) * pixels + p0;
+    if (full) {
+      vstore4(v, 0, yr);
+    } else {
+      yr[0] = v.x;
+      if (p0 + 1 < pixels) yr[1] = v.y;
+      if (p0 + 2 < pixels) yr[2] = v.z;
     }
   }
 }
