@@ -6,6 +6,7 @@
 //! A standalone executor rather than a tract runtime: see README
 //! "Backends" for why.
 
+pub mod cache;
 pub mod encoder;
 pub mod graph;
 pub mod readout;
@@ -183,6 +184,8 @@ pub struct Gpu {
     timeout: Duration,
     /// Test hook: fail the next `Gpu::check_injected` call after this many.
     inject_after: Mutex<Option<u64>>,
+    /// Whether both programs came from vosd's kernel cache.
+    pub kernels_from_cache: bool,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -198,6 +201,17 @@ impl Gpu {
         platform: usize,
         device: usize,
         timeout: Duration,
+    ) -> Result<Arc<Self>, OpenclError> {
+        Self::open_with_cache(platform, device, timeout, cache::default_dir().as_deref())
+    }
+
+    /// [`Gpu::open`] with an explicit kernel cache directory (`None`: no
+    /// cache).
+    pub fn open_with_cache(
+        platform: usize,
+        device: usize,
+        timeout: Duration,
+        cache_dir: Option<&std::path::Path>,
     ) -> Result<Arc<Self>, OpenclError> {
         let platforms = Platform::list();
         let p = *platforms
@@ -215,22 +229,19 @@ impl Gpu {
             .build()
             .map_err(setup)?;
         let queue = Queue::new(&context, d, None).map_err(setup)?;
-        let build = |src: &str| {
-            Program::builder()
-                .src(src)
-                .devices(d)
-                .cmplr_opt("-cl-std=CL1.2")
-                .build(&context)
-                .map_err(|e| OpenclError::Build {
-                    device: summary.name.clone(),
-                    log: e.to_string(),
-                })
-        };
         let started = Instant::now();
-        let encoder_program = build(ENCODER_KERNELS)?;
-        let readout_program = build(READOUT_KERNELS)?;
+        let (encoder_program, enc_cached) =
+            cache::build(&context, d, &summary, "encoder", ENCODER_KERNELS, cache_dir)?;
+        let (readout_program, read_cached) =
+            cache::build(&context, d, &summary, "readout", READOUT_KERNELS, cache_dir)?;
+        let kernels_from_cache = enc_cached && read_cached;
         log::debug!(
-            "OpenCL kernels built for {} in {:?}",
+            "OpenCL kernels {} for {} in {:?}",
+            if kernels_from_cache {
+                "loaded from the cache"
+            } else {
+                "built"
+            },
             summary.name,
             started.elapsed()
         );
@@ -242,6 +253,7 @@ impl Gpu {
             readout_program,
             timeout,
             inject_after: Mutex::new(None),
+            kernels_from_cache,
         }))
     }
 
