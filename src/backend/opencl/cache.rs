@@ -127,7 +127,10 @@ fn store(program: &Program, file: &Path) -> Result<(), String> {
     };
     let dir = file.parent().ok_or("no directory")?;
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per process and call: threads of one process may store at once.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = file.with_extension(format!("tmp{}-{n}", std::process::id()));
     std::fs::write(&tmp, &binary).map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, file).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
