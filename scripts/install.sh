@@ -62,6 +62,8 @@ if [ $uninstall = 1 ]; then
   # Directories vosd owns, then the shared parents it created if now empty.
   rm -rf "$share" "$root/usr/share/doc/vosd"
   [ $keep_config = 1 ] || rm -rf "$root/etc/vosd"
+  # The unit's CacheDirectory (compiled OpenCL kernels), made by systemd.
+  rm -rf "$root/var/cache/vosd" "$root/var/cache/private/vosd"
   for d in "$root/etc/systemd/system" "$root/etc/systemd" "$root/etc" "$root/usr/bin" \
            "$root/usr/share/doc" "$root/usr/share" "$root/usr"; do
     [ $staging = 1 ] && rmdir "$d" 2>/dev/null || true
