@@ -16,6 +16,9 @@ pub enum Precision {
     Fp32,
     /// `encoder_lite0_int8.onnx`: int8 QDQ weights (tract runs it in float).
     Int8,
+    /// `encoder_lite0_fp32.onnx` with its activations stored as fp16 on an
+    /// OpenCL device (half the memory traffic); fp32 on the CPU.
+    Fp16,
 }
 
 /// How coarse probabilities are brought to frame resolution.
@@ -168,7 +171,7 @@ impl EngineConfig {
             return self.model.clone();
         }
         let name = match self.precision {
-            Precision::Fp32 => "encoder_lite0_fp32.onnx",
+            Precision::Fp32 | Precision::Fp16 => "encoder_lite0_fp32.onnx",
             Precision::Int8 => "encoder_lite0_int8.onnx",
         };
         bundled_model_dir().join(name)

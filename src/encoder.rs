@@ -178,6 +178,28 @@ pub const FAIL_HOOK_ENV: &str = "VOSD_TEST_FAIL_OPENCL_AFTER";
 pub const SELF_TEST_TOLERANCE_FP32: (f32, f32) = (1e-3, 1e-4);
 /// See [`SELF_TEST_TOLERANCE_FP32`].
 pub const SELF_TEST_TOLERANCE_INT8: (f32, f32) = (0.5, 0.1);
+/// fp16 storage: every activation is rounded to 11 significant bits, and
+/// the rounding errors add up over the layers (a few 1e-3 of the scale).
+pub const SELF_TEST_TOLERANCE_FP16: (f32, f32) = (0.05, 0.01);
+
+/// How the encoder uses an OpenCL device.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeviceOptions {
+    /// Longest wait for one frame's device work.
+    pub timeout: Duration,
+    /// Store activations as fp16 (`precision = "fp16"`; float graphs only).
+    pub half_storage: bool,
+}
+
+impl DeviceOptions {
+    /// The options `cfg` asks for.
+    pub fn from_config(cfg: &crate::config::EngineConfig) -> Self {
+        Self {
+            timeout: Duration::from_millis(cfg.device_timeout_ms),
+            half_storage: cfg.precision == crate::config::Precision::Fp16,
+        }
+    }
+}
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -270,14 +292,14 @@ impl Encoder {
     /// Loads `path` for tract (always: it is the fallback) and then, as
     /// `choice` asks, moves the work to an OpenCL device that passes the
     /// self-test. `auto` keeps tract when no device qualifies; `opencl`
-    /// fails instead. `timeout` bounds one frame's device work.
+    /// fails instead. `device` sets the frame timeout and fp16 storage.
     pub fn load_with_backend(
         path: &Path,
         width: usize,
         height: usize,
         threads: usize,
         choice: BackendChoice,
-        timeout: Duration,
+        device: DeviceOptions,
     ) -> Result<Self, EncoderError> {
         let encoder = Self::load(path, width, height, threads)?;
         if choice == BackendChoice::Cpu {
@@ -286,8 +308,8 @@ impl Encoder {
         }
         #[cfg(feature = "opencl")]
         {
-            let opened = Gpu::open_first(choice == BackendChoice::Opencl, timeout)
-                .and_then(|gpu| encoder.attach_device(gpu));
+            let opened = Gpu::open_first(choice == BackendChoice::Opencl, device.timeout)
+                .and_then(|gpu| encoder.attach_device(gpu, device.half_storage));
             match opened {
                 Ok(()) => {
                     // Test hook (documented in README "Backends"): make the
@@ -308,7 +330,7 @@ impl Encoder {
         }
         #[cfg(not(feature = "opencl"))]
         {
-            let _ = timeout;
+            let _ = device;
             let why = "this vosd was built without the `opencl` feature";
             if choice == BackendChoice::Opencl {
                 return Err(EncoderError::Backend(why.into()));
@@ -319,12 +341,23 @@ impl Encoder {
         Ok(encoder)
     }
 
-    /// Prepares this encoder on `gpu`, runs the self-test against tract and,
-    /// if it passes, uses the device from now on.
+    /// Prepares this encoder on `gpu` (with `half_storage`, activations
+    /// stored as fp16), runs the self-test against tract and, if it passes,
+    /// uses the device from now on.
     #[cfg(feature = "opencl")]
-    pub fn attach_device(&self, gpu: std::sync::Arc<Gpu>) -> Result<(), OpenclError> {
+    pub fn attach_device(
+        &self,
+        gpu: std::sync::Arc<Gpu>,
+        half_storage: bool,
+    ) -> Result<(), OpenclError> {
         let bytes = std::fs::read(&self.path).map_err(|e| OpenclError::Setup(e.to_string()))?;
-        let device = OpenclEncoder::new(gpu.clone(), &bytes, self.width, self.height)?;
+        let mut graph = crate::backend::opencl::graph::lower(&bytes, self.width, self.height)
+            .map_err(OpenclError::Unsupported)?;
+        if half_storage {
+            graph = crate::backend::opencl::graph::to_half_storage(graph)
+                .map_err(OpenclError::Unsupported)?;
+        }
+        let device = OpenclEncoder::from_graph(gpu.clone(), graph)?;
         let int8 = device
             .graph()
             .ops
@@ -351,6 +384,8 @@ impl Encoder {
         )?;
         let (tol_max, tol_mean) = if int8 {
             SELF_TEST_TOLERANCE_INT8
+        } else if half_storage {
+            SELF_TEST_TOLERANCE_FP16
         } else {
             SELF_TEST_TOLERANCE_FP32
         };
@@ -375,7 +410,13 @@ impl Encoder {
             device: Some(gpu.summary.name.clone()),
             reason: format!(
                 "{} kernels, self-test passed (max error {:.1e} of scale)",
-                if int8 { "int8" } else { "fp32" },
+                if int8 {
+                    "int8"
+                } else if half_storage {
+                    "fp16-storage"
+                } else {
+                    "fp32"
+                },
                 worst
             ),
             fallbacks: 0,

@@ -199,7 +199,7 @@ impl Tracker {
             cfg.size[1],
             cfg.thread_count(),
             cfg.backend,
-            std::time::Duration::from_millis(cfg.device_timeout_ms),
+            crate::encoder::DeviceOptions::from_config(cfg),
         )?;
         Self::with_encoder(cfg, Arc::new(encoder), frame_w, frame_h)
     }

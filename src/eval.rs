@@ -311,7 +311,7 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
                 config.size[1],
                 config.thread_count(),
                 config.backend,
-                Duration::from_millis(config.device_timeout_ms),
+                crate::encoder::DeviceOptions::from_config(config),
             )?))
         }
         Predictions::Results(_) => None,

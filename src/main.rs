@@ -27,7 +27,7 @@ struct EngineArgs {
     #[arg(long, value_name = "WxH")]
     size: Option<String>,
     /// Encoder precision of the bundled model (overrides engine.precision).
-    #[arg(long, value_parser = ["fp32", "int8"])]
+    #[arg(long, value_parser = ["fp32", "int8", "fp16"])]
     precision: Option<String>,
     /// Encoder ONNX file (overrides engine.model).
     #[arg(long, value_name = "FILE")]
@@ -277,10 +277,10 @@ impl EngineArgs {
             e.size = parse_size(s)?;
         }
         if let Some(p) = &self.precision {
-            e.precision = if p == "int8" {
-                Precision::Int8
-            } else {
-                Precision::Fp32
+            e.precision = match p.as_str() {
+                "int8" => Precision::Int8,
+                "fp16" => Precision::Fp16,
+                _ => Precision::Fp32,
             };
         }
         if let Some(m) = &self.model {

@@ -39,12 +39,13 @@ fn flat(f: &Features) -> [&[f32]; 3] {
 }
 
 /// Encodes `image` with tract and on the device; per-output errors.
-fn compare(file: &str, image: &RgbFrame) -> Option<Vec<OutputError>> {
+fn compare(file: &str, half: bool, image: &RgbFrame) -> Option<Vec<OutputError>> {
     let gpu = gpu()?;
     let enc = Encoder::load(&model(file), image.width, image.height, 2).unwrap();
     let mut want = enc.new_features();
     enc.encode_tract(image, &mut want).unwrap();
-    enc.attach_device(gpu).expect("device passes the self-test");
+    enc.attach_device(gpu, half)
+        .expect("device passes the self-test");
     assert_eq!(enc.backend_status().active, ActiveBackend::Opencl);
     let mut got = enc.new_features();
     enc.encode(image, &mut got).unwrap();
@@ -69,7 +70,7 @@ fn davis_frame() -> Option<RgbFrame> {
 #[test]
 fn fp32_encoder_matches_tract_on_a_davis_frame() {
     let Some(image) = davis_frame() else { return };
-    let Some(errors) = compare("encoder_lite0_fp32.onnx", &image) else {
+    let Some(errors) = compare("encoder_lite0_fp32.onnx", false, &image) else {
         return;
     };
     for (name, e) in ["feat4", "feat8", "feat16"].iter().zip(&errors) {
@@ -81,9 +82,26 @@ fn fp32_encoder_matches_tract_on_a_davis_frame() {
 }
 
 #[test]
+fn fp16_storage_encoder_matches_tract_on_a_davis_frame() {
+    let Some(image) = davis_frame() else { return };
+    let Some(errors) = compare("encoder_lite0_fp32.onnx", true, &image) else {
+        return;
+    };
+    for (name, e) in ["feat4", "feat8", "feat16"].iter().zip(&errors) {
+        eprintln!(
+            "fp16 storage {name}: max |opencl - tract| {:.2e} (scale {:.2}), mean {:.2e} (mean |out| {:.2e})",
+            e.max_abs, e.ref_max, e.mean_abs, e.ref_mean
+        );
+        let (max_tol, mean_tol) = vosd::encoder::SELF_TEST_TOLERANCE_FP16;
+        assert!(e.max_abs <= max_tol * e.ref_max, "fp16 {name}: {e:?}");
+        assert!(e.mean_abs <= mean_tol * e.ref_mean, "fp16 {name}: {e:?}");
+    }
+}
+
+#[test]
 fn int8_encoder_matches_tract_on_a_davis_frame() {
     let Some(image) = davis_frame() else { return };
-    let Some(errors) = compare("encoder_lite0_int8.onnx", &image) else {
+    let Some(errors) = compare("encoder_lite0_int8.onnx", false, &image) else {
         return;
     };
     for (name, e) in ["feat4", "feat8", "feat16"].iter().zip(&errors) {
@@ -126,7 +144,7 @@ fn int8_kernels_match_onnxruntime_integer_kernels() {
     let enc = Encoder::load(&model("encoder_lite0_int8.onnx"), 64, 64, 1).unwrap();
     let mut tract = enc.new_features();
     enc.encode_tract(&pattern(), &mut tract).unwrap();
-    enc.attach_device(gpu).unwrap();
+    enc.attach_device(gpu, false).unwrap();
     let mut got = enc.new_features();
     enc.encode(&pattern(), &mut got).unwrap();
     let cat = |f: &Features| flat(f).concat();
@@ -194,7 +212,7 @@ fn device_failure_mid_run_falls_back_to_tract() {
     let mask0 = load_mask(&root.join("Annotations/480p/bear/00000.png")).unwrap();
     let cfg = config(BackendChoice::Opencl);
     let enc = Encoder::load(&cfg.model_path(), cfg.size[0], cfg.size[1], 2).unwrap();
-    enc.attach_device(gpu.clone()).unwrap();
+    enc.attach_device(gpu.clone(), false).unwrap();
     let mut tracker =
         Tracker::with_encoder(&cfg, std::sync::Arc::new(enc), frame0.width, frame0.height).unwrap();
     tracker.start(&frame0, &mask0).unwrap();
@@ -240,7 +258,10 @@ fn auto_never_fails_and_cpu_is_tract() {
         144,
         1,
         BackendChoice::Auto,
-        Duration::from_secs(5),
+        vosd::encoder::DeviceOptions {
+            timeout: Duration::from_secs(5),
+            half_storage: false,
+        },
     )
     .unwrap();
     let s = enc.backend_status();
@@ -256,7 +277,10 @@ fn auto_never_fails_and_cpu_is_tract() {
         144,
         1,
         BackendChoice::Cpu,
-        Duration::from_secs(5),
+        vosd::encoder::DeviceOptions {
+            timeout: Duration::from_secs(5),
+            half_storage: false,
+        },
     )
     .unwrap();
     assert_eq!(enc.backend_status().active, ActiveBackend::Cpu);

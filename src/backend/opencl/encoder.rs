@@ -14,6 +14,8 @@ use super::{device_err, Gpu, OpenclError};
 /// An activation buffer on the device.
 enum DeviceTensor {
     F32(Buffer<f32>),
+    /// IEEE half bit patterns (the kernels use vload_half/vstore_half).
+    F16(Buffer<u16>),
     U8(Buffer<u8>),
 }
 
@@ -101,6 +103,7 @@ impl OpenclEncoder {
             tensors.push(match t.elem {
                 Elem::F32 => DeviceTensor::F32(scratch(&gpu, t.len())?),
                 Elem::U8 => DeviceTensor::U8(scratch(&gpu, t.len())?),
+                Elem::F16 => DeviceTensor::F16(scratch(&gpu, t.len())?),
             });
         }
         let mut kernels = Vec::with_capacity(graph.ops.len());
@@ -125,17 +128,19 @@ impl OpenclEncoder {
         keep: &mut Params,
     ) -> Result<Kernel, OpenclError> {
         let setup = |e: ocl::Error| OpenclError::Setup(e.to_string());
+        let wrong =
+            |t: usize, what: &str| OpenclError::Unsupported(format!("tensor {t} is not {what}"));
         let f32_of = |t: usize| match &tensors[t] {
             DeviceTensor::F32(b) => Ok(b),
-            DeviceTensor::U8(_) => {
-                Err(OpenclError::Unsupported(format!("tensor {t} is not float")))
-            }
+            _ => Err(wrong(t, "float")),
+        };
+        let f16_of = |t: usize| match &tensors[t] {
+            DeviceTensor::F16(b) => Ok(b),
+            _ => Err(wrong(t, "half")),
         };
         let u8_of = |t: usize| match &tensors[t] {
             DeviceTensor::U8(b) => Ok(b),
-            DeviceTensor::F32(_) => {
-                Err(OpenclError::Unsupported(format!("tensor {t} is not uint8")))
-            }
+            _ => Err(wrong(t, "uint8")),
         };
         let conv_dims = |g: &ConvGeom| SpatialDims::Three(g.out_w(), g.out_h(), g.out_c);
         let n = |t: usize| graph.tensors[t].len();
@@ -152,30 +157,35 @@ impl OpenclEncoder {
             } => {
                 let (w, bi) = (buffer(gpu, weights)?, buffer(gpu, bias)?);
                 let (lo, hi) = clip.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-                let k = if is_pointwise(geom) {
-                    let pixels = geom.in_h * geom.in_w;
-                    b.name("conv1x1_f32")
-                        .global_work_size(pointwise_dims(geom, 8))
-                        .arg(f32_of(*input)?)
+                // Half activations (fp16 storage) or float ones.
+                let half = graph.tensors[*input].elem == Elem::F16;
+                let suffix = if half { "f16s" } else { "f32" };
+                let pointwise = is_pointwise(geom);
+                if pointwise {
+                    b.name(format!("conv1x1_{suffix}"))
+                        .global_work_size(pointwise_dims(geom, 8));
+                } else {
+                    b.name(format!("conv_{suffix}"))
+                        .global_work_size(conv_dims(geom));
+                }
+                if half {
+                    b.arg(f16_of(*input)?)
                         .arg(&w)
                         .arg(&bi)
-                        .arg(f32_of(*output)?)
-                        .arg(i(geom.in_c))
-                        .arg(i(pixels))
-                        .arg(i(geom.out_c))
-                        .arg(lo)
-                        .arg(hi)
-                        .build()
-                        .map_err(setup)?
+                        .arg(f16_of(*output)?);
+                } else {
+                    b.arg(f32_of(*input)?)
+                        .arg(&w)
+                        .arg(&bi)
+                        .arg(f32_of(*output)?);
+                }
+                if pointwise {
+                    b.arg(i(geom.in_c))
+                        .arg(i(geom.in_h * geom.in_w))
+                        .arg(i(geom.out_c));
                 } else {
                     let (pt, pl) = geom.pad_top_left();
-                    b.name("conv_f32")
-                        .global_work_size(conv_dims(geom))
-                        .arg(f32_of(*input)?)
-                        .arg(&w)
-                        .arg(&bi)
-                        .arg(f32_of(*output)?)
-                        .arg(i(geom.in_c))
+                    b.arg(i(geom.in_c))
                         .arg(i(geom.in_h))
                         .arg(i(geom.in_w))
                         .arg(i(geom.out_c))
@@ -185,12 +195,9 @@ impl OpenclEncoder {
                         .arg(i(geom.stride))
                         .arg(i(pt))
                         .arg(i(pl))
-                        .arg(i(geom.groups))
-                        .arg(lo)
-                        .arg(hi)
-                        .build()
-                        .map_err(setup)?
-                };
+                        .arg(i(geom.groups));
+                }
+                let k = b.arg(lo).arg(hi).build().map_err(setup)?;
                 keep.f32s.extend([w, bi]);
                 Ok(k)
             }
@@ -263,17 +270,36 @@ impl OpenclEncoder {
                 Ok(k)
             }
             Op::AddF32 { a, b: bb, output } => {
-                let k = b
-                    .name("add_f32")
-                    .global_work_size(n(*output))
-                    .arg(f32_of(*a)?)
-                    .arg(f32_of(*bb)?)
-                    .arg(f32_of(*output)?)
-                    .arg(i(n(*output)))
-                    .build()
-                    .map_err(setup)?;
-                Ok(k)
+                b.global_work_size(n(*output));
+                if graph.tensors[*a].elem == Elem::F16 {
+                    b.name("add_f16s")
+                        .arg(f16_of(*a)?)
+                        .arg(f16_of(*bb)?)
+                        .arg(f16_of(*output)?);
+                } else {
+                    b.name("add_f32")
+                        .arg(f32_of(*a)?)
+                        .arg(f32_of(*bb)?)
+                        .arg(f32_of(*output)?);
+                }
+                Ok(b.arg(i(n(*output))).build().map_err(setup)?)
             }
+            Op::ToHalf { input, output } => Ok(b
+                .name("to_half")
+                .global_work_size(n(*output))
+                .arg(f32_of(*input)?)
+                .arg(f16_of(*output)?)
+                .arg(i(n(*output)))
+                .build()
+                .map_err(setup)?),
+            Op::ToFloat { input, output } => Ok(b
+                .name("to_float")
+                .global_work_size(n(*output))
+                .arg(f16_of(*input)?)
+                .arg(f32_of(*output)?)
+                .arg(i(n(*output)))
+                .build()
+                .map_err(setup)?),
             Op::AddQ8 {
                 a,
                 b: bb,
@@ -383,6 +409,13 @@ impl OpenclEncoder {
                 b.read(&mut v).enq().unwrap();
                 v.into_iter().map(f32::from).collect()
             }
+            DeviceTensor::F16(b) => {
+                let mut v = vec![0u16; b.len()];
+                b.read(&mut v).enq().unwrap();
+                v.into_iter()
+                    .map(|h| half::f16::from_bits(h).to_f32())
+                    .collect()
+            }
         }
     }
 
@@ -393,6 +426,13 @@ impl OpenclEncoder {
             DeviceTensor::F32(b) => b.write(f).enq().unwrap(),
             DeviceTensor::U8(b) => {
                 let v: Vec<u8> = f.iter().map(|&x| x as u8).collect();
+                b.write(&v).enq().unwrap()
+            }
+            DeviceTensor::F16(b) => {
+                let v: Vec<u16> = f
+                    .iter()
+                    .map(|&x| half::f16::from_f32(x).to_bits())
+                    .collect();
                 b.write(&v).enq().unwrap()
             }
         }

@@ -22,6 +22,8 @@ pub type TensorId = usize;
 pub enum Elem {
     /// 32-bit float.
     F32,
+    /// 16-bit IEEE half, computed in float (`precision = "fp16"`).
+    F16,
     /// uint8 with a scale and zero point.
     U8,
 }
@@ -186,6 +188,20 @@ pub enum Op {
         /// Quantization.
         q: Quant,
     },
+    /// Float to half (fp16 storage).
+    ToHalf {
+        /// Float input.
+        input: TensorId,
+        /// Half output.
+        output: TensorId,
+    },
+    /// Half to float (fp16 storage).
+    ToFloat {
+        /// Half input.
+        input: TensorId,
+        /// Float output.
+        output: TensorId,
+    },
 }
 
 /// The lowered encoder for one input size.
@@ -243,6 +259,57 @@ pub fn lower(bytes: &[u8], width: usize, height: usize) -> Result<Graph, String>
     let model = ModelProto::decode(bytes).map_err(|e| format!("not an ONNX file: {e}"))?;
     let graph = model.graph.as_ref().ok_or("the file has no graph")?;
     Lowering::new(graph, width, height)?.run(graph)
+}
+
+/// Stores a float graph's activations as half (fp16 storage, float
+/// arithmetic): the input is converted once, the outputs are converted
+/// back, everything between is half. A graph with integer ops is refused.
+pub fn to_half_storage(mut graph: Graph) -> Result<Graph, String> {
+    if graph.tensors.iter().any(|t| t.elem != Elem::F32) {
+        return Err("fp16 storage applies to float graphs only (not the int8 file)".into());
+    }
+    let half_input = graph.tensors.len();
+    graph.tensors.push(TensorInfo {
+        elem: Elem::F16,
+        ..graph.tensors[0]
+    });
+    for t in graph.tensors.iter_mut().skip(1) {
+        t.elem = Elem::F16;
+    }
+    let uses_input = |t: &mut TensorId| {
+        if *t == 0 {
+            *t = half_input;
+        }
+    };
+    for op in &mut graph.ops {
+        match op {
+            Op::ConvF32 { input, .. } => uses_input(input),
+            Op::AddF32 { a, b, .. } => {
+                uses_input(a);
+                uses_input(b);
+            }
+            other => return Err(format!("fp16 storage: unexpected op {other:?}")),
+        }
+    }
+    graph.ops.insert(
+        0,
+        Op::ToHalf {
+            input: 0,
+            output: half_input,
+        },
+    );
+    let mut outputs = Vec::with_capacity(graph.outputs.len());
+    for &t in &graph.outputs {
+        let output = graph.tensors.len();
+        graph.tensors.push(TensorInfo {
+            elem: Elem::F32,
+            ..graph.tensors[t]
+        });
+        graph.ops.push(Op::ToFloat { input: t, output });
+        outputs.push(output);
+    }
+    graph.outputs = outputs;
+    Ok(graph)
 }
 
 struct Lowering {
@@ -802,6 +869,28 @@ mod tests {
         assert_eq!(count(|o| matches!(o, Op::Quantize { .. })), 1);
         assert_eq!(count(|o| matches!(o, Op::Dequantize { .. })), 3);
         assert!(g.outputs.iter().all(|&o| g.tensors[o].elem == Elem::F32));
+    }
+
+    #[test]
+    fn half_storage_converts_at_the_edges_only() {
+        let g = lower(&bundled("encoder_lite0_fp32.onnx"), 64, 48).unwrap();
+        let (ops, outs) = (g.ops.len(), g.outputs.len());
+        let h = to_half_storage(g).unwrap();
+        assert_eq!(h.ops.len(), ops + 1 + outs);
+        assert!(matches!(h.ops[0], Op::ToHalf { input: 0, .. }));
+        assert!(h.ops[ops + 1..]
+            .iter()
+            .all(|o| matches!(o, Op::ToFloat { .. })));
+        assert!(h.outputs.iter().all(|&o| h.tensors[o].elem == Elem::F32));
+        // No op but the first reads the float input.
+        let reads_input = |o: &Op| match o {
+            Op::ConvF32 { input, .. } => *input == 0,
+            Op::AddF32 { a, b, .. } => *a == 0 || *b == 0,
+            _ => false,
+        };
+        assert!(!h.ops.iter().any(reads_input));
+        let int8 = lower(&bundled("encoder_lite0_int8.onnx"), 64, 48).unwrap();
+        assert!(to_half_storage(int8).unwrap_err().contains("float graphs"));
     }
 
     #[test]

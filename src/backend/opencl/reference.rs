@@ -28,7 +28,14 @@ fn rint(v: f32) -> f32 {
     v.round_ties_even()
 }
 
+/// `v` rounded to the nearest IEEE half (ties to even), as `vstore_half`.
+pub fn to_half(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
+}
+
 /// Runs `op` on `tensors` (indexed by tensor id), writing its output.
+/// Half tensors hold half-representable values: the caller rounds the
+/// inputs it writes and the outputs of ops that write half tensors.
 pub fn run_op(op: &Op, tensors: &mut [Vec<f32>]) {
     match op {
         Op::ConvF32 {
@@ -110,6 +117,12 @@ pub fn run_op(op: &Op, tensors: &mut [Vec<f32>]) {
                 .iter()
                 .map(|&v| (rint(v / q.scale) + q.zero_point as f32).clamp(0.0, 255.0))
                 .collect();
+        }
+        Op::ToHalf { input, output } => {
+            tensors[*output] = tensors[*input].iter().map(|&v| to_half(v)).collect();
+        }
+        Op::ToFloat { input, output } => {
+            tensors[*output] = tensors[*input].clone();
         }
         Op::Dequantize { input, output, q } => {
             tensors[*output] = tensors[*input]
@@ -212,13 +225,20 @@ mod tests {
         };
         let enc = OpenclEncoder::from_graph(gpu.clone(), graph).expect("prepare");
         let mut host: Vec<Vec<f32>> = tensors.iter().map(|t| vec![0.0; t.len()]).collect();
+        let half = |t: usize, v: &[f32]| -> Vec<f32> {
+            if tensors[t].elem == Elem::F16 {
+                v.iter().map(|&x| to_half(x)).collect()
+            } else {
+                v.to_vec()
+            }
+        };
         for (t, v) in inputs {
             enc.write_tensor(*t, v);
-            host[*t] = v.clone();
+            host[*t] = half(*t, v);
         }
         enc.run_ops();
         run_op(&op, &mut host);
-        (enc.read_tensor_f32(output), host[output].clone())
+        (enc.read_tensor_f32(output), half(output, &host[output]))
     }
 
     /// uint8 results of a float division and rounding: OpenCL allows `/` to
@@ -296,6 +316,79 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn half_storage_kernels_match_reference() {
+        let Some(gpu) = test_gpu() else { return };
+        let mut rng = Rng(4);
+        for (n, geom) in shapes().into_iter().enumerate() {
+            let tensors = vec![
+                info(geom.in_c, geom.in_h, geom.in_w, Elem::F16),
+                info(geom.out_c, geom.out_h(), geom.out_w(), Elem::F16),
+            ];
+            let wn = geom.out_c * geom.in_per_group() * geom.kernel * geom.kernel;
+            let op = Op::ConvF32 {
+                input: 0,
+                output: 1,
+                geom,
+                weights: (0..wn).map(|_| rng.unit() * 2.0 - 1.0).collect(),
+                bias: (0..geom.out_c).map(|_| rng.unit() - 0.5).collect(),
+                clip: Some((0.0, 6.0)),
+            };
+            let x: Vec<f32> = (0..tensors[0].len())
+                .map(|_| rng.unit() * 8.0 - 4.0)
+                .collect();
+            let (dev, reference) = both(&gpu, tensors, op, &[(0, x)], 1);
+            // Float arithmetic on the same half inputs; the sums differ only
+            // in order, so the rounded outputs agree within one half ulp
+            // (2^-10 relative, at most 6 * 2^-10 here).
+            let err = dev
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(err <= 6.0 / 1024.0, "shape {n} {geom:?}: max error {err}");
+        }
+        let t = |elem| info(3, 5, 7, elem);
+        let len = 3 * 5 * 7;
+        let a: Vec<f32> = (0..len).map(|_| rng.unit() * 100.0 - 50.0).collect();
+        let b: Vec<f32> = (0..len).map(|_| rng.unit() * 100.0 - 50.0).collect();
+        let op = Op::AddF32 {
+            a: 0,
+            b: 1,
+            output: 2,
+        };
+        let (dev, reference) = both(
+            &gpu,
+            vec![t(Elem::F16), t(Elem::F16), t(Elem::F16)],
+            op,
+            &[(0, a.clone()), (1, b)],
+            2,
+        );
+        assert_eq!(dev, reference);
+        let (dev, reference) = both(
+            &gpu,
+            vec![t(Elem::F32), t(Elem::F16)],
+            Op::ToHalf {
+                input: 0,
+                output: 1,
+            },
+            &[(0, a.clone())],
+            1,
+        );
+        assert_eq!(dev, reference);
+        let (dev, reference) = both(
+            &gpu,
+            vec![t(Elem::F16), t(Elem::F32)],
+            Op::ToFloat {
+                input: 0,
+                output: 1,
+            },
+            &[(0, a)],
+            1,
+        );
+        assert_eq!(dev, reference);
     }
 
     #[test]
