@@ -21,8 +21,40 @@ use ocl::enums::{DeviceInfo, DeviceInfoResult, EventInfo, EventInfoResult};
 use ocl::flags::DeviceType;
 use ocl::{Context, Device, Platform, Program, Queue};
 
-/// Source of the encoder kernels.
+/// Source of the integer and conversion encoder kernels.
 pub const ENCODER_KERNELS: &str = include_str!("kernels/encoder.cl");
+/// The float encoder kernels, a template instantiated by [`encoder_source`].
+pub const ENCODER_FLOAT_TEMPLATE: &str = include_str!("kernels/encoder_float.cl");
+
+/// The two instantiations of [`ENCODER_FLOAT_TEMPLATE`]: float activations
+/// (kernel suffix `_f32`) and half ones (`_f16s`, fp16 storage).
+const FLOAT_VARIANTS: [&str; 2] = [
+    "#define ACT float\n\
+     #define KERNEL(name) name##_f32\n\
+     #define LOAD1(p, i) ((p)[i])\n\
+     #define STORE1(p, i, v) ((p)[i] = (v))\n\
+     #define LOAD4(p, i) vload4(0, (p) + (i))\n\
+     #define STORE4(p, i, v) vstore4((v), 0, (p) + (i))\n",
+    "#define ACT half\n\
+     #define KERNEL(name) name##_f16s\n\
+     #define LOAD1(p, i) vload_half((i), (p))\n\
+     #define STORE1(p, i, v) vstore_half((v), (i), (p))\n\
+     #define LOAD4(p, i) vload_half4(0, (p) + (i))\n\
+     #define STORE4(p, i, v) vstore_half4((v), 0, (p) + (i))\n",
+];
+
+/// The whole encoder program: `encoder.cl`, then the float template once
+/// per variant.
+pub fn encoder_source() -> String {
+    let mut src = String::from(ENCODER_KERNELS);
+    for defines in FLOAT_VARIANTS {
+        src.push('\n');
+        src.push_str(defines);
+        src.push_str(ENCODER_FLOAT_TEMPLATE);
+        src.push_str("\n#undef ACT\n#undef KERNEL\n#undef LOAD1\n#undef STORE1\n#undef LOAD4\n#undef STORE4\n");
+    }
+    src
+}
 /// Source of the readout kernel.
 pub const READOUT_KERNELS: &str = include_str!("kernels/readout.cl");
 
@@ -230,8 +262,14 @@ impl Gpu {
             .map_err(setup)?;
         let queue = Queue::new(&context, d, None).map_err(setup)?;
         let started = Instant::now();
-        let (encoder_program, enc_cached) =
-            cache::build(&context, d, &summary, "encoder", ENCODER_KERNELS, cache_dir)?;
+        let (encoder_program, enc_cached) = cache::build(
+            &context,
+            d,
+            &summary,
+            "encoder",
+            &encoder_source(),
+            cache_dir,
+        )?;
         let (readout_program, read_cached) =
             cache::build(&context, d, &summary, "readout", READOUT_KERNELS, cache_dir)?;
         let kernels_from_cache = enc_cached && read_cached;

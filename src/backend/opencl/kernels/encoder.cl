@@ -4,40 +4,13 @@
 // Convolutions use ONNX "SAME_UPPER" padding (TensorFlow's SAME): the host
 // computes pad_top/pad_left; padded input cells contribute nothing.
 // One work-item per output value: global size (out_w, out_h, out_c).
+//
+// The float kernels (conv, conv1x1, add) are in encoder_float.cl, a template
+// built twice: with float activations (suffix _f32) and with half ones
+// (suffix _f16s, fp16 storage); see src/backend/opencl/mod.rs.
 
-// Float convolution, grouped (groups = 1: standard, groups = channels:
-// depthwise), any square kernel and stride, bias, then clamp to [lo, hi]
-// (a fused Clip/ReLU6; -inf..inf when the graph has none).
-__kernel void conv_f32(__global const float *x, __global const float *w,
-                       __global const float *bias, __global float *y,
-                       int in_c, int in_h, int in_w, int out_c, int out_h,
-                       int out_w, int k, int stride, int pad_top, int pad_left,
-                       int groups, float lo, float hi) {
-  int ox = get_global_id(0), oy = get_global_id(1), oc = get_global_id(2);
-  if (ox >= out_w || oy >= out_h || oc >= out_c)
-    return;
-  int cin_g = in_c / groups, cout_g = out_c / groups;
-  int g = oc / cout_g;
-  float acc = bias[oc];
-  __global const float *wk = w + oc * cin_g * k * k;
-  int iy0 = oy * stride - pad_top, ix0 = ox * stride - pad_left;
-  for (int ic = 0; ic < cin_g; ic++) {
-    __global const float *xc = x + (g * cin_g + ic) * in_h * in_w;
-    __global const float *wc = wk + ic * k * k;
-    for (int ky = 0; ky < k; ky++) {
-      int iy = iy0 + ky;
-      if (iy < 0 || iy >= in_h)
-        continue;
-      for (int kx = 0; kx < k; kx++) {
-        int ix = ix0 + kx;
-        if (ix < 0 || ix >= in_w)
-          continue;
-        acc = fma(xc[iy * in_w + ix], wc[ky * k + kx], acc);
-      }
-    }
-  }
-  y[(oc * out_h + oy) * out_w + ox] = fmin(fmax(acc, lo), hi);
-}
+// Output channels per work-item of the 1x1 kernels.
+#define OC_BLOCK 8
 
 // Quantized convolution (QDQ pattern DQ(x) * DQ(w) + DQ(b) -> Q):
 // uint8 activations with zero points, int8 weights with per-channel zero
@@ -79,14 +52,6 @@ __kernel void conv_q8(__global const uchar *x, __global const char *w,
   y[(oc * out_h + oy) * out_w + ox] = (uchar)clamp(q, 0.0f, 255.0f);
 }
 
-// Float residual add.
-__kernel void add_f32(__global const float *a, __global const float *b,
-                      __global float *y, int n) {
-  int i = get_global_id(0);
-  if (i < n)
-    y[i] = a[i] + b[i];
-}
-
 // Quantized residual add (DQ(a) + DQ(b) -> Q).
 __kernel void add_q8(__global const uchar *a, __global const uchar *b,
                      __global uchar *y, float a_scale, int a_zp,
@@ -114,53 +79,6 @@ __kernel void dequantize_u8(__global const uchar *x, __global float *y,
   int i = get_global_id(0);
   if (i < n)
     y[i] = (float)((int)x[i] - zp) * scale;
-}
-
-// 1x1 stride-1 convolution (most of the encoder's work) as a matrix
-// product Y[oc][p] = W[oc][:] . X[:][p] + b[oc]: each work-item computes an
-// OC_BLOCK-channel x 4-pixel block, so every loaded input value is used
-// OC_BLOCK times. Global size (ceil(P / 4), ceil(out_c / OC_BLOCK)),
-// P = h * w.
-#define OC_BLOCK 8
-__kernel void conv1x1_f32(__global const float *x, __global const float *w,
-                          __global const float *bias, __global float *y,
-                          int in_c, int pixels, int out_c, float lo,
-                          float hi) {
-  int p0 = get_global_id(0) * 4, oc0 = get_global_id(1) * OC_BLOCK;
-  if (p0 >= pixels || oc0 >= out_c)
-    return;
-  float4 acc[OC_BLOCK];
-  for (int o = 0; o < OC_BLOCK; o++)
-    acc[o] = (float4)(oc0 + o < out_c ? bias[oc0 + o] : 0.0f);
-  int full = p0 + 4 <= pixels;
-  int oc_n = min(OC_BLOCK, out_c - oc0);
-  for (int ic = 0; ic < in_c; ic++) {
-    float4 xv;
-    if (full) {
-      xv = vload4(0, x + ic * pixels + p0);
-    } else {
-      __global const float *xr = x + ic * pixels;
-      xv = (float4)(xr[p0], p0 + 1 < pixels ? xr[p0 + 1] : 0.0f,
-                    p0 + 2 < pixels ? xr[p0 + 2] : 0.0f,
-                    p0 + 3 < pixels ? xr[p0 + 3] : 0.0f);
-    }
-    __global const float *wc = w + oc0 * in_c + ic;
-    for (int o = 0; o < OC_BLOCK; o++) {
-      float wv = o < oc_n ? wc[o * in_c] : 0.0f;
-      acc[o] = fma(xv, (float4)(wv), acc[o]);
-    }
-  }
-  for (int o = 0; o < oc_n; o++) {
-    float4 v = fmin(fmax(acc[o], (float4)(lo)), (float4)(hi));
-    __global float *yr = y + (oc0 + o) * pixels + p0;
-    if (full) {
-      vstore4(v, 0, yr);
-    } else {
-      yr[0] = v.x;
-      if (p0 + 1 < pixels) yr[1] = v.y;
-      if (p0 + 2 < pixels) yr[2] = v.z;
-    }
-  }
 }
 
 // The quantized 1x1 convolution, blocked the same way (see conv_q8 for the
@@ -229,87 +147,4 @@ __kernel void to_float(__global const half *x, __global float *y, int n) {
   int i = get_global_id(0);
   if (i < n)
     y[i] = vload_half(i, x);
-}
-
-// conv_f32 with half activations.
-__kernel void conv_f16s(__global const half *x, __global const float *w,
-                        __global const float *bias, __global half *y,
-                        int in_c, int in_h, int in_w, int out_c, int out_h,
-                        int out_w, int k, int stride, int pad_top,
-                        int pad_left, int groups, float lo, float hi) {
-  int ox = get_global_id(0), oy = get_global_id(1), oc = get_global_id(2);
-  if (ox >= out_w || oy >= out_h || oc >= out_c)
-    return;
-  int cin_g = in_c / groups, cout_g = out_c / groups;
-  int g = oc / cout_g;
-  float acc = bias[oc];
-  __global const float *wk = w + oc * cin_g * k * k;
-  int iy0 = oy * stride - pad_top, ix0 = ox * stride - pad_left;
-  for (int ic = 0; ic < cin_g; ic++) {
-    int xc = (g * cin_g + ic) * in_h * in_w;
-    __global const float *wc = wk + ic * k * k;
-    for (int ky = 0; ky < k; ky++) {
-      int iy = iy0 + ky;
-      if (iy < 0 || iy >= in_h)
-        continue;
-      for (int kx = 0; kx < k; kx++) {
-        int ix = ix0 + kx;
-        if (ix < 0 || ix >= in_w)
-          continue;
-        acc = fma(vload_half(xc + iy * in_w + ix, x), wc[ky * k + kx], acc);
-      }
-    }
-  }
-  vstore_half(fmin(fmax(acc, lo), hi), (oc * out_h + oy) * out_w + ox, y);
-}
-
-// conv1x1_f32 with half activations (same blocking).
-__kernel void conv1x1_f16s(__global const half *x, __global const float *w,
-                           __global const float *bias, __global half *y,
-                           int in_c, int pixels, int out_c, float lo,
-                           float hi) {
-  int p0 = get_global_id(0) * 4, oc0 = get_global_id(1) * OC_BLOCK;
-  if (p0 >= pixels || oc0 >= out_c)
-    return;
-  float4 acc[OC_BLOCK];
-  for (int o = 0; o < OC_BLOCK; o++)
-    acc[o] = (float4)(oc0 + o < out_c ? bias[oc0 + o] : 0.0f);
-  int full = p0 + 4 <= pixels;
-  int oc_n = min(OC_BLOCK, out_c - oc0);
-  for (int ic = 0; ic < in_c; ic++) {
-    float4 xv;
-    int base = ic * pixels + p0;
-    if (full) {
-      xv = vload_half4(0, x + base);
-    } else {
-      xv = (float4)(vload_half(base, x),
-                    p0 + 1 < pixels ? vload_half(base + 1, x) : 0.0f,
-                    p0 + 2 < pixels ? vload_half(base + 2, x) : 0.0f,
-                    p0 + 3 < pixels ? vload_half(base + 3, x) : 0.0f);
-    }
-    __global const float *wc = w + oc0 * in_c + ic;
-    for (int o = 0; o < OC_BLOCK; o++) {
-      float wv = o < oc_n ? wc[o * in_c] : 0.0f;
-      acc[o] = fma(xv, (float4)(wv), acc[o]);
-    }
-  }
-  for (int o = 0; o < oc_n; o++) {
-    float4 v = fmin(fmax(acc[o], (float4)(lo)), (float4)(hi));
-    int base = (oc0 + o) * pixels + p0;
-    if (full) {
-      vstore_half4(v, 0, y + base);
-    } else {
-      vstore_half(v.x, base, y);
-      if (p0 + 1 < pixels) vstore_half(v.y, base + 1, y);
-      if (p0 + 2 < pixels) vstore_half(v.z, base + 2, y);
-    }
-  }
-}
-
-// add_f32 with half activations.
-__kernel void add_f16s(__global const half *a, __global const half *b,
-                       __global half *y, int n) {
-  int i = get_global_id(0);
-  if (i < n)
-    vstore_half(vload_half(i, a) + vload_half(i, b), i, y);
 }
