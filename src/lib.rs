@@ -16,6 +16,7 @@ pub mod imageio;
 pub mod memory;
 pub mod metrics;
 pub mod pipeline;
+mod prng;
 pub mod prompt;
 pub mod publish;
 pub mod readout;

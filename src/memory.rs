@@ -75,15 +75,6 @@ impl MemoryStore {
         self.versions[slot]
     }
 
-    /// Keys (`cells * dim`) and values (`cells * channels`) of `slot`.
-    pub fn slot_data(&self, slot: usize) -> (&[f32], &[f32]) {
-        let (kd, vd) = (self.cells * self.dim, self.cells * self.channels);
-        (
-            &self.keys[slot * kd..(slot + 1) * kd],
-            &self.values[slot * vd..(slot + 1) * vd],
-        )
-    }
-
     fn bump(&mut self, slot: usize) {
         self.versions[slot] = self.next_version;
         self.next_version += 1;

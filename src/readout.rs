@@ -203,6 +203,20 @@ pub fn readout(
     }
 }
 
+/// `n` pseudo-random L2-normalised keys of `dim` values each, drawn from
+/// `state` (the device readout's self-test and the tests).
+#[cfg(any(test, feature = "opencl"))]
+pub(crate) fn random_unit_keys(state: &mut u64, n: usize, dim: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..n * dim)
+        .map(|_| crate::prng::unit(state) - 0.5)
+        .collect();
+    for key in v.chunks_mut(dim.max(1)) {
+        let norm = key.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+        key.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
 /// Most frames the readout looks at (first frame + working memory).
 pub const MAX_FRAMES: usize = 65;
 
@@ -372,23 +386,6 @@ mod tests {
         out
     }
 
-    /// Deterministic pseudo-random numbers (xorshift).
-    fn rng(seed: &mut u64) -> f32 {
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        (*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    }
-
-    fn normalised(n: usize, dim: usize, seed: &mut u64) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..n * dim).map(|_| rng(seed)).collect();
-        for c in v.chunks_mut(dim) {
-            let norm = c.iter().map(|x| x * x).sum::<f32>().sqrt();
-            c.iter_mut().for_each(|x| *x /= norm);
-        }
-        v
-    }
-
     #[test]
     fn matches_naive_reference() {
         let mut seed = 0x9e3779b97f4a7c15;
@@ -399,13 +396,22 @@ mod tests {
         let (dim, ch) = (19, 3);
         let cells = grid.width * grid.height;
         let mut mem = MemoryStore::new(cells, dim, ch, 3);
-        let vals =
-            |seed: &mut u64| -> Vec<f32> { (0..cells * ch).map(|_| rng(seed) + 0.5).collect() };
-        mem.set_first(0, &normalised(cells, dim, &mut seed), &vals(&mut seed));
+        let vals = |seed: &mut u64| -> Vec<f32> {
+            (0..cells * ch).map(|_| crate::prng::unit(seed)).collect()
+        };
+        mem.set_first(
+            0,
+            &random_unit_keys(&mut seed, cells, dim),
+            &vals(&mut seed),
+        );
         for f in 1..=4 {
-            mem.push_working(f, &normalised(cells, dim, &mut seed), &vals(&mut seed));
+            mem.push_working(
+                f,
+                &random_unit_keys(&mut seed, cells, dim),
+                &vals(&mut seed),
+            );
         }
-        let query = normalised(cells, dim, &mut seed);
+        let query = random_unit_keys(&mut seed, cells, dim);
         for (k, r, rf) in [(1, 0, 0), (5, 2, 3), (7, 1, 0), (64, 0, 2)] {
             let p = ReadoutParams {
                 top_k: k,
@@ -432,7 +438,7 @@ mod tests {
             height: 4,
         };
         let mut seed = 42;
-        let keys = normalised(16, 8, &mut seed);
+        let keys = random_unit_keys(&mut seed, 16, 8);
         let values: Vec<f32> = (0..16)
             .flat_map(|i| if i % 3 == 0 { [0.0, 1.0] } else { [1.0, 0.0] })
             .collect();

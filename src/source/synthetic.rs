@@ -100,19 +100,6 @@ impl SyntheticConfig {
     }
 }
 
-/// splitmix64: a small, well-mixed deterministic generator.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn unit(state: &mut u64) -> f32 {
-    (splitmix(state) >> 40) as f32 / (1u64 << 24) as f32
-}
-
 fn hash3(x: u32, y: u32, z: u64) -> u32 {
     let mut h = (x as u64).wrapping_mul(0x9E37_79B1)
         ^ (y as u64).wrapping_mul(0x85EB_CA77)
@@ -186,7 +173,7 @@ impl Scene {
         let (w, h) = (cfg.width, cfg.height);
         let m = w.min(h) as f32;
         let mut rng = cfg.seed ^ 0x05EE_D0F5_CE4E;
-        let mut jitter = |spread: f32| 1.0 + spread * (2.0 * unit(&mut rng) - 1.0);
+        let mut jitter = |spread: f32| 1.0 + spread * (2.0 * crate::prng::unit(&mut rng) - 1.0);
         let base = [
             Shape {
                 outline: Outline::Ellipse,

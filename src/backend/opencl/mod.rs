@@ -203,12 +203,11 @@ fn device_err(e: ocl::Error) -> OpenclError {
     OpenclError::Device(e.to_string())
 }
 
-/// An opened device: context, in-order queue and the compiled kernels,
-/// shared by the encoder and the readouts of one process.
+/// An opened device: an in-order queue (which holds the context) and the
+/// compiled kernels, shared by an encoder and its trackers' readouts.
 pub struct Gpu {
     /// The device as listed.
     pub summary: DeviceSummary,
-    context: Context,
     queue: Queue,
     encoder_program: Program,
     readout_program: Program,
@@ -285,7 +284,6 @@ impl Gpu {
         );
         Ok(Arc::new(Self {
             summary,
-            context,
             queue,
             encoder_program,
             readout_program,
@@ -323,11 +321,6 @@ impl Gpu {
     /// The command queue.
     pub fn queue(&self) -> &Queue {
         &self.queue
-    }
-
-    /// The context.
-    pub fn context(&self) -> &Context {
-        &self.context
     }
 
     /// The OpenCL device.
