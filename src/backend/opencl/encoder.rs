@@ -6,10 +6,11 @@
 
 use std::sync::Arc;
 
+use ocl::builders::KernelBuilder;
 use ocl::{Buffer, Kernel, MemFlags, OclPrm, SpatialDims};
 
 use super::graph::{lower, ConvGeom, Elem, Graph, Op, Quant};
-use super::{device_err, Gpu, OpenclError};
+use super::{device_err, Gpu, OpenclError, OC_BLOCK};
 
 /// An activation buffer on the device.
 enum DeviceTensor {
@@ -77,10 +78,41 @@ fn is_pointwise(g: &ConvGeom) -> bool {
     g.kernel == 1 && g.stride == 1 && g.groups == 1
 }
 
-/// Work size of the 1×1 kernels: one item per 4 pixels × `block` channels
-/// (`OC_BLOCK` in encoder.cl).
-fn pointwise_dims(g: &ConvGeom, block: usize) -> SpatialDims {
-    SpatialDims::Two((g.in_h * g.in_w).div_ceil(4), g.out_c.div_ceil(block))
+/// Names the convolution kernel for `g` (`conv1x1_SUFFIX` for a 1×1
+/// stride-1 convolution, else `conv_SUFFIX`) and sets its work size: one
+/// item per output value, or per 4 pixels × [`OC_BLOCK`] channels.
+fn conv_kernel(b: &mut KernelBuilder<'_>, g: &ConvGeom, suffix: &str) {
+    if is_pointwise(g) {
+        b.name(format!("conv1x1_{suffix}"))
+            .global_work_size(SpatialDims::Two(
+                (g.in_h * g.in_w).div_ceil(4),
+                g.out_c.div_ceil(OC_BLOCK),
+            ));
+    } else {
+        b.name(format!("conv_{suffix}"))
+            .global_work_size(SpatialDims::Three(g.out_w(), g.out_h(), g.out_c));
+    }
+}
+
+/// The geometry arguments the convolution kernels take after their
+/// buffers (1×1: channels and pixels; others: the whole geometry).
+fn geometry_args(b: &mut KernelBuilder<'_>, g: &ConvGeom) {
+    if is_pointwise(g) {
+        b.arg(i(g.in_c)).arg(i(g.in_h * g.in_w)).arg(i(g.out_c));
+    } else {
+        let (pt, pl) = g.pad_top_left();
+        b.arg(i(g.in_c))
+            .arg(i(g.in_h))
+            .arg(i(g.in_w))
+            .arg(i(g.out_c))
+            .arg(i(g.out_h()))
+            .arg(i(g.out_w()))
+            .arg(i(g.kernel))
+            .arg(i(g.stride))
+            .arg(i(pt))
+            .arg(i(pl))
+            .arg(i(g.groups));
+    }
 }
 
 impl OpenclEncoder {
@@ -142,7 +174,6 @@ impl OpenclEncoder {
             DeviceTensor::U8(b) => Ok(b),
             _ => Err(wrong(t, "uint8")),
         };
-        let conv_dims = |g: &ConvGeom| SpatialDims::Three(g.out_w(), g.out_h(), g.out_c);
         let n = |t: usize| graph.tensors[t].len();
         let mut b = Kernel::builder();
         b.program(&gpu.encoder_program).queue(gpu.queue().clone());
@@ -159,15 +190,7 @@ impl OpenclEncoder {
                 let (lo, hi) = clip.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
                 // Half activations (fp16 storage) or float ones.
                 let half = graph.tensors[*input].elem == Elem::F16;
-                let suffix = if half { "f16s" } else { "f32" };
-                let pointwise = is_pointwise(geom);
-                if pointwise {
-                    b.name(format!("conv1x1_{suffix}"))
-                        .global_work_size(pointwise_dims(geom, 8));
-                } else {
-                    b.name(format!("conv_{suffix}"))
-                        .global_work_size(conv_dims(geom));
-                }
+                conv_kernel(&mut b, geom, if half { "f16s" } else { "f32" });
                 if half {
                     b.arg(f16_of(*input)?)
                         .arg(&w)
@@ -179,24 +202,7 @@ impl OpenclEncoder {
                         .arg(&bi)
                         .arg(f32_of(*output)?);
                 }
-                if pointwise {
-                    b.arg(i(geom.in_c))
-                        .arg(i(geom.in_h * geom.in_w))
-                        .arg(i(geom.out_c));
-                } else {
-                    let (pt, pl) = geom.pad_top_left();
-                    b.arg(i(geom.in_c))
-                        .arg(i(geom.in_h))
-                        .arg(i(geom.in_w))
-                        .arg(i(geom.out_c))
-                        .arg(i(geom.out_h()))
-                        .arg(i(geom.out_w()))
-                        .arg(i(geom.kernel))
-                        .arg(i(geom.stride))
-                        .arg(i(pt))
-                        .arg(i(pl))
-                        .arg(i(geom.groups));
-                }
+                geometry_args(&mut b, geom);
                 let k = b.arg(lo).arg(hi).build().map_err(setup)?;
                 keep.f32s.extend([w, bi]);
                 Ok(k)
@@ -222,48 +228,19 @@ impl OpenclEncoder {
                     buffer(gpu, bias)?,
                     buffer(gpu, &mult)?,
                 );
-                let k = if is_pointwise(geom) {
-                    b.name("conv1x1_q8")
-                        .global_work_size(pointwise_dims(geom, 8))
-                        .arg(u8_of(*input)?)
-                        .arg(&w)
-                        .arg(&wz)
-                        .arg(&bi)
-                        .arg(&m)
-                        .arg(u8_of(*output)?)
-                        .arg(i(geom.in_c))
-                        .arg(i(geom.in_h * geom.in_w))
-                        .arg(i(geom.out_c))
-                        .arg(x.zero_point)
-                        .arg(y.zero_point)
-                        .build()
-                        .map_err(setup)?
-                } else {
-                    let (pt, pl) = geom.pad_top_left();
-                    b.name("conv_q8")
-                        .global_work_size(conv_dims(geom))
-                        .arg(u8_of(*input)?)
-                        .arg(&w)
-                        .arg(&wz)
-                        .arg(&bi)
-                        .arg(&m)
-                        .arg(u8_of(*output)?)
-                        .arg(i(geom.in_c))
-                        .arg(i(geom.in_h))
-                        .arg(i(geom.in_w))
-                        .arg(i(geom.out_c))
-                        .arg(i(geom.out_h()))
-                        .arg(i(geom.out_w()))
-                        .arg(i(geom.kernel))
-                        .arg(i(geom.stride))
-                        .arg(i(pt))
-                        .arg(i(pl))
-                        .arg(i(geom.groups))
-                        .arg(x.zero_point)
-                        .arg(y.zero_point)
-                        .build()
-                        .map_err(setup)?
-                };
+                conv_kernel(&mut b, geom, "q8");
+                b.arg(u8_of(*input)?)
+                    .arg(&w)
+                    .arg(&wz)
+                    .arg(&bi)
+                    .arg(&m)
+                    .arg(u8_of(*output)?);
+                geometry_args(&mut b, geom);
+                let k = b
+                    .arg(x.zero_point)
+                    .arg(y.zero_point)
+                    .build()
+                    .map_err(setup)?;
                 keep.i8s.push(w);
                 keep.i32s.extend([wz, bi]);
                 keep.f32s.push(m);

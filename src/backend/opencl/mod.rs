@@ -43,10 +43,15 @@ const FLOAT_VARIANTS: [&str; 2] = [
      #define STORE4(p, i, v) vstore_half4((v), 0, (p) + (i))\n",
 ];
 
-/// The whole encoder program: `encoder.cl`, then the float template once
-/// per variant.
+/// Output channels per work-item of the 1×1 convolution kernels (defined
+/// for the kernels by [`encoder_source`]).
+pub(crate) const OC_BLOCK: usize = 8;
+
+/// The whole encoder program: the shared defines, `encoder.cl`, then the
+/// float template once per variant.
 pub fn encoder_source() -> String {
-    let mut src = String::from(ENCODER_KERNELS);
+    let mut src = format!("#define OC_BLOCK {OC_BLOCK}\n");
+    src.push_str(ENCODER_KERNELS);
     for defines in FLOAT_VARIANTS {
         src.push('\n');
         src.push_str(defines);

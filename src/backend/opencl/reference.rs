@@ -182,21 +182,14 @@ mod tests {
     use super::super::graph::{Elem, Graph, Quant, TensorInfo};
     use super::*;
 
-    /// Deterministic pseudo-random numbers (splitmix64).
+    /// Deterministic pseudo-random numbers ([`crate::prng`]).
     struct Rng(u64);
     impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
         fn unit(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 24) as f32
+            crate::prng::unit(&mut self.0)
         }
         fn range(&mut self, lo: i64, hi: i64) -> i64 {
-            lo + (self.next() % (hi - lo + 1) as u64) as i64
+            lo + (crate::prng::splitmix(&mut self.0) % (hi - lo + 1) as u64) as i64
         }
     }
 
@@ -207,6 +200,45 @@ mod tests {
             width: w,
             elem,
         }
+    }
+
+    /// Input and output tensors (ids 0 and 1) of a convolution of `geom`
+    /// with activations of `elem`.
+    fn conv_tensors(geom: &ConvGeom, elem: Elem) -> Vec<TensorInfo> {
+        vec![
+            info(geom.in_c, geom.in_h, geom.in_w, elem),
+            info(geom.out_c, geom.out_h(), geom.out_w(), elem),
+        ]
+    }
+
+    /// Runs a float convolution of `geom` (tensor 0 to 1) with random
+    /// weights, bias and input on the device and on the reference.
+    fn random_float_conv(
+        gpu: &Arc<Gpu>,
+        rng: &mut Rng,
+        geom: ConvGeom,
+        elem: Elem,
+        clip: Option<(f32, f32)>,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let tensors = conv_tensors(&geom, elem);
+        let wn = geom.out_c * geom.in_per_group() * geom.kernel * geom.kernel;
+        let op = Op::ConvF32 {
+            input: 0,
+            output: 1,
+            geom,
+            weights: (0..wn).map(|_| rng.unit() * 2.0 - 1.0).collect(),
+            bias: (0..geom.out_c).map(|_| rng.unit() - 0.5).collect(),
+            clip,
+        };
+        let x: Vec<f32> = (0..tensors[0].len())
+            .map(|_| rng.unit() * 8.0 - 4.0)
+            .collect();
+        both(gpu, tensors, op, &[(0, x)], 1)
+    }
+
+    /// Largest difference (a NaN counts as infinite).
+    fn max_error(dev: &[f32], reference: &[f32]) -> f32 {
+        crate::encoder::OutputError::between(dev, reference).max_abs
     }
 
     /// Runs `op` over `inputs` (tensor id, values) on the device and on the
@@ -285,28 +317,8 @@ mod tests {
         let mut rng = Rng(1);
         for (n, geom) in shapes().into_iter().enumerate() {
             for clip in [None, Some((0.0, 6.0))] {
-                let tensors = vec![
-                    info(geom.in_c, geom.in_h, geom.in_w, Elem::F32),
-                    info(geom.out_c, geom.out_h(), geom.out_w(), Elem::F32),
-                ];
-                let wn = geom.out_c * geom.in_per_group() * geom.kernel * geom.kernel;
-                let op = Op::ConvF32 {
-                    input: 0,
-                    output: 1,
-                    geom,
-                    weights: (0..wn).map(|_| rng.unit() * 2.0 - 1.0).collect(),
-                    bias: (0..geom.out_c).map(|_| rng.unit() - 0.5).collect(),
-                    clip,
-                };
-                let x: Vec<f32> = (0..tensors[0].len())
-                    .map(|_| rng.unit() * 8.0 - 4.0)
-                    .collect();
-                let (dev, reference) = both(&gpu, tensors, op, &[(0, x)], 1);
-                let err = dev
-                    .iter()
-                    .zip(&reference)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f32::max);
+                let (dev, reference) = random_float_conv(&gpu, &mut rng, geom, Elem::F32, clip);
+                let err = max_error(&dev, &reference);
                 assert!(
                     err < 1e-4,
                     "shape {n} {geom:?} clip {clip:?}: max error {err}"
@@ -323,31 +335,12 @@ mod tests {
         let Some(gpu) = test_gpu() else { return };
         let mut rng = Rng(4);
         for (n, geom) in shapes().into_iter().enumerate() {
-            let tensors = vec![
-                info(geom.in_c, geom.in_h, geom.in_w, Elem::F16),
-                info(geom.out_c, geom.out_h(), geom.out_w(), Elem::F16),
-            ];
-            let wn = geom.out_c * geom.in_per_group() * geom.kernel * geom.kernel;
-            let op = Op::ConvF32 {
-                input: 0,
-                output: 1,
-                geom,
-                weights: (0..wn).map(|_| rng.unit() * 2.0 - 1.0).collect(),
-                bias: (0..geom.out_c).map(|_| rng.unit() - 0.5).collect(),
-                clip: Some((0.0, 6.0)),
-            };
-            let x: Vec<f32> = (0..tensors[0].len())
-                .map(|_| rng.unit() * 8.0 - 4.0)
-                .collect();
-            let (dev, reference) = both(&gpu, tensors, op, &[(0, x)], 1);
+            let (dev, reference) =
+                random_float_conv(&gpu, &mut rng, geom, Elem::F16, Some((0.0, 6.0)));
             // Float arithmetic on the same half inputs; the sums differ only
             // in order, so the rounded outputs agree within one half ulp
             // (2^-10 relative, at most 6 * 2^-10 here).
-            let err = dev
-                .iter()
-                .zip(&reference)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let err = max_error(&dev, &reference);
             assert!(err <= 6.0 / 1024.0, "shape {n} {geom:?}: max error {err}");
         }
         let t = |elem| info(3, 5, 7, elem);
@@ -396,10 +389,7 @@ mod tests {
         let Some(gpu) = test_gpu() else { return };
         let mut rng = Rng(2);
         for (n, geom) in shapes().into_iter().enumerate() {
-            let tensors = vec![
-                info(geom.in_c, geom.in_h, geom.in_w, Elem::U8),
-                info(geom.out_c, geom.out_h(), geom.out_w(), Elem::U8),
-            ];
+            let tensors = conv_tensors(&geom, Elem::U8);
             let wn = geom.out_c * geom.in_per_group() * geom.kernel * geom.kernel;
             let x = Quant {
                 scale: 0.02 + rng.unit() * 0.05,

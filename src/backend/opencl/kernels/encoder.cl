@@ -9,8 +9,8 @@
 // built twice: with float activations (suffix _f32) and with half ones
 // (suffix _f16s, fp16 storage); see src/backend/opencl/mod.rs.
 
-// Output channels per work-item of the 1x1 kernels.
-#define OC_BLOCK 8
+// OC_BLOCK, the output channels per work-item of the 1x1 kernels, is
+// defined by the host (src/backend/opencl/mod.rs) for both files.
 
 // Quantized convolution (QDQ pattern DQ(x) * DQ(w) + DQ(b) -> Q):
 // uint8 activations with zero points, int8 weights with per-channel zero

@@ -16,6 +16,23 @@
 // Keys up to this long are held in private memory while scanning.
 #define MAX_PRIVATE_DIM 256
 
+// s = the query . key, for a key in local (tile) or global memory (OpenCL
+// 1.2 has no generic address space, hence a macro): float4 from the private
+// copy q4 when `vec`, else scalar from the query in global memory qg.
+#define DOT_QUERY(key, s)                                                      \
+  do {                                                                         \
+    s = 0.0f;                                                                  \
+    if (vec) {                                                                 \
+      float4 acc = (float4)(0.0f);                                             \
+      for (int d = 0; d < dim / 4; d++)                                        \
+        acc = fma(q4[d], vload4(d, (key)), acc);                               \
+      s = (acc.x + acc.y) + (acc.z + acc.w);                                   \
+    } else {                                                                   \
+      for (int d = 0; d < dim; d++)                                            \
+        s = fma(qg[d], (key)[d], s);                                           \
+    }                                                                          \
+  } while (0)
+
 // Ascending insertion of (s, idx) into the k best, as TopK::push on the CPU.
 inline void push_top(float *score, int *index, int *len, int k, float s,
                      int idx) {
@@ -83,16 +100,8 @@ __kernel void readout(__global const float *query, __global const float *keys,
           continue;
         for (int t = 0; t < n; t++) {
           __local const float *key = tile + t * dim;
-          float s = 0.0f;
-          if (vec) {
-            float4 acc = (float4)(0.0f);
-            for (int d = 0; d < dim / 4; d++)
-              acc = fma(q4[d], vload4(d, key), acc);
-            s = (acc.x + acc.y) + (acc.z + acc.w);
-          } else {
-            for (int d = 0; d < dim; d++)
-              s = fma(qg[d], key[d], s);
-          }
+          float s;
+          DOT_QUERY(key, s);
           push_top(score, index, &len, k, s, f * cells + m0 + t);
         }
       }
@@ -106,16 +115,8 @@ __kernel void readout(__global const float *query, __global const float *keys,
       for (int mx = x0; mx < x1; mx++) {
         int m = my * grid_w + mx;
         __global const float *key = slot_keys + m * dim;
-        float s = 0.0f;
-        if (vec) {
-          float4 acc = (float4)(0.0f);
-          for (int d = 0; d < dim / 4; d++)
-            acc = fma(q4[d], vload4(d, key), acc);
-          s = (acc.x + acc.y) + (acc.z + acc.w);
-        } else {
-          for (int d = 0; d < dim; d++)
-            s = fma(qg[d], key[d], s);
-        }
+        float s;
+        DOT_QUERY(key, s);
         push_top(score, index, &len, k, s, f * cells + m);
       }
     }
