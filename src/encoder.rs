@@ -437,7 +437,7 @@ impl Encoder {
         #[cfg(feature = "opencl")]
         {
             let was = self.device.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if was.is_none() && self.backend_status().active != ActiveBackend::Opencl {
+            if was.is_none() && !self.on_device() {
                 return;
             }
         }
@@ -451,6 +451,13 @@ impl Encoder {
     /// A live handle on the backend status (it changes on a fallback).
     pub fn backend_handle(&self) -> BackendHandle {
         self.status.clone()
+    }
+
+    /// Whether the OpenCL device runs the work now (cheap: no copy of the
+    /// status, for the per-frame path).
+    pub fn on_device(&self) -> bool {
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).active
+            == crate::backend::ActiveBackend::Opencl
     }
 
     /// The backend in use and why.

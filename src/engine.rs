@@ -296,7 +296,7 @@ impl Tracker {
     fn run_readout(&mut self, params: &ReadoutParams, grid: GridSize) {
         #[cfg(feature = "opencl")]
         if let Some(device) = self.device_readout.as_mut() {
-            if self.encoder.backend_status().active == crate::backend::ActiveBackend::Opencl {
+            if self.encoder.on_device() {
                 match device.readout(
                     &self.query,
                     &self.memory,

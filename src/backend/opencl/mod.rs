@@ -16,8 +16,7 @@ mod reference;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ocl::core::CommandExecutionStatus;
-use ocl::enums::{DeviceInfo, DeviceInfoResult, EventInfo, EventInfoResult};
+use ocl::enums::{DeviceInfo, DeviceInfoResult};
 use ocl::flags::DeviceType;
 use ocl::{Context, Device, Platform, Program, Queue};
 
@@ -208,6 +207,31 @@ fn device_err(e: ocl::Error) -> OpenclError {
     OpenclError::Device(e.to_string())
 }
 
+/// The execution status of `event`'s command (`CL_COMPLETE`, a positive
+/// "not yet" state, or a negative error code). Read into a local, where
+/// ocl's `Event::info` would allocate on every poll of the per-frame wait.
+fn command_status(event: &ocl::Event) -> Result<i32, OpenclError> {
+    use ocl::core::ffi;
+    let mut status: ffi::cl_int = 0;
+    // SAFETY: `event` is a live event, and the buffer is a cl_int, exactly
+    // the size of the value asked for.
+    let err = unsafe {
+        ffi::clGetEventInfo(
+            *event.as_core().as_ptr_ref(),
+            ffi::CL_EVENT_COMMAND_EXECUTION_STATUS,
+            std::mem::size_of::<ffi::cl_int>(),
+            &mut status as *mut ffi::cl_int as *mut std::ffi::c_void,
+            std::ptr::null_mut(),
+        )
+    };
+    if err != ffi::CL_SUCCESS {
+        return Err(OpenclError::Device(format!(
+            "cannot query a command's status (error {err})"
+        )));
+    }
+    Ok(status)
+}
+
 /// An opened device: an in-order queue (which holds the context) and the
 /// compiled kernels, shared by an encoder and its trackers' readouts.
 pub struct Gpu {
@@ -368,18 +392,16 @@ impl Gpu {
         let started = Instant::now();
         let mut nap = Duration::from_micros(20);
         loop {
-            // A failed command has a negative status, which ocl reports as an
-            // error here: a device error at once, not a wait for the timeout.
-            match marker.info(EventInfo::CommandExecutionStatus) {
-                Ok(EventInfoResult::CommandExecutionStatus(CommandExecutionStatus::Complete)) => {
-                    return Ok(())
-                }
-                Ok(_) => {}
-                Err(e) => {
+            // A failed command has a negative status: a device error at
+            // once, not a wait for the timeout.
+            match command_status(&marker)? {
+                ocl::core::ffi::CL_COMPLETE => return Ok(()),
+                status if status < 0 => {
                     return Err(OpenclError::Device(format!(
-                        "a command failed on the device: {e}"
+                        "a command failed on the device (status {status})"
                     )))
                 }
+                _ => {}
             }
             if started.elapsed() > self.timeout {
                 return Err(OpenclError::Timeout(self.timeout));
