@@ -39,3 +39,19 @@ pub fn target_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Com
 pub fn emulated() -> bool {
     std::env::var("VOSD_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty())
 }
+
+/// The exporter's 64×64 test pattern (models/export_encoder.py), rebuilt
+/// here: models/testdata holds onnxruntime's outputs for it.
+pub fn pattern64() -> vosd::frame::RgbFrame {
+    let n = 64usize;
+    let mut f = vosd::frame::RgbFrame::new(n, n);
+    for y in 0..n {
+        for x in 0..n {
+            for c in 0..3 {
+                f.data[(y * n + x) * 3 + c] =
+                    ((x * 7 + y * 13 + c * 29 + (x * y) % 17) % 256) as u8;
+            }
+        }
+    }
+    f
+}

@@ -4,22 +4,6 @@
 use std::path::Path;
 
 use vosd::encoder::Encoder;
-use vosd::frame::RgbFrame;
-
-/// The exporter's 64×64 test pattern, rebuilt here.
-fn pattern() -> RgbFrame {
-    let n = 64usize;
-    let mut f = RgbFrame::new(n, n);
-    for y in 0..n {
-        for x in 0..n {
-            for c in 0..3 {
-                f.data[(y * n + x) * 3 + c] =
-                    ((x * 7 + y * 13 + c * 29 + (x * y) % 17) % 256) as u8;
-            }
-        }
-    }
-    f
-}
 
 /// Returns (max abs error / output scale, mean abs error / mean abs output).
 fn errors(model: &str, reference: &str) -> (f32, f32) {
@@ -31,7 +15,7 @@ fn errors(model: &str, reference: &str) -> (f32, f32) {
         .collect();
     let enc = Encoder::load(&dir.join(model), 64, 64, 1).unwrap();
     let mut feats = enc.new_features();
-    enc.encode(&pattern(), &mut feats).unwrap();
+    enc.encode(&crate::common::pattern64(), &mut feats).unwrap();
     let got: Vec<f32> = [&feats.s4, &feats.s8, &feats.s16]
         .iter()
         .flat_map(|m| m.data.iter().copied())

@@ -67,67 +67,43 @@ fn davis_frame() -> Option<RgbFrame> {
     Some(small)
 }
 
-#[test]
-fn fp32_encoder_matches_tract_on_a_davis_frame() {
+/// Runs `file` (with fp16 storage when `half`) on a DAVIS frame on the
+/// device and with tract; each output's errors must stay within
+/// `(max, mean)`, relative to the output's largest and mean magnitude.
+fn check_davis_frame(label: &str, file: &str, half: bool, (max_tol, mean_tol): (f32, f32)) {
     let Some(image) = davis_frame() else { return };
-    let Some(errors) = compare("encoder_lite0_fp32.onnx", false, &image) else {
-        return;
-    };
-    for (name, e) in ["feat4", "feat8", "feat16"].iter().zip(&errors) {
-        eprintln!("fp32 {name}: max |opencl - tract| {:.2e} (scale {:.2}), mean {:.2e} (mean |out| {:.2e})", e.max_abs, e.ref_max, e.mean_abs, e.ref_mean);
-        // Only the summation order differs.
-        assert!(e.max_abs <= 1e-4 * e.ref_max, "fp32 {name}: {e:?}");
-        assert!(e.mean_abs <= 1e-5 * e.ref_mean, "fp32 {name}: {e:?}");
-    }
-}
-
-#[test]
-fn fp16_storage_encoder_matches_tract_on_a_davis_frame() {
-    let Some(image) = davis_frame() else { return };
-    let Some(errors) = compare("encoder_lite0_fp32.onnx", true, &image) else {
+    let Some(errors) = compare(file, half, &image) else {
         return;
     };
     for (name, e) in ["feat4", "feat8", "feat16"].iter().zip(&errors) {
         eprintln!(
-            "fp16 storage {name}: max |opencl - tract| {:.2e} (scale {:.2}), mean {:.2e} (mean |out| {:.2e})",
+            "{label} {name}: max |opencl - tract| {:.2e} (scale {:.2}), mean {:.2e} (mean |out| {:.2e})",
             e.max_abs, e.ref_max, e.mean_abs, e.ref_mean
         );
-        let (max_tol, mean_tol) = vosd::encoder::SELF_TEST_TOLERANCE_FP16;
-        assert!(e.max_abs <= max_tol * e.ref_max, "fp16 {name}: {e:?}");
-        assert!(e.mean_abs <= mean_tol * e.ref_mean, "fp16 {name}: {e:?}");
+        assert!(e.max_abs <= max_tol * e.ref_max, "{label} {name}: {e:?}");
+        assert!(e.mean_abs <= mean_tol * e.ref_mean, "{label} {name}: {e:?}");
     }
 }
 
 #[test]
-fn int8_encoder_matches_tract_on_a_davis_frame() {
-    let Some(image) = davis_frame() else { return };
-    let Some(errors) = compare("encoder_lite0_int8.onnx", false, &image) else {
-        return;
-    };
-    for (name, e) in ["feat4", "feat8", "feat16"].iter().zip(&errors) {
-        eprintln!("int8 {name}: max |opencl - tract| {:.2e} (scale {:.2}), mean {:.2e} (mean |out| {:.2e})", e.max_abs, e.ref_max, e.mean_abs, e.ref_mean);
-        // Integer kernels against tract's float emulation of the QDQ graph:
-        // rounding differs by a quantization step here and there and the
-        // differences grow with depth (see README "Backends").
-        let (max_tol, mean_tol) = vosd::encoder::SELF_TEST_TOLERANCE_INT8;
-        assert!(e.max_abs <= max_tol * e.ref_max, "int8 {name}: {e:?}");
-        assert!(e.mean_abs <= mean_tol * e.ref_mean, "int8 {name}: {e:?}");
-    }
+fn fp32_encoder_matches_tract_on_a_davis_frame() {
+    // Only the summation order differs.
+    check_davis_frame("fp32", "encoder_lite0_fp32.onnx", false, (1e-4, 1e-5));
 }
 
-/// The exporter's 64×64 pattern (as in encoder_parity.rs).
-fn pattern() -> RgbFrame {
-    let n = 64usize;
-    let mut f = RgbFrame::new(n, n);
-    for y in 0..n {
-        for x in 0..n {
-            for c in 0..3 {
-                f.data[(y * n + x) * 3 + c] =
-                    ((x * 7 + y * 13 + c * 29 + (x * y) % 17) % 256) as u8;
-            }
-        }
-    }
-    f
+#[test]
+fn fp16_storage_encoder_matches_tract_on_a_davis_frame() {
+    let tolerance = vosd::encoder::SELF_TEST_TOLERANCE_FP16;
+    check_davis_frame("fp16 storage", "encoder_lite0_fp32.onnx", true, tolerance);
+}
+
+#[test]
+fn int8_encoder_matches_tract_on_a_davis_frame() {
+    // Integer kernels against tract's float emulation of the QDQ graph:
+    // rounding differs by a quantization step here and there and the
+    // differences grow with depth (see README "Backends").
+    let tolerance = vosd::encoder::SELF_TEST_TOLERANCE_INT8;
+    check_davis_frame("int8", "encoder_lite0_int8.onnx", false, tolerance);
 }
 
 #[test]
@@ -143,10 +119,10 @@ fn int8_kernels_match_onnxruntime_integer_kernels() {
         .collect();
     let enc = Encoder::load(&model("encoder_lite0_int8.onnx"), 64, 64, 1).unwrap();
     let mut tract = enc.new_features();
-    enc.encode_tract(&pattern(), &mut tract).unwrap();
+    enc.encode_tract(&common::pattern64(), &mut tract).unwrap();
     enc.attach_device(gpu, false).unwrap();
     let mut got = enc.new_features();
-    enc.encode(&pattern(), &mut got).unwrap();
+    enc.encode(&common::pattern64(), &mut got).unwrap();
     let cat = |f: &Features| flat(f).concat();
     let ours = OutputError::between(&cat(&got), &want);
     let theirs = OutputError::between(&cat(&tract), &want);
