@@ -96,6 +96,16 @@ impl ConvGeom {
     pub fn in_per_group(&self) -> usize {
         self.in_c / self.groups
     }
+
+    /// The output tensor, with elements of `elem`.
+    pub fn output(&self, elem: Elem) -> TensorInfo {
+        TensorInfo {
+            channels: self.out_c,
+            height: self.out_h(),
+            width: self.out_w(),
+            elem,
+        }
+    }
 }
 
 /// A quantization: `real = (q - zero_point) * scale`.
@@ -688,12 +698,7 @@ impl Lowering {
                     Some(Value::Const(b)) if b.len() == geom.out_c => values_of::<f32>(&b, &what)?,
                     _ => return Err(format!("{what}: bias is not a constant of out_c values")),
                 };
-                let output = self.new_tensor(TensorInfo {
-                    channels: geom.out_c,
-                    height: geom.out_h(),
-                    width: geom.out_w(),
-                    elem: Elem::F32,
-                });
+                let output = self.new_tensor(geom.output(Elem::F32));
                 self.ops.push(Op::ConvF32 {
                     input,
                     output,
@@ -774,12 +779,7 @@ impl Lowering {
                 weight_scale,
                 bias,
             } => {
-                let output = self.new_tensor(TensorInfo {
-                    channels: geom.out_c,
-                    height: geom.out_h(),
-                    width: geom.out_w(),
-                    elem: Elem::U8,
-                });
+                let output = self.new_tensor(geom.output(Elem::U8));
                 self.ops.push(Op::ConvQ8 {
                     input,
                     output,

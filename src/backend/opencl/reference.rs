@@ -207,7 +207,7 @@ mod tests {
     fn conv_tensors(geom: &ConvGeom, elem: Elem) -> Vec<TensorInfo> {
         vec![
             info(geom.in_c, geom.in_h, geom.in_w, elem),
-            info(geom.out_c, geom.out_h(), geom.out_w(), elem),
+            geom.output(elem),
         ]
     }
 
