@@ -21,11 +21,9 @@ pub struct MemoryStore {
     working_len: usize,
     /// Next working slot to write (0-based within the working ring).
     next: usize,
-    /// Per slot, a number that changes whenever its keys or values change
-    /// (device copies of the memory re-upload a slot when it does).
+    /// Per slot, a number (unique in the process) that changes whenever its
+    /// keys or values change; device copies re-upload a slot when it does.
     versions: Vec<u64>,
-    /// The next version number to hand out.
-    next_version: u64,
 }
 
 /// One stored frame, as seen by the readout.
@@ -60,7 +58,6 @@ impl MemoryStore {
             working_len: 0,
             next: 0,
             versions: vec![0; slots],
-            next_version: 1,
         }
     }
 
@@ -75,9 +72,12 @@ impl MemoryStore {
         self.versions[slot]
     }
 
+    /// Gives `slot` a new version, unique in the process: a device copy
+    /// that was filled from another store (e.g. a self-test's) can never
+    /// mistake its content for this store's.
     fn bump(&mut self, slot: usize) {
-        self.versions[slot] = self.next_version;
-        self.next_version += 1;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        self.versions[slot] = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Key dimension.

@@ -180,11 +180,9 @@ impl OpenclReadout {
             &mut want_conf,
         );
         let (mut got, mut got_conf) = (vec![0.0; cells * ch], vec![0.0; cells]);
-        let result = self.readout_unchecked(&query, &test, &p, &mut got, &mut got_conf);
-        // The test store's slot versions mean nothing for the real memory:
-        // every slot is uploaded afresh on first use.
-        self.uploaded.iter_mut().for_each(|v| *v = 0);
-        result?;
+        // Slot versions are unique in the process, so the real memory's
+        // slots are uploaded afresh on first use after this.
+        self.readout_unchecked(&query, &test, &p, &mut got, &mut got_conf)?;
         // A NaN from the device counts as an infinite error.
         let err = OutputError::between(&got, &want)
             .max_abs
