@@ -107,10 +107,10 @@ put 0644 systemd/vosd.service /etc/systemd/system/vosd.service
 for d in README.md docs/daemon.md docs/shm-layout.md docs/metrics.md; do
   put 0644 "$d" "/usr/share/doc/vosd/$(basename "$d")"
 done
-put 0644 clients/c/vosd_shm.h /usr/share/vosd/clients/c/vosd_shm.h
-put 0644 clients/c/example.c /usr/share/vosd/clients/c/example.c
-put 0644 clients/python/vosd_reader.py /usr/share/vosd/clients/python/vosd_reader.py
-put 0644 clients/python/example.py /usr/share/vosd/clients/python/example.py
+put 0644 crates/vosd-shm/clients/c/vosd_shm.h /usr/share/vosd/clients/c/vosd_shm.h
+put 0644 crates/vosd-shm/clients/c/example.c /usr/share/vosd/clients/c/example.c
+put 0644 crates/vosd-shm/clients/python/vosd_reader.py /usr/share/vosd/clients/python/vosd_reader.py
+put 0644 crates/vosd-shm/clients/python/example.py /usr/share/vosd/clients/python/example.py
 
 created_user=0
 if [ $staging = 0 ] && ! id vosd >/dev/null 2>&1; then

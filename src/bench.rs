@@ -9,10 +9,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::config::EngineConfig;
-use crate::engine::Tracker;
-use crate::frame::{LabelMask, RgbFrame};
-use crate::imageio::{list_images, load_mask, load_rgb};
+use vosd_engine::config::EngineConfig;
+use vosd_engine::engine::Tracker;
+use vosd_engine::frame::{LabelMask, RgbFrame};
+use vosd_engine::imageio::{list_images, load_mask, load_rgb};
 use crate::source::synthetic::{Scene, SyntheticConfig};
 
 /// What to run the benchmark on.
@@ -54,7 +54,7 @@ pub struct EngineBenchReport {
     /// Bytes of the fixed memory store.
     pub memory_bytes: usize,
     /// The backend that ran the frames (after the last one).
-    pub backend: crate::backend::BackendStatus,
+    pub backend: vosd_engine::backend::BackendStatus,
 }
 
 fn load_clip(frames_dir: &Path, mask: &Path, n: usize) -> Result<(Vec<RgbFrame>, LabelMask)> {

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use vosd::config::{FileConfig, Precision};
-use vosd::eval::{evaluate, Davis, Init, Predictions};
+use vosd_engine::config::{FileConfig, Precision};
+use vosd_eval::davis::{evaluate, Davis, Init, Predictions};
 
 /// Real-time video object segmentation daemon for edge boards.
 #[derive(Parser, Debug)]
@@ -35,7 +35,7 @@ struct EngineArgs {
     /// Where the encoder and readout run (overrides engine.backend): auto
     /// (an OpenCL GPU that passes the self-test, else the CPU), opencl, cpu.
     #[arg(long, value_enum)]
-    backend: Option<vosd::backend::BackendChoice>,
+    backend: Option<vosd_engine::backend::BackendChoice>,
     /// Override any engine key, e.g. --set top_k=10 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -129,7 +129,7 @@ enum Command {
         /// Run once per backend and print each one's figures, e.g.
         /// --backends cpu,opencl (default: the configured backend).
         #[arg(long, value_enum, value_delimiter = ',')]
-        backends: Vec<vosd::backend::BackendChoice>,
+        backends: Vec<vosd_engine::backend::BackendChoice>,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -250,7 +250,7 @@ fn parse_size(s: &str) -> Result<[usize; 2]> {
 }
 
 impl EngineArgs {
-    fn resolve(&self) -> Result<vosd::config::EngineConfig> {
+    fn resolve(&self) -> Result<vosd_engine::config::EngineConfig> {
         let mut file = match &self.config {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
@@ -336,7 +336,7 @@ fn run(cli: Cli) -> Result<()> {
                         "--init box starts the engine from boxes: it cannot be used with --results"
                     );
                 }
-                Init::Box(vosd::prompt::BoxPromptConfig::default())
+                Init::Box(vosd_engine::prompt::BoxPromptConfig::default())
             } else {
                 Init::Mask
             };
@@ -468,7 +468,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let mut reports = Vec::with_capacity(runs.len());
             for backend in runs {
-                let cfg = vosd::config::EngineConfig {
+                let cfg = vosd_engine::config::EngineConfig {
                     backend,
                     ..cfg.clone()
                 };

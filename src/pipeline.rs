@@ -27,9 +27,9 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{EngineError, Tracker};
-use crate::frame::{LabelMask, RgbFrame};
-use crate::publish::{
+use vosd_engine::engine::{EngineError, Tracker};
+use vosd_engine::frame::{LabelMask, RgbFrame};
+use vosd_shm::{
     monotonic_ns, ObjectState, PipelineCounters, ShmWriter, SlotData, Visibility,
 };
 use crate::source::{FrameMeta, FrameSource, SourceError};

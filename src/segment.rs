@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::config::EngineConfig;
-use crate::engine::Tracker;
-use crate::frame::LabelMask;
-use crate::imageio::{list_images, load_mask, load_rgb, render_overlay, save_jpeg, save_mask};
+use vosd_engine::config::EngineConfig;
+use vosd_engine::engine::Tracker;
+use vosd_engine::frame::LabelMask;
+use vosd_engine::imageio::{list_images, load_mask, load_rgb, render_overlay, save_jpeg, save_mask};
 
 /// What a segmentation run did.
 #[derive(Clone, Debug)]
@@ -64,7 +64,7 @@ pub fn segment_folder(
         .with_context(|| format!("{}", mask_path.display()))?;
     let objects = tracker.object_ids().to_vec();
     let stem = |p: &Path| p.file_stem().map(|s| s.to_os_string()).unwrap_or_default();
-    let write = |i: usize, frame: &crate::frame::RgbFrame, mask: &LabelMask| -> Result<()> {
+    let write = |i: usize, frame: &vosd_engine::frame::RgbFrame, mask: &LabelMask| -> Result<()> {
         let name = stem(&frames[i]);
         save_mask(&out_dir.join(&name).with_extension("png"), mask)?;
         if let Some(dir) = overlay_dir {

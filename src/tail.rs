@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::publish::{FrameBuf, PipelineCounters, ReadStatus, ShmError, ShmReader};
+use vosd_shm::{FrameBuf, PipelineCounters, ReadStatus, ShmError, ShmReader};
 
 /// What `vosd tail` reads and for how long.
 #[derive(Clone, Debug)]

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vosd::frame::{LabelMask, RgbFrame};
+use vosd_engine::frame::{LabelMask, RgbFrame};
 use vosd::pipeline::{Pipeline, PipelineConfig, SegmentError, Segmenter};
-use vosd::publish::{PublishConfig, ShmWriter};
+use vosd_shm::{PublishConfig, ShmWriter};
 use vosd::source::synthetic::{Synthetic, SyntheticConfig};
 
 static COUNTING: AtomicBool = AtomicBool::new(false);

@@ -38,7 +38,7 @@ pub fn request(socket: &Path, line: &str, timeout: Duration) -> Result<Value> {
 /// Reads a mask PNG on this side and run-length encodes object `id`: the
 /// pixels equal to `id`, or all labelled pixels of a binary mask.
 pub fn rle_from_png(path: &Path, id: u8) -> Result<Rle> {
-    let mask = crate::imageio::load_mask(path)?;
+    let mask = vosd_engine::imageio::load_mask(path)?;
     let only = object_pixels(&mask, id).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(encode_rle(&only, id))
 }

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::pipeline::{ObjectCommand, ObjectMask, PipelineControl, Stats, StatsSnapshot};
-use crate::publish::{GroupSpec, ReadStatus, ShmReader};
+use vosd_shm::{GroupSpec, ReadStatus, ShmReader};
 use protocol::{Command, MaskSource, Request};
 
 /// The `[control]` table of the daemon configuration.
@@ -106,7 +106,7 @@ pub struct ControlContext {
     /// Frame size (masks must have it).
     pub frame_size: (usize, usize),
     /// The engine's backend status, as reported by `status`.
-    pub backend: crate::backend::BackendHandle,
+    pub backend: vosd_engine::backend::BackendHandle,
 }
 
 /// A running control socket; stopping (or dropping) it removes the file.
@@ -150,14 +150,15 @@ impl ControlServer {
             .with_context(|| format!("control.socket {}: cannot set mode", path.display()))
             .map_err(cleanup)?;
         if let Some(group) = &cfg.group {
-            let gid = match group {
-                GroupSpec::Gid(g) => *g,
-                GroupSpec::Name(n) => crate::publish::sys::group_by_name(n)
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| anyhow::anyhow!("control.group: no group named '{n}'"))
-                    .map_err(cleanup)?,
-            };
+            let gid = group
+                .resolve()
+                .ok()
+                .flatten()
+                .ok_or_else(|| match group {
+                    GroupSpec::Name(n) => anyhow::anyhow!("control.group: no group named '{n}'"),
+                    GroupSpec::Gid(g) => anyhow::anyhow!("control.group: gid {g}"),
+                })
+                .map_err(cleanup)?;
             std::os::unix::fs::chown(&path, None, Some(gid))
                 .with_context(|| {
                     format!("control.socket {}: cannot set group {gid}", path.display())
@@ -336,7 +337,7 @@ impl Shared {
         let to_mask = |object: u8, source: MaskSource| -> Result<ObjectMask, String> {
             Ok(match source {
                 MaskSource::Png(path) => {
-                    let m = crate::imageio::load_mask(&path).map_err(|e| e.to_string())?;
+                    let m = vosd_engine::imageio::load_mask(&path).map_err(|e| e.to_string())?;
                     if (m.width, m.height) != (w, h) {
                         return Err(format!(
                             "{}: mask is {}x{}, the frames are {w}x{h}",
@@ -402,7 +403,7 @@ impl Shared {
             }
             Err(_) => (None, json!([])),
         };
-        let backend = crate::backend::current(&self.ctx.backend);
+        let backend = vosd_engine::backend::current(&self.ctx.backend);
         json!({
             "frame": frame,
             "objects": objects,

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::frame::LabelMask;
+use vosd_engine::frame::LabelMask;
 
 /// Protocol version this daemon speaks.
 pub const PROTOCOL_VERSION: u64 = 1;

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::config::EngineConfig;
-use crate::engine::Tracker;
-use crate::frame::LabelMask;
+use vosd_engine::config::EngineConfig;
+use vosd_engine::engine::Tracker;
+use vosd_engine::frame::LabelMask;
 use crate::pipeline::{Pipeline, PipelineConfig, Segmenter};
-use crate::publish::{
+use vosd_shm::{
     monotonic_ns, ObjectState, PublishConfig, ReadStatus, ShmReader, ShmWriter, SlotData,
 };
 use crate::source::synthetic::{Scene, Synthetic, SyntheticConfig};

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::EngineConfig;
+use vosd_engine::config::EngineConfig;
 use crate::pipeline::PipelineConfig;
-use crate::publish::{GroupSpec, PublishConfig};
+use vosd_shm::{GroupSpec, PublishConfig};
 use crate::source::SourceConfig;
 
 /// The `[publish]` table: the shared-memory segment (its mask size is the
@@ -78,7 +78,7 @@ pub struct DaemonConfig {
 
 /// Why a daemon configuration is unusable (the engine's error type: the
 /// same three cases).
-pub use crate::config::ConfigFileError as DaemonConfigError;
+pub use vosd_engine::config::ConfigFileError as DaemonConfigError;
 
 /// Names the key behind a type error in the `[source]` table. The table is
 /// tagged by `kind`, and serde reports a mistyped value there at the table,
@@ -109,7 +109,7 @@ fn source_key_error(text: &str) -> Option<String> {
 impl DaemonConfig {
     /// Parses a configuration from TOML text (`path` is for messages).
     pub fn parse(text: &str, path: &Path) -> Result<Self, DaemonConfigError> {
-        crate::config::parse_toml(text, path, Self::validate).map_err(|e| match e {
+        vosd_engine::config::parse_toml(text, path, Self::validate).map_err(|e| match e {
             DaemonConfigError::Parse { path, message } => {
                 let message = match source_key_error(text) {
                     Some(key_error) => format!("{message}\n{key_error}"),

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::engine::Tracker;
+use vosd_engine::engine::Tracker;
 use crate::pipeline::{Pipeline, Segmenter, StatsSnapshot, Summary};
-use crate::publish::{monotonic_ns, ShmWriter};
+use vosd_shm::{monotonic_ns, ShmWriter};
 
 pub use config::DaemonConfig;
 pub use notify::Notifier;
@@ -89,7 +89,7 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
     );
     let shm_name = writer.name().to_string();
     let backend = tracker.encoder().backend_handle();
-    log::info!("backend: {}", crate::backend::current(&backend).describe());
+    log::info!("backend: {}", vosd_engine::backend::current(&backend).describe());
     let segmenter: Box<dyn Segmenter> = Box::new(tracker);
     let pipeline = Pipeline::start(source, segmenter, writer, &cfg.pipeline, stop.clone())?;
     let control = if cfg.control.socket.as_os_str().is_empty() {
@@ -132,12 +132,12 @@ pub fn supervise(
     stats_interval_s: f64,
     stop: &AtomicBool,
     notifier: &Notifier,
-    backend: Option<&crate::backend::BackendHandle>,
+    backend: Option<&vosd_engine::backend::BackendHandle>,
 ) -> Result<Summary> {
     let backend_note = || {
         backend
             .map(|b| {
-                let s = crate::backend::current(b);
+                let s = vosd_engine::backend::current(b);
                 if s.fallbacks > 0 {
                     format!(", backend {} (fell back to tract)", s.active)
                 } else {

@@ -70,7 +70,7 @@ pub fn compute_report() -> String {
     let mut out = String::new();
     #[cfg(feature = "opencl")]
     {
-        use crate::backend::opencl::{auto_choice, list_devices};
+        use vosd_engine::backend::opencl::{auto_choice, list_devices};
         let devices = list_devices();
         if devices.is_empty() {
             let _ = writeln!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::convert::{self, ConvertError};
 use super::{PixelFormat, SourceError};
-use crate::frame::{LabelMask, RgbFrame};
+use vosd_engine::frame::{LabelMask, RgbFrame};
 
 /// The formats `auto` tries, in order of preference: MJPEG first (the only
 /// format most USB2 cameras deliver at full rate above VGA), then the raw
@@ -145,7 +145,7 @@ pub fn load_initial_mask(
     let Some(p) = path else {
         return Ok(None);
     };
-    let m = crate::imageio::load_mask(p)?;
+    let m = vosd_engine::imageio::load_mask(p)?;
     if (m.width, m.height) != (width, height) {
         return Err(SourceError::FrameSize {
             what: format!("source.initial_mask {}", p.display()),

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::frame::RgbFrame;
+use vosd_engine::frame::RgbFrame;
 
 /// Why a buffer cannot be converted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,7 +235,7 @@ mod tests {
 
     fn decoded() -> (RgbFrame, Vec<u8>, String) {
         let (bytes, what) = real_jpeg();
-        let f = crate::imageio::decode_rgb(&bytes, Path::new(&what)).unwrap();
+        let f = vosd_engine::imageio::decode_rgb(&bytes, Path::new(&what)).unwrap();
         (f, bytes, what)
     }
 

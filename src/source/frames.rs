@@ -13,10 +13,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{check_fps, FrameMeta, FrameSource, Pacer, SourceError};
-use crate::eval::Davis;
-use crate::frame::{LabelMask, RgbFrame};
-use crate::imageio::{list_images, load_mask, load_rgb};
-use crate::publish::monotonic_ns;
+use vosd_eval::davis::Davis;
+use vosd_engine::frame::{LabelMask, RgbFrame};
+use vosd_engine::imageio::{list_images, load_mask, load_rgb};
+use vosd_shm::monotonic_ns;
 
 /// `kind = "frames"`: a folder of images (name order) or a DAVIS sequence.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -246,7 +246,7 @@ mod tests {
             height: 6,
             data: (0..48).map(|i| u8::from(i % 5 == 0)).collect(),
         };
-        crate::imageio::save_mask(&ann.join("first.png"), &mask).unwrap();
+        vosd_engine::imageio::save_mask(&ann.join("first.png"), &mask).unwrap();
         let cfg = FramesConfig {
             path: dir.path().into(),
             sequence: None,

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::frame::{LabelMask, RgbFrame};
-use crate::imageio::ImageIoError;
+use vosd_engine::frame::{LabelMask, RgbFrame};
+use vosd_engine::imageio::ImageIoError;
 
 /// What a source says about one frame it delivered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

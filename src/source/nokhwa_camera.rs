@@ -27,8 +27,8 @@ use super::camera::{
     choose_format, convert_buffer, fourcc_text, load_initial_mask, stall_timeout, Backoff,
 };
 use super::{FrameMeta, FrameSource, NokhwaConfig, PixelFormat, SourceError};
-use crate::frame::{LabelMask, RgbFrame};
-use crate::publish::monotonic_ns;
+use vosd_engine::frame::{LabelMask, RgbFrame};
+use vosd_shm::monotonic_ns;
 
 /// What the camera thread sends.
 enum Msg {

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{check_fps, check_size, FrameMeta, FrameSource, Pacer, SourceError};
-use crate::frame::{LabelMask, RgbFrame};
-use crate::publish::monotonic_ns;
+use vosd_engine::frame::{LabelMask, RgbFrame};
+use vosd_shm::monotonic_ns;
 
 /// `kind = "synthetic"`: the synthetic scene.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -173,7 +173,7 @@ impl Scene {
         let (w, h) = (cfg.width, cfg.height);
         let m = w.min(h) as f32;
         let mut rng = cfg.seed ^ 0x05EE_D0F5_CE4E;
-        let mut jitter = |spread: f32| 1.0 + spread * (2.0 * crate::prng::unit(&mut rng) - 1.0);
+        let mut jitter = |spread: f32| 1.0 + spread * (2.0 * vosd_engine::prng::unit(&mut rng) - 1.0);
         let base = [
             Shape {
                 outline: Outline::Ellipse,

@@ -32,8 +32,8 @@ use v4l::{Device, Format, FourCC, Fraction};
 use super::camera::{capture_time_ns, choose_format, convert_buffer, explain_io, fourcc_text};
 use super::camera::{load_initial_mask, stall_timeout, Backoff};
 use super::{FrameMeta, FrameSource, PixelFormat, SourceError, V4l2Config};
-use crate::frame::{LabelMask, RgbFrame};
-use crate::publish::monotonic_ns;
+use vosd_engine::frame::{LabelMask, RgbFrame};
+use vosd_shm::monotonic_ns;
 
 /// What the driver agreed to.
 #[derive(Clone, Copy, Debug, PartialEq)]

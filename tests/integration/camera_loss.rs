@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vosd::frame::{LabelMask, RgbFrame};
+use vosd_engine::frame::{LabelMask, RgbFrame};
 use vosd::pipeline::{Pipeline, PipelineConfig, SegmentError, Segmenter};
-use vosd::publish::{PipelineCounters, PublishConfig, ShmReader, ShmWriter, WriterState};
+use vosd_shm::{PipelineCounters, PublishConfig, ShmReader, ShmWriter, WriterState};
 use vosd::service::{supervise, Notifier};
 use vosd::source::synthetic::{Synthetic, SyntheticConfig};
 use vosd::source::{FrameMeta, FrameSource, SourceError};

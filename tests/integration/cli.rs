@@ -56,10 +56,10 @@ fn segment_writes_palette_masks_and_overlays() {
         .unwrap();
     assert!(status.success());
     for i in 0..4 {
-        let m = vosd::imageio::load_mask(&out.join(format!("{i:05}.png"))).unwrap();
+        let m = vosd_engine::imageio::load_mask(&out.join(format!("{i:05}.png"))).unwrap();
         assert_eq!((m.width, m.height), (854, 480));
         assert_eq!(m.object_ids(), vec![1], "frame {i}");
-        let o = vosd::imageio::load_rgb(&overlay.join(format!("{i:05}.jpg"))).unwrap();
+        let o = vosd_engine::imageio::load_rgb(&overlay.join(format!("{i:05}.jpg"))).unwrap();
         assert_eq!((o.width, o.height), (854, 480));
     }
     // The files are palette PNGs (DAVIS 2017 style).
@@ -163,9 +163,9 @@ fn eval_scores_existing_results() {
     let seq = "boat";
     let res = dir.path().join("res").join(seq);
     std::fs::create_dir_all(&res).unwrap();
-    for f in vosd::imageio::list_images(&root.join("Annotations/480p").join(seq)).unwrap() {
-        let m = vosd::imageio::load_mask(&f).unwrap();
-        vosd::imageio::save_mask(&res.join(f.file_name().unwrap()), &m).unwrap();
+    for f in vosd_engine::imageio::list_images(&root.join("Annotations/480p").join(seq)).unwrap() {
+        let m = vosd_engine::imageio::load_mask(&f).unwrap();
+        vosd_engine::imageio::save_mask(&res.join(f.file_name().unwrap()), &m).unwrap();
     }
     let json = dir.path().join("eval.json");
     let out = vosd()

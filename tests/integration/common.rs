@@ -42,9 +42,9 @@ pub fn emulated() -> bool {
 
 /// The exporter's 64×64 test pattern (models/export_encoder.py), rebuilt
 /// here: models/testdata holds onnxruntime's outputs for it.
-pub fn pattern64() -> vosd::frame::RgbFrame {
+pub fn pattern64() -> vosd_engine::frame::RgbFrame {
     let n = 64usize;
-    let mut f = vosd::frame::RgbFrame::new(n, n);
+    let mut f = vosd_engine::frame::RgbFrame::new(n, n);
     for y in 0..n {
         for x in 0..n {
             for c in 0..3 {

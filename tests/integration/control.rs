@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use vosd::control::protocol::encode_rle;
-use vosd::frame::LabelMask;
-use vosd::publish::{ReadStatus, ShmReader};
+use vosd_engine::frame::LabelMask;
+use vosd_shm::{ReadStatus, ShmReader};
 use vosd::source::synthetic::{Scene, SyntheticConfig};
 
 use crate::daemon_support::*;
@@ -253,7 +253,7 @@ fn objects_are_removed_added_and_corrected_mid_stream() {
     assert!(mask.data.iter().all(|&v| v == 0) && ids.is_empty());
     // A box alone starts tracking again (the box prompt derives the mask).
     scene.ground_truth(d.latest(u64::MAX).0 + 1, &mut gt);
-    let b = vosd::publish::ObjectState::from_mask(&gt.data, 320, 240, 3).bbox;
+    let b = vosd_shm::ObjectState::from_mask(&gt.data, 320, 240, 3).bbox;
     let line = json!({"cmd": "add", "object": 3,
         "box": [b.x0, b.y0, b.x1 - b.x0, b.y1 - b.y0]});
     c.ok(&line.to_string());
@@ -421,7 +421,7 @@ fn ctl_command_line_client() {
             .map(|&v| if v == 3 { 255 } else { 0 })
             .collect(),
     };
-    vosd::imageio::save_mask(&png, &only3).unwrap();
+    vosd_engine::imageio::save_mask(&png, &only3).unwrap();
     let out = run(&["add", "--object", "3", "--mask", png.to_str().unwrap()]);
     assert!(
         out.status.success(),

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use crate::daemon_support::*;
-use vosd::frame::LabelMask;
-use vosd::publish::Visibility;
+use vosd_engine::frame::LabelMask;
+use vosd_shm::Visibility;
 use vosd::source::synthetic::{Scene, SyntheticConfig};
 
 /// Mean J over objects and frames that the published masks must reach.

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use crate::daemon_support::*;
-use vosd::publish::ShmReader;
+use vosd_shm::ShmReader;
 
 fn collect(fps: f64, watch_for: Duration, tag: &str) -> (Vec<(Duration, String)>, u64) {
     let dir = tempfile::tempdir().unwrap();

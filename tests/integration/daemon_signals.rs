@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::daemon_support::*;
-use vosd::publish::{ReadStatus, ShmError, ShmReader};
+use vosd_shm::{ReadStatus, ShmError, ShmReader};
 
 fn stop_with(signal: i32, tag: &str) {
     let dir = tempfile::tempdir().unwrap();

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use vosd::frame::LabelMask;
-use vosd::publish::{FrameBuf, ReadStatus, ShmError, ShmReader};
+use vosd_engine::frame::LabelMask;
+use vosd_shm::{FrameBuf, ReadStatus, ShmError, ShmReader};
 
 /// The daemon binary cargo built for these tests.
 pub fn vosd_bin() -> &'static str {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use vosd::encoder::Encoder;
+use vosd_engine::encoder::Encoder;
 
 /// Returns (max abs error / output scale, mean abs error / mean abs output).
 fn errors(model: &str, reference: &str) -> (f32, f32) {

@@ -2,11 +2,11 @@
 
 use crate::common;
 
-use vosd::config::EngineConfig;
-use vosd::engine::Tracker;
-use vosd::frame::LabelMask;
-use vosd::imageio::{load_mask, load_rgb};
-use vosd::metrics::jaccard;
+use vosd_engine::config::EngineConfig;
+use vosd_engine::engine::Tracker;
+use vosd_engine::frame::LabelMask;
+use vosd_engine::imageio::{load_mask, load_rgb};
+use vosd_eval::metrics::jaccard;
 
 fn frame_paths(
     root: &std::path::Path,

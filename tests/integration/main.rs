@@ -4,7 +4,6 @@
 
 mod common;
 mod daemon_support;
-mod publish_support;
 
 mod box_prompt;
 mod camera_loss;
@@ -20,7 +19,3 @@ mod engine_davis;
 mod install;
 #[cfg(feature = "opencl")]
 mod opencl;
-mod publish_errors;
-mod publish_process;
-mod publish_roundtrip;
-mod publish_stats;

@@ -7,15 +7,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common;
-use vosd::backend::opencl::Gpu;
-use vosd::backend::{ActiveBackend, BackendChoice};
-use vosd::config::{EngineConfig, Precision};
-use vosd::encoder::{Encoder, Features, OutputError};
-use vosd::engine::Tracker;
-use vosd::eval::{evaluate, Davis, Init, Predictions};
-use vosd::frame::{LabelMask, RgbFrame};
-use vosd::imageio::{load_mask, load_rgb};
-use vosd::metrics::jaccard;
+use vosd_engine::backend::opencl::Gpu;
+use vosd_engine::backend::{ActiveBackend, BackendChoice};
+use vosd_engine::config::{EngineConfig, Precision};
+use vosd_engine::encoder::{Encoder, Features, OutputError};
+use vosd_engine::engine::Tracker;
+use vosd_eval::davis::{evaluate, Davis, Init, Predictions};
+use vosd_engine::frame::{LabelMask, RgbFrame};
+use vosd_engine::imageio::{load_mask, load_rgb};
+use vosd_eval::metrics::jaccard;
 
 fn model(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -63,7 +63,7 @@ fn davis_frame() -> Option<RgbFrame> {
     let root = common::davis_root()?;
     let full = load_rgb(&root.join("JPEGImages/480p/bear/00010.jpg")).unwrap();
     let mut small = RgbFrame::new(424, 232);
-    vosd::frame::resize_bilinear(&full, &mut small);
+    vosd_engine::frame::resize_bilinear(&full, &mut small);
     Some(small)
 }
 
@@ -93,7 +93,7 @@ fn fp32_encoder_matches_tract_on_a_davis_frame() {
 
 #[test]
 fn fp16_storage_encoder_matches_tract_on_a_davis_frame() {
-    let tolerance = vosd::encoder::SELF_TEST_TOLERANCE_FP16;
+    let tolerance = vosd_engine::encoder::SELF_TEST_TOLERANCE_FP16;
     check_davis_frame("fp16 storage", "encoder_lite0_fp32.onnx", true, tolerance);
 }
 
@@ -102,7 +102,7 @@ fn int8_encoder_matches_tract_on_a_davis_frame() {
     // Integer kernels against tract's float emulation of the QDQ graph:
     // rounding differs by a quantization step here and there and the
     // differences grow with depth (see README "Backends").
-    let tolerance = vosd::encoder::SELF_TEST_TOLERANCE_INT8;
+    let tolerance = vosd_engine::encoder::SELF_TEST_TOLERANCE_INT8;
     check_davis_frame("int8", "encoder_lite0_int8.onnx", false, tolerance);
 }
 
@@ -234,7 +234,7 @@ fn auto_never_fails_and_cpu_is_tract() {
         144,
         1,
         BackendChoice::Auto,
-        vosd::encoder::DeviceOptions {
+        vosd_engine::encoder::DeviceOptions {
             timeout: Duration::from_secs(5),
             half_storage: false,
         },
@@ -253,7 +253,7 @@ fn auto_never_fails_and_cpu_is_tract() {
         144,
         1,
         BackendChoice::Cpu,
-        vosd::encoder::DeviceOptions {
+        vosd_engine::encoder::DeviceOptions {
             timeout: Duration::from_secs(5),
             half_storage: false,
         },
@@ -275,7 +275,7 @@ fn daemon_keeps_publishing_when_the_device_fails() {
     let text = config_text(&shm, 10.0, frames, "")
         .replace("[engine]\n", "[engine]\nbackend = \"opencl\"\n");
     let cfg = write_config(dir.path(), &text);
-    let mut child = spawn_daemon(&cfg, &[(vosd::encoder::FAIL_HOOK_ENV, "6")]);
+    let mut child = spawn_daemon(&cfg, &[(vosd_engine::encoder::FAIL_HOOK_ENV, "6")]);
     let mut reader = open_reader(&shm, &mut child, Duration::from_secs(60));
     let mut last = 0;
     let (n, ended, _) = read_all(&mut reader, Duration::from_secs(120), |f| {
@@ -298,7 +298,7 @@ fn daemon_keeps_publishing_when_the_device_fails() {
 
 #[test]
 fn a_device_that_does_not_finish_in_time_is_a_timeout_error() {
-    use vosd::backend::opencl::{encoder::OpenclEncoder, OpenclError};
+    use vosd_engine::backend::opencl::{encoder::OpenclEncoder, OpenclError};
     if gpu().is_none() {
         return;
     }

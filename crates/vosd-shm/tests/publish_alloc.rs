@@ -1,14 +1,14 @@
 //! `ShmWriter::publish` and the reader's copies do not allocate (checked
 //! with a counting global allocator, in a test binary of its own).
 
-#[path = "integration/publish_support.rs"]
+#[path = "shm/support.rs"]
 mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use support::*;
-use vosd::publish::{ObjectState, ReadStatus, ShmReader, ShmWriter, SlotData};
+use vosd_shm::{ObjectState, ReadStatus, ShmReader, ShmWriter, SlotData};
 
 struct Counting;
 

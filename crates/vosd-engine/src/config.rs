@@ -198,7 +198,7 @@ pub fn bundled_model_dir() -> PathBuf {
     let candidates = [
         PathBuf::from("models"),
         PathBuf::from("/usr/share/vosd/models"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"),
     ];
     candidates
         .iter()

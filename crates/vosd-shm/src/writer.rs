@@ -1,12 +1,12 @@
 //! The writer side: creates a segment and publishes frames into its ring.
 
+use crate::diag::{diag_debug, diag_warn};
 use core::sync::atomic::{fence, Ordering};
 use std::os::fd::OwnedFd;
 
 use rustix::fs::{Gid, Mode};
 use rustix::io::Errno;
 use rustix::shm;
-use serde::{Deserialize, Serialize};
 
 use super::error::ShmError;
 use super::layout::*;
@@ -17,8 +17,9 @@ use super::types::{PipelineCounters, SlotData};
 /// database, or a numeric gid.
 ///
 /// In TOML either `group = "video"` or `group = 44`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(untagged))]
 pub enum GroupSpec {
     /// A numeric group id, used as is.
     Gid(u32),
@@ -26,8 +27,20 @@ pub enum GroupSpec {
     Name(String),
 }
 
+impl GroupSpec {
+    /// The numeric group id: a [`GroupSpec::Gid`] as is, a name looked up
+    /// in the system group database. `Ok(None)` when no group has the name.
+    pub fn resolve(&self) -> std::io::Result<Option<u32>> {
+        match self {
+            GroupSpec::Gid(g) => Ok(Some(*g)),
+            GroupSpec::Name(n) => sys::group_by_name(n),
+        }
+    }
+}
+
 /// Configuration of one pipeline's shared-memory segment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PublishConfig {
     /// POSIX shared-memory name, e.g. `"/vosd-cam0"` (appears as
     /// `/dev/shm/vosd-cam0` on Linux).
@@ -38,17 +51,17 @@ pub struct PublishConfig {
     pub height: u32,
     /// Number of slots in the ring (2..=1024). More slots let slower
     /// `read_next` readers fall further behind before they skip frames.
-    #[serde(default = "default_slots")]
+    #[cfg_attr(feature = "serde", serde(default = "default_slots"))]
     pub slots: u32,
     /// Object states per slot (1..=255).
-    #[serde(default = "default_max_objects")]
+    #[cfg_attr(feature = "serde", serde(default = "default_max_objects"))]
     pub max_objects: u32,
     /// Permission bits of the segment (e.g. `0o660`), applied exactly
     /// (not filtered by the umask). Readers need read permission only.
-    #[serde(default = "default_mode")]
+    #[cfg_attr(feature = "serde", serde(default = "default_mode"))]
     pub mode: u32,
     /// Group owning the segment; `None` keeps the writer's group.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub group: Option<GroupSpec>,
 }
 
@@ -225,7 +238,7 @@ impl ShmWriter {
             map.u32_at(H_WRITER_STATE)
                 .store(STATE_RUNNING, Ordering::Release);
         }
-        log::debug!(
+        diag_debug!(
             "shm '{name}': created, {}x{} mask, {} slots of {} bytes, {} objects, mode {:#o}",
             geom.width,
             geom.height,
@@ -400,14 +413,14 @@ impl Drop for ShmWriter {
         match same_object(&self.name, &self.fd) {
             Ok(true) => {
                 if let Err(e) = shm::unlink(self.name.as_str()) {
-                    log::warn!("shm '{}': unlink failed: {e}", self.name);
+                    diag_warn!("shm '{}': unlink failed: {e}", self.name);
                 }
             }
-            Ok(false) => log::debug!(
+            Ok(false) => diag_debug!(
                 "shm '{}': name now belongs to another segment; not unlinking",
                 self.name
             ),
-            Err(e) => log::debug!("shm '{}': not unlinked: {e}", self.name),
+            Err(e) => diag_debug!("shm '{}': not unlinked: {e}", self.name),
         }
     }
 }
@@ -449,7 +462,7 @@ fn remove_stale(name: &str) -> Result<(), ShmError> {
                     });
                 }
             }
-            log::warn!("shm '{name}': replacing a stale segment left by a previous writer");
+            diag_warn!("shm '{name}': replacing a stale segment left by a previous writer");
         }
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(os("opening the existing segment", e)),

@@ -25,7 +25,8 @@ pub fn current(handle: &BackendHandle) -> BackendStatus {
 
 /// The backend asked for in the config (`engine.backend`) or on the
 /// command line (`--backend`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// An OpenCL GPU or accelerator if one passes the self-test, else tract.

@@ -1,7 +1,7 @@
 /*
  * example.c — print one line per frame published by a vosd pipeline.
  *
- *     cc -std=c11 -O2 -Iclients/c clients/c/example.c -o vosd-example   (add -lrt on old glibc)
+ *     cc -std=c11 -O2 -Icrates/vosd-shm/clients/c crates/vosd-shm/clients/c/example.c -o vosd-example   (add -lrt on old glibc)
  *     ./vosd-example /vosd-cam0 [frames] [timeout_s]
  *
  * Reads frames in order (vosd_read_next) until `frames` were printed

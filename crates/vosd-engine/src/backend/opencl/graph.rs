@@ -816,7 +816,7 @@ mod tests {
     fn bundled(name: &str) -> Vec<u8> {
         std::fs::read(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("models")
+                .join("../../models")
                 .join(name),
         )
         .expect("bundled model")

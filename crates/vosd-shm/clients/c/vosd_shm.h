@@ -58,7 +58,7 @@
 extern "C" {
 #endif
 
-/* ---- Layout (must match src/publish/layout.rs) ------------------------- */
+/* ---- Layout (must match crates/vosd-shm/src/layout.rs) ------------------------- */
 
 #define VOSD_ABI_VERSION 2u
 #define VOSD_OLDEST_READABLE_ABI 1u /* oldest segment ABI this reader accepts */
@@ -354,7 +354,7 @@ static inline int vosd_open(vosd_reader *r, const char *name) {
     r->writer_pid = vosd__u32(h + 72);
     r->mask_len = (uint64_t)r->width * r->height;
 
-    /* Every check the Rust reader makes (src/publish/layout.rs). */
+    /* Every check the Rust reader makes (crates/vosd-shm/src/layout.rs). */
 #define VOSD__BAD(...)                                         \
     do {                                                       \
         int code_ = vosd__fail(r, VOSD_ERR_LAYOUT, __VA_ARGS__); \

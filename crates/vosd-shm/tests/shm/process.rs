@@ -10,8 +10,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use crate::publish_support::*;
-use vosd::publish::{ObjectState, PipelineCounters, ReadStatus, ShmReader, ShmWriter, SlotData};
+use crate::support::*;
+use vosd_shm::{ObjectState, PipelineCounters, ReadStatus, ShmReader, ShmWriter, SlotData};
 
 /// Environment variables selecting a child role.
 const ROLE: &str = "VOSD_TEST_ROLE";
@@ -118,9 +118,9 @@ fn child_role() {
 /// Spawns this test binary in a child role; returns it and a channel of
 /// its `VOSD:` stdout lines.
 fn spawn_child(role: &str, name: &str) -> (KillOnDrop, mpsc::Receiver<String>) {
-    let mut child = crate::common::target_command(std::env::current_exe().expect("exe"))
+    let mut child = crate::support::target_command(std::env::current_exe().expect("exe"))
         .args([
-            "publish_process::child_role",
+            "process::child_role",
             "--exact",
             "--nocapture",
             "--test-threads=1",
@@ -319,7 +319,7 @@ fn publish_scene_until(writer: &mut ShmWriter, mut done: impl FnMut() -> bool) -
         writer
             .publish(&SlotData {
                 frame_number: f,
-                capture_ns: vosd::publish::monotonic_ns(),
+                capture_ns: vosd_shm::monotonic_ns(),
                 objects: &objs,
                 mask: &mask,
             })

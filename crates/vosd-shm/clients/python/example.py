@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Print one line per frame published by a vosd pipeline.
 
-    python3 clients/python/example.py /vosd-cam0 [frames] [timeout_s]
+    python3 crates/vosd-shm/clients/python/example.py /vosd-cam0 [frames] [timeout_s]
 
 Reads frames in order until `frames` were printed (default 100; 0 = until
 the writer ends), the writer ends, or no frame arrives for `timeout_s`
-seconds (default 10). Line format (same as clients/c/example.c):
+seconds (default 10). Line format (same as example.c beside it):
 
   frame=F seq=S skipped=K latency_ms=L objects=N nonzero=Z | id=I area=A bbox=[x0,y0,x1,y1) vis=V | ...
 

@@ -3,11 +3,11 @@
 
 use std::os::unix::process::ExitStatusExt;
 
-use crate::publish_support::*;
+use crate::support::*;
 use rustix::fs::Mode;
 use rustix::shm;
-use vosd::publish::layout::*;
-use vosd::publish::{ReadStatus, ShmError, ShmReader, ShmWriter};
+use vosd_shm::layout::*;
+use vosd_shm::{ReadStatus, ShmError, ShmReader, ShmWriter};
 
 /// Opens an existing segment read-write (as a foreign process could).
 fn open_rw(name: &str) -> std::os::fd::OwnedFd {
@@ -47,7 +47,7 @@ fn valid_segment_bytes(w: u32, h: u32, slots: u32, max_objects: u32, frames: u64
             .map(|k| noise_object(f, k))
             .collect();
         writer
-            .publish(&vosd::publish::SlotData {
+            .publish(&vosd_shm::SlotData {
                 frame_number: f,
                 capture_ns: noise_capture(f),
                 objects: &objs,
@@ -362,9 +362,9 @@ fn reader_mapping_is_read_only() {
     assert_eq!(err, rustix::io::Errno::ACCESS);
 
     // 3. A write through it kills the process with SIGSEGV.
-    let out = crate::common::target_command(std::env::current_exe().expect("exe"))
+    let out = crate::support::target_command(std::env::current_exe().expect("exe"))
         .args([
-            "publish_errors::child_role_write_through_reader",
+            "errors::child_role_write_through_reader",
             "--exact",
             "--nocapture",
         ])

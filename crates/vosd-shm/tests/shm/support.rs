@@ -1,10 +1,10 @@
-//! Shared helpers for the `publish_*` integration tests (included with
-//! `#[path]`; compiled on its own it has no tests).
+//! Shared helpers for the shared-memory tests (a module of `tests/shm.rs`,
+//! and included with `#[path]` by the allocation test).
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use vosd::publish::{BBox, FrameBuf, ObjectState, PublishConfig, ShmWriter, SlotData, Visibility};
+use vosd_shm::{BBox, FrameBuf, ObjectState, PublishConfig, ShmWriter, SlotData, Visibility};
 
 /// A shm name unique to this process and call.
 pub fn unique_name(tag: &str) -> String {
@@ -258,4 +258,20 @@ pub fn publish_noise(w: &mut ShmWriter, seq: u64, mask: &mut [u8], objs: &mut Ve
         })
         .expect("publish");
     assert_eq!(got, seq);
+}
+
+/// A command that runs `program` on the target: through the emulator in
+/// `$VOSD_TEST_RUNNER` (e.g. qemu-aarch64 for the cross-built suite), or
+/// directly.
+pub fn target_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let runner = std::env::var("VOSD_TEST_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    match parts.next() {
+        Some(emulator) => {
+            let mut cmd = std::process::Command::new(emulator);
+            cmd.args(parts).arg(program);
+            cmd
+        }
+        None => std::process::Command::new(program),
+    }
 }

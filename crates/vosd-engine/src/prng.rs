@@ -3,7 +3,7 @@
 //! every machine.
 
 /// The next 64 random bits of `state`.
-pub(crate) fn splitmix(state: &mut u64) -> u64 {
+pub fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -12,6 +12,6 @@ pub(crate) fn splitmix(state: &mut u64) -> u64 {
 }
 
 /// A number in [0, 1) with 24 random bits.
-pub(crate) fn unit(state: &mut u64) -> f32 {
+pub fn unit(state: &mut u64) -> f32 {
     (splitmix(state) >> 40) as f32 / (1u64 << 24) as f32
 }

@@ -14,15 +14,15 @@
 //! The binary layout is in [`layout`] and `docs/shm-layout.md`.
 //!
 //! ```no_run
-//! use vosd::publish::{ObjectState, PublishConfig, ReadStatus, ShmReader, ShmWriter, SlotData};
+//! use vosd_shm::{ObjectState, PublishConfig, ReadStatus, ShmReader, ShmWriter, SlotData};
 //!
-//! # fn main() -> Result<(), vosd::publish::ShmError> {
+//! # fn main() -> Result<(), vosd_shm::ShmError> {
 //! let mut writer = ShmWriter::create(&PublishConfig::new("/vosd-demo", 64, 48))?;
 //! let mask = vec![0u8; 64 * 48];
 //! let objects = [ObjectState::from_mask(&mask, 64, 48, 1)];
 //! writer.publish(&SlotData {
 //!     frame_number: 0,
-//!     capture_ns: vosd::publish::monotonic_ns(),
+//!     capture_ns: vosd_shm::monotonic_ns(),
 //!     objects: &objects,
 //!     mask: &mask,
 //! })?;
@@ -37,6 +37,7 @@
 //! # }
 //! ```
 
+mod diag;
 mod error;
 pub mod layout;
 mod reader;

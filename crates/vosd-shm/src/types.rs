@@ -1,13 +1,13 @@
 //! Plain data types for what is published: object states and slot contents.
 
-use serde::{Deserialize, Serialize};
 
 /// Whether a tracked object can be seen in the current frame.
 ///
 /// Published as one byte: 0 visible, 1 occluded, 2 lost.
 #[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Visibility {
     /// The object is segmented in this frame.
     #[default]
@@ -53,7 +53,8 @@ impl core::fmt::Display for Visibility {
 
 /// Axis-aligned bounding box in pixels: `x0`, `y0` inclusive, `x1`, `y1`
 /// exclusive, so width = `x1 - x0` and an empty box has `x0 == x1`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct BBox {
     /// Left column (inclusive).
     pub x0: u32,
@@ -83,7 +84,8 @@ impl BBox {
 }
 
 /// The state of one tracked object in one frame, as published to readers.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ObjectState {
     /// Object id: the value of the object's pixels in the label mask (1..=255;
     /// 0 is background). Stored as a 32-bit field in the segment.

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::config::EngineConfig;
-use crate::encoder::Encoder;
-use crate::engine::Tracker;
-use crate::frame::LabelMask;
-use crate::imageio::{list_images, load_mask, load_rgb, save_mask};
+use vosd_engine::config::EngineConfig;
+use vosd_engine::encoder::Encoder;
+use vosd_engine::engine::Tracker;
+use vosd_engine::frame::LabelMask;
+use vosd_engine::imageio::{list_images, load_mask, load_rgb, save_mask};
 use crate::metrics::{jaccard, overall, score_sequence, Overall, SequenceScores};
-use crate::prompt::{mask_from_box, BoxPrompt, BoxPromptConfig};
+use vosd_engine::prompt::{mask_from_box, BoxPrompt, BoxPromptConfig};
 
 /// One DAVIS sequence on disk.
 #[derive(Clone, Debug)]
@@ -172,7 +172,7 @@ pub struct EvalReport {
     /// The backend that ran the engine at the end (absent when scoring
     /// existing results).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub backend: Option<crate::backend::BackendStatus>,
+    pub backend: Option<vosd_engine::backend::BackendStatus>,
 }
 
 /// What the engine starts each sequence from.
@@ -311,7 +311,7 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
                 config.size[1],
                 config.thread_count(),
                 config.backend,
-                crate::encoder::DeviceOptions::from_config(config),
+                vosd_engine::encoder::DeviceOptions::from_config(config),
             )?))
         }
         Predictions::Results(_) => None,

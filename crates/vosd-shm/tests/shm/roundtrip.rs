@@ -4,8 +4,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::publish_support::*;
-use vosd::publish::{
+use crate::support::*;
+use vosd_shm::{
     monotonic_ns, GroupSpec, ObjectState, PublishConfig, ReadStatus, ShmError, ShmReader,
     ShmWriter, SlotData, Visibility, WriterState,
 };
@@ -18,7 +18,7 @@ fn round_trip_in_process() {
     let mut reader = ShmReader::open(&name).expect("open");
     assert_eq!((reader.width(), reader.height()), (37, 11));
     assert_eq!((reader.max_objects(), reader.slot_count()), (5, 4));
-    assert_eq!(reader.abi_version(), vosd::publish::layout::ABI_VERSION);
+    assert_eq!(reader.abi_version(), vosd_shm::layout::ABI_VERSION);
     assert_eq!(reader.writer_pid(), std::process::id());
     assert!(reader.writer_alive());
     assert_eq!(reader.writer_state(), WriterState::Running);
@@ -304,6 +304,9 @@ fn missing_group_is_a_clear_error() {
     assert!(!Path::new(&format!("/dev/shm{name}")).exists());
 }
 
+/// (The TOML form needs the `serde` feature, which the workspace's test
+/// run has on through the daemon.)
+#[cfg(feature = "serde")]
 #[test]
 fn config_parses_from_toml() {
     let cfg: PublishConfig = toml::from_str(

@@ -5,11 +5,11 @@
 
 use std::os::fd::OwnedFd;
 
-use crate::publish_support::*;
+use crate::support::*;
 use rustix::fs::Mode;
 use rustix::shm;
-use vosd::publish::layout::*;
-use vosd::publish::{PipelineCounters, ReadStatus, ShmReader, ShmWriter, WriterState};
+use vosd_shm::layout::*;
+use vosd_shm::{PipelineCounters, ReadStatus, ShmReader, ShmWriter, WriterState};
 
 /// Opens an existing segment read-write (as a foreign process could).
 fn open_rw(name: &str) -> OwnedFd {

@@ -1,0 +1,21 @@
+//! vosd-engine: the video object segmentation engine of vosd.
+//!
+//! A frame goes through the [`encoder`] (EfficientNet-Lite0 features), the
+//! [`memory`] and its [`readout`] (affinity to the stored frames' keys),
+//! and the [`upsample`] step to a label mask; the [`engine::Tracker`] runs
+//! that loop frame by frame. [`backend`] selects where the encoder and the
+//! readout run (tract on the CPU, or OpenCL). The crate has no daemon code:
+//! capture, the pipeline and publication live in the `vosd` crate.
+
+pub mod backend;
+pub mod config;
+pub mod encoder;
+pub mod engine;
+pub mod frame;
+pub mod geometry;
+pub mod imageio;
+pub mod memory;
+pub mod prng;
+pub mod prompt;
+pub mod readout;
+pub mod upsample;
