@@ -104,9 +104,10 @@ else
 fi
 put 0644 config/demo.toml /etc/vosd/demo.toml
 put 0644 systemd/vosd.service /etc/systemd/system/vosd.service
-for d in README.md docs/daemon.md docs/shm-layout.md docs/metrics.md; do
+for d in README.md docs/*.md; do
   put 0644 "$d" "/usr/share/doc/vosd/$(basename "$d")"
 done
+put 0644 crates/vosd-shm/LAYOUT.md /usr/share/doc/vosd/shm-layout.md
 put 0644 crates/vosd-shm/clients/c/vosd_shm.h /usr/share/vosd/clients/c/vosd_shm.h
 put 0644 crates/vosd-shm/clients/c/example.c /usr/share/vosd/clients/c/example.c
 put 0644 crates/vosd-shm/clients/python/vosd_reader.py /usr/share/vosd/clients/python/vosd_reader.py

@@ -2,7 +2,7 @@
 //!
 //! This module is the single source of truth for offsets and sizes; the
 //! C header (`clients/c/vosd_shm.h`), the Python reader
-//! (`clients/python/vosd_reader.py`) and `docs/shm-layout.md` mirror it, and
+//! (`clients/python/vosd_reader.py`) and `crates/vosd-shm/LAYOUT.md` mirror it, and
 //! the compile-time assertions at the bottom of this file pin every offset.
 //!
 //! A segment is laid out as
@@ -22,6 +22,11 @@
 //! Readers must take geometry, strides and offsets from the header rather
 //! than from these constants, so that a later ABI version that only appends
 //! fields stays readable (see [`COMPAT_VERSION`]).
+//!
+//! The file is longer than vosd's usual ~600 lines on purpose: it is the
+//! one place that defines the ABI, and its constants, the `#[repr(C)]`
+//! records, the geometry checks and their tests are read together when the
+//! layout changes.
 
 use core::mem::{offset_of, size_of};
 
@@ -267,7 +272,7 @@ pub const O_CONFIDENCE: usize = offset_of!(ObjectRecord, confidence);
 
 // Compile-time checks: these numbers are the ABI. Changing any of them
 // requires an ABI version bump and matching changes to the C header, the
-// Python reader and docs/shm-layout.md.
+// Python reader and crates/vosd-shm/LAYOUT.md.
 const _: () = assert!(size_of::<SegmentHeader>() == HEADER_SIZE);
 const _: () = assert!(H_MAGIC == 0);
 const _: () = assert!(H_ABI_VERSION == 8);

@@ -1,6 +1,6 @@
 /*
  * vosd_shm.h — single-file C11 reader for vosd shared-memory segments
- * (ABI version 2; reads version-1 segments too). See docs/shm-layout.md for
+ * (ABI version 2; reads version-1 segments too). See crates/vosd-shm/LAYOUT.md for
  * the layout and protocol.
  *
  * Usage:

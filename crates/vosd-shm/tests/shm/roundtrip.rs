@@ -399,7 +399,7 @@ fn many_publishes_do_not_drift() {
 
 #[test]
 fn documented_size_example_holds() {
-    // docs/shm-layout.md: 640×480, 4 slots, 16 objects → 1 232 256 bytes.
+    // crates/vosd-shm/LAYOUT.md: 640×480, 4 slots, 16 objects → 1 232 256 bytes.
     let name = unique_name("size");
     let writer = ShmWriter::create(&PublishConfig::new(name.as_str(), 640, 480)).expect("create");
     assert_eq!((writer.slot_count(), writer.max_objects()), (4, 16));
