@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vosd_engine::frame::{LabelMask, RgbFrame};
 use vosd::pipeline::{Pipeline, PipelineConfig, SegmentError, Segmenter};
-use vosd_shm::{PublishConfig, ShmWriter};
 use vosd::source::synthetic::{Synthetic, SyntheticConfig};
+use vosd_engine::frame::{LabelMask, RgbFrame};
+use vosd_shm::{PublishConfig, ShmWriter};
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicU64 = AtomicU64::new(0);

@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_fps, FrameMeta, FrameSource, Pacer, SourceError};
-use vosd_eval::davis::Davis;
+use super::{check_fps, FrameMeta, FrameSource, Pacer, SourceError, SourceEvent};
 use vosd_engine::frame::{LabelMask, RgbFrame};
 use vosd_engine::imageio::{list_images, load_mask, load_rgb};
+use vosd_eval::davis::Davis;
 use vosd_shm::monotonic_ns;
 
 /// `kind = "frames"`: a folder of images (name order) or a DAVIS sequence.
@@ -180,14 +180,16 @@ impl FrameSource for Frames {
         (self.width, self.height)
     }
 
-    fn next_frame(&mut self, buf: &mut RgbFrame) -> Result<FrameMeta, SourceError> {
+    fn next_frame(&mut self, buf: &mut RgbFrame) -> Result<SourceEvent, SourceError> {
         let n = self.files.len() as u64;
         let k = self.next;
         if !self.looping && k >= n {
-            return Err(SourceError::Ended);
+            return Ok(SourceEvent::Ended);
         }
         let index = k % n;
-        self.pacer.wait(k)?;
+        if !self.pacer.wait(k) {
+            return Ok(SourceEvent::Stopped);
+        }
         let path = &self.files[index as usize];
         let img = load_rgb(path)?;
         if (img.width, img.height) != (self.width, self.height) {
@@ -202,12 +204,12 @@ impl FrameSource for Frames {
         buf.ensure_size(self.width, self.height);
         buf.data.copy_from_slice(&img.data);
         self.next += 1;
-        Ok(FrameMeta {
+        Ok(SourceEvent::Frame(FrameMeta {
             frame_number: k,
             capture_ns: monotonic_ns(),
             source_index: index,
             restart: index == 0,
-        })
+        }))
     }
 
     fn initial_objects(&self) -> Option<LabelMask> {
@@ -258,14 +260,17 @@ mod tests {
         assert_eq!(s.size(), (8, 6));
         assert_eq!(s.initial_objects(), Some(mask));
         let mut buf = RgbFrame::default();
-        let metas: Vec<FrameMeta> = (0..7).map(|_| s.next_frame(&mut buf).unwrap()).collect();
+        let next = |s: &mut Frames, buf: &mut RgbFrame| {
+            s.next_frame(buf).unwrap().frame().expect("a frame")
+        };
+        let metas: Vec<FrameMeta> = (0..7).map(|_| next(&mut s, &mut buf)).collect();
         assert_eq!(
             metas.iter().map(|m| m.source_index).collect::<Vec<_>>(),
             vec![0, 1, 2, 0, 1, 2, 0]
         );
         assert_eq!(metas.iter().filter(|m| m.restart).count(), 3);
         assert_eq!(buf.data[0], 0);
-        s.next_frame(&mut buf).unwrap();
+        next(&mut s, &mut buf);
         assert_eq!(buf.data[0], 50);
     }
 
@@ -323,7 +328,7 @@ mod tests {
         let init = s.initial_objects().expect("first annotation");
         assert_eq!(init.object_ids(), vec![1]);
         let mut buf = RgbFrame::default();
-        let m = s.next_frame(&mut buf).unwrap();
+        let m = s.next_frame(&mut buf).unwrap().frame().expect("a frame");
         assert_eq!((m.frame_number, buf.width, buf.height), (0, 854, 480));
         let bad = FramesConfig {
             sequence: Some("no-such-seq".into()),

@@ -49,7 +49,8 @@ pub struct FrameMeta {
     pub restart: bool,
 }
 
-/// Why a source cannot be opened or cannot deliver a frame.
+/// Why a source cannot be opened or cannot deliver a frame: failures, which
+/// end the stream (the outcomes a stream goes on from are [`SourceEvent`]s).
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// A configuration value is unusable; names the key.
@@ -93,8 +94,18 @@ pub enum SourceError {
         /// What happened.
         reason: String,
     },
-    /// The camera sent a frame that cannot be decoded (skipped by callers).
-    #[error("camera {device}: bad frame: {reason}")]
+}
+
+/// What one call to [`FrameSource::next_frame`] came to, short of a
+/// failure: a frame, or an outcome the pipeline expects and goes on from
+/// (a bad frame, a lost camera) or stops at without an error (the end of
+/// the stream, the stop flag).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceEvent {
+    /// The next frame is in the buffer.
+    Frame(FrameMeta),
+    /// The camera sent a frame that cannot be decoded; the buffer holds no
+    /// frame and the next call delivers the next one (callers skip it).
     BadFrame {
         /// The device path.
         device: String,
@@ -104,7 +115,6 @@ pub enum SourceError {
     /// The camera went away or stalled; it was closed and the next call
     /// to [`FrameSource::next_frame`] reopens it after `retry_in` (the
     /// pipeline counts this and goes on).
-    #[error("camera {device}: {reason}; reconnecting in {:.1} s", retry_in.as_secs_f64())]
     Reconnecting {
         /// The device path.
         device: String,
@@ -114,11 +124,41 @@ pub enum SourceError {
         retry_in: Duration,
     },
     /// The source has no more frames (a folder played once, a frame limit).
-    #[error("end of stream")]
     Ended,
     /// The stop flag was raised while waiting for the next frame.
-    #[error("stopped")]
     Stopped,
+}
+
+impl SourceEvent {
+    /// The frame's description, if this event delivered one.
+    pub fn frame(&self) -> Option<FrameMeta> {
+        match self {
+            SourceEvent::Frame(meta) => Some(*meta),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SourceEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceEvent::Frame(meta) => write!(f, "frame {}", meta.frame_number),
+            SourceEvent::BadFrame { device, reason } => {
+                write!(f, "camera {device}: bad frame: {reason}")
+            }
+            SourceEvent::Reconnecting {
+                device,
+                reason,
+                retry_in,
+            } => write!(
+                f,
+                "camera {device}: {reason}; reconnecting in {:.1} s",
+                retry_in.as_secs_f64()
+            ),
+            SourceEvent::Ended => f.write_str("end of stream"),
+            SourceEvent::Stopped => f.write_str("stopped"),
+        }
+    }
 }
 
 /// A stream of RGB frames of constant size.
@@ -129,9 +169,13 @@ pub trait FrameSource: Send {
     /// Waits for the next frame and writes it into `buf` (resized if it does
     /// not have the stream's size: pooled buffers are allocated with it).
     ///
-    /// Returns [`SourceError::Ended`] when the stream is over and
-    /// [`SourceError::Stopped`] when the stop flag given at open was raised.
-    fn next_frame(&mut self, buf: &mut RgbFrame) -> Result<FrameMeta, SourceError>;
+    /// Returns [`SourceEvent::Frame`] with the frame's description, or the
+    /// outcome that is not a frame: [`SourceEvent::Ended`] when the stream
+    /// is over, [`SourceEvent::Stopped`] when the stop flag given at open
+    /// was raised, [`SourceEvent::BadFrame`] or
+    /// [`SourceEvent::Reconnecting`] for a camera's passing trouble. An
+    /// error is a failure the stream cannot go on from.
+    fn next_frame(&mut self, buf: &mut RgbFrame) -> Result<SourceEvent, SourceError>;
 
     /// The objects to track from the stream's first frame (its label mask),
     /// if the source knows them.
@@ -332,7 +376,7 @@ pub(crate) fn check_fps(fps: f64) -> Result<(), SourceError> {
 }
 
 /// Opens the source a configuration names. `stop` interrupts waits for the
-/// next frame (then [`SourceError::Stopped`]).
+/// next frame (then [`SourceEvent::Stopped`]).
 pub fn open(
     cfg: &SourceConfig,
     stop: Arc<AtomicBool>,
@@ -382,19 +426,67 @@ impl Pacer {
         }
     }
 
-    /// Waits until frame `k` is due (returns at once when late).
-    pub fn wait(&mut self, k: u64) -> Result<(), SourceError> {
+    /// Waits until frame `k` is due (returns at once when late). Returns
+    /// `false`, without waiting further, when the stop flag was raised
+    /// (the source then reports [`SourceEvent::Stopped`]).
+    #[must_use]
+    pub fn wait(&mut self, k: u64) -> bool {
         let start = *self.start.get_or_insert_with(Instant::now);
         let due = start + self.period.mul_f64(k as f64);
         loop {
             if self.stop.load(Ordering::Relaxed) {
-                return Err(SourceError::Stopped);
+                return false;
             }
             let now = Instant::now();
             if now >= due {
-                return Ok(());
+                return true;
             }
             std::thread::sleep((due - now).min(Duration::from_millis(20)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_read_as_the_log_says_them() {
+        let lost = SourceEvent::Reconnecting {
+            device: "/dev/video9".into(),
+            reason: "device went away (unplugged?)".into(),
+            retry_in: Duration::from_millis(250),
+        };
+        assert_eq!(
+            lost.to_string(),
+            "camera /dev/video9: device went away (unplugged?); reconnecting in 0.2 s"
+        );
+        let bad = SourceEvent::BadFrame {
+            device: "/dev/video0".into(),
+            reason: "truncated JPEG".into(),
+        };
+        assert_eq!(
+            bad.to_string(),
+            "camera /dev/video0: bad frame: truncated JPEG"
+        );
+        assert_eq!(SourceEvent::Ended.to_string(), "end of stream");
+        assert_eq!(SourceEvent::Stopped.to_string(), "stopped");
+        assert_eq!(lost.frame(), None);
+        let meta = FrameMeta {
+            frame_number: 7,
+            ..Default::default()
+        };
+        assert_eq!(SourceEvent::Frame(meta).frame(), Some(meta));
+    }
+
+    #[test]
+    fn the_pacer_gives_up_when_stopped() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut pacer = Pacer::new(1.0, stop.clone());
+        assert!(pacer.wait(0), "frame 0 is due at once");
+        stop.store(true, Ordering::Relaxed);
+        let t0 = Instant::now();
+        assert!(!pacer.wait(5), "frame 5 is 5 s away but the flag is up");
+        assert!(t0.elapsed() < Duration::from_millis(500));
     }
 }

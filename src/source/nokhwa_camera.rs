@@ -26,7 +26,7 @@ use nokhwa::Camera;
 use super::camera::{
     choose_format, convert_buffer, fourcc_text, load_initial_mask, stall_timeout, Backoff,
 };
-use super::{FrameMeta, FrameSource, NokhwaConfig, PixelFormat, SourceError};
+use super::{FrameMeta, FrameSource, NokhwaConfig, PixelFormat, SourceError, SourceEvent};
 use vosd_engine::frame::{LabelMask, RgbFrame};
 use vosd_shm::monotonic_ns;
 
@@ -257,12 +257,12 @@ impl FrameSource for NokhwaCamera {
         (self.shape.width, self.shape.height)
     }
 
-    fn next_frame(&mut self, buf: &mut RgbFrame) -> Result<FrameMeta, SourceError> {
+    fn next_frame(&mut self, buf: &mut RgbFrame) -> Result<SourceEvent, SourceError> {
         let (w, h) = self.size();
         buf.ensure_size(w, h);
         loop {
             if self.stop.load(Ordering::Relaxed) {
-                return Err(SourceError::Stopped);
+                return Ok(SourceEvent::Stopped);
             }
             match self.rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(Msg::Frame(bytes, capture_ns)) => {
@@ -275,22 +275,22 @@ impl FrameSource for NokhwaCamera {
                     // Back to the camera thread (dropped if its pool is full).
                     let _ = self.pool.try_send(bytes);
                     if let Err(e) = converted {
-                        return Err(SourceError::BadFrame {
+                        return Ok(SourceEvent::BadFrame {
                             device: self.device(),
                             reason: e.to_string(),
                         });
                     }
                     let n = self.frame_number;
                     self.frame_number += 1;
-                    return Ok(FrameMeta {
+                    return Ok(SourceEvent::Frame(FrameMeta {
                         frame_number: n,
                         capture_ns,
                         source_index: n,
                         restart: false,
-                    });
+                    }));
                 }
                 Ok(Msg::Lost(reason, retry_in)) => {
-                    return Err(SourceError::Reconnecting {
+                    return Ok(SourceEvent::Reconnecting {
                         device: self.device(),
                         reason,
                         retry_in,
@@ -306,7 +306,7 @@ impl FrameSource for NokhwaCamera {
                     if self.last_frame.elapsed() >= self.stall {
                         let waited = self.last_frame.elapsed();
                         self.last_frame = Instant::now();
-                        return Err(SourceError::Reconnecting {
+                        return Ok(SourceEvent::Reconnecting {
                             device: self.device(),
                             reason: format!(
                                 "no frame for {:.1} s (the camera stalled)",

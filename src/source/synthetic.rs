@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_fps, check_size, FrameMeta, FrameSource, Pacer, SourceError};
+use super::{check_fps, check_size, FrameMeta, FrameSource, Pacer, SourceError, SourceEvent};
 use vosd_engine::frame::{LabelMask, RgbFrame};
 use vosd_shm::monotonic_ns;
 
@@ -173,7 +173,8 @@ impl Scene {
         let (w, h) = (cfg.width, cfg.height);
         let m = w.min(h) as f32;
         let mut rng = cfg.seed ^ 0x05EE_D0F5_CE4E;
-        let mut jitter = |spread: f32| 1.0 + spread * (2.0 * vosd_engine::prng::unit(&mut rng) - 1.0);
+        let mut jitter =
+            |spread: f32| 1.0 + spread * (2.0 * vosd_engine::prng::unit(&mut rng) - 1.0);
         let base = [
             Shape {
                 outline: Outline::Ellipse,
@@ -426,20 +427,22 @@ impl FrameSource for Synthetic {
         self.scene.size()
     }
 
-    fn next_frame(&mut self, buf: &mut RgbFrame) -> Result<FrameMeta, SourceError> {
+    fn next_frame(&mut self, buf: &mut RgbFrame) -> Result<SourceEvent, SourceError> {
         let k = self.next;
         if self.limit > 0 && k >= self.limit {
-            return Err(SourceError::Ended);
+            return Ok(SourceEvent::Ended);
         }
-        self.pacer.wait(k)?;
+        if !self.pacer.wait(k) {
+            return Ok(SourceEvent::Stopped);
+        }
         self.scene.render(k, Some(buf), None);
         self.next += 1;
-        Ok(FrameMeta {
+        Ok(SourceEvent::Frame(FrameMeta {
             frame_number: k,
             capture_ns: monotonic_ns(),
             source_index: k,
             restart: k == 0,
-        })
+        }))
     }
 
     fn initial_objects(&self) -> Option<LabelMask> {
@@ -572,13 +575,13 @@ mod tests {
         let t0 = std::time::Instant::now();
         let mut last = 0;
         for k in 0..5 {
-            let meta = s.next_frame(&mut buf).unwrap();
+            let meta = s.next_frame(&mut buf).unwrap().frame().expect("a frame");
             assert_eq!(meta.frame_number, k);
             assert_eq!(meta.restart, k == 0);
             assert!(meta.capture_ns >= last);
             last = meta.capture_ns;
         }
         assert!(t0.elapsed() >= std::time::Duration::from_millis(19));
-        assert!(matches!(s.next_frame(&mut buf), Err(SourceError::Ended)));
+        assert_eq!(s.next_frame(&mut buf).unwrap(), SourceEvent::Ended);
     }
 }

@@ -13,7 +13,7 @@
 //! failure (ENODEV/EIO on unplug, any other streaming error, or no frame
 //! for [`stall_timeout`]) closes the device and reopens it with
 //! exponential back-off; each failed attempt is reported as
-//! [`SourceError::Reconnecting`] so that the pipeline counts it and the
+//! [`SourceEvent::Reconnecting`] so that the pipeline counts it and the
 //! service reports it, and the daemon does not need a restart.
 
 use std::panic::AssertUnwindSafe;
@@ -31,7 +31,7 @@ use v4l::{Device, Format, FourCC, Fraction};
 
 use super::camera::{capture_time_ns, choose_format, convert_buffer, explain_io, fourcc_text};
 use super::camera::{load_initial_mask, stall_timeout, Backoff};
-use super::{FrameMeta, FrameSource, PixelFormat, SourceError, V4l2Config};
+use super::{FrameMeta, FrameSource, PixelFormat, SourceError, SourceEvent, V4l2Config};
 use vosd_engine::frame::{LabelMask, RgbFrame};
 use vosd_shm::monotonic_ns;
 
@@ -243,13 +243,13 @@ impl V4l2Camera {
     }
 
     /// Closes the device after a failure and schedules the reconnection.
-    fn lose(&mut self, reason: String) -> SourceError {
+    fn lose(&mut self, reason: String) -> SourceEvent {
         if let Some(open) = self.open.take() {
             close(open, &self.device());
         }
         let wait = self.backoff.next_delay();
         self.retry_at = Instant::now() + wait;
-        SourceError::Reconnecting {
+        SourceEvent::Reconnecting {
             device: self.device(),
             reason,
             retry_in: wait,
@@ -257,10 +257,12 @@ impl V4l2Camera {
     }
 
     /// Waits for the scheduled attempt, then reopens at the stream's size.
-    fn reconnect(&mut self) -> Result<(), SourceError> {
+    /// `Ok(None)`: reopened; `Ok(Some(event))`: stopped while waiting, or
+    /// this attempt failed too (the next one is scheduled).
+    fn reconnect(&mut self) -> Result<Option<SourceEvent>, SourceError> {
         while Instant::now() < self.retry_at {
             if self.stop.load(Ordering::Relaxed) {
-                return Err(SourceError::Stopped);
+                return Ok(Some(SourceEvent::Stopped));
             }
             std::thread::sleep((self.retry_at - Instant::now()).min(Duration::from_millis(20)));
         }
@@ -277,12 +279,12 @@ impl V4l2Camera {
                 self.negotiated = negotiated;
                 self.open = Some(open);
                 self.last_frame = Instant::now();
-                Ok(())
+                Ok(None)
             }
             // A camera that comes back with another size cannot continue
             // this stream: fatal.
             Err(e @ SourceError::FrameSize { .. }) => Err(e),
-            Err(e) => Err(self.lose(e.to_string())),
+            Err(e) => Ok(Some(self.lose(e.to_string()))),
         }
     }
 }
@@ -292,15 +294,17 @@ impl FrameSource for V4l2Camera {
         (self.negotiated.width, self.negotiated.height)
     }
 
-    fn next_frame(&mut self, buf: &mut RgbFrame) -> Result<FrameMeta, SourceError> {
+    fn next_frame(&mut self, buf: &mut RgbFrame) -> Result<SourceEvent, SourceError> {
         let (w, h) = self.size();
         buf.ensure_size(w, h);
         loop {
             if self.stop.load(Ordering::Relaxed) {
-                return Err(SourceError::Stopped);
+                return Ok(SourceEvent::Stopped);
             }
             if self.open.is_none() {
-                self.reconnect()?;
+                if let Some(event) = self.reconnect()? {
+                    return Ok(event);
+                }
             }
             let Some(open) = self.open.as_mut() else {
                 continue;
@@ -334,19 +338,19 @@ impl FrameSource for V4l2Camera {
                     self.last_frame = Instant::now();
                     self.backoff.reset();
                     if let Err(reason) = converted {
-                        return Err(SourceError::BadFrame {
+                        return Ok(SourceEvent::BadFrame {
                             device: self.device(),
                             reason,
                         });
                     }
                     let n = self.frame_number;
                     self.frame_number += 1;
-                    return Ok(FrameMeta {
+                    return Ok(SourceEvent::Frame(FrameMeta {
                         frame_number: n,
                         capture_ns,
                         source_index: n,
                         restart: false,
-                    });
+                    }));
                 }
                 Err(e)
                     if matches!(
@@ -361,10 +365,10 @@ impl FrameSource for V4l2Camera {
                             "no frame for {:.1} s",
                             self.last_frame.elapsed().as_secs_f64()
                         );
-                        return Err(self.lose(reason));
+                        return Ok(self.lose(reason));
                     }
                 }
-                Err(e) => return Err(self.lose(explain_io(&e))),
+                Err(e) => return Ok(self.lose(explain_io(&e))),
             }
         }
     }

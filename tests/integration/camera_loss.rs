@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vosd_engine::frame::{LabelMask, RgbFrame};
 use vosd::pipeline::{Pipeline, PipelineConfig, SegmentError, Segmenter};
-use vosd_shm::{PipelineCounters, PublishConfig, ShmReader, ShmWriter, WriterState};
 use vosd::service::{supervise, Notifier};
 use vosd::source::synthetic::{Synthetic, SyntheticConfig};
-use vosd::source::{FrameMeta, FrameSource, SourceError};
+use vosd::source::{FrameSource, SourceError, SourceEvent};
+use vosd_engine::frame::{LabelMask, RgbFrame};
+use vosd_shm::{PipelineCounters, PublishConfig, ShmReader, ShmWriter, WriterState};
 
 use crate::daemon_support::unique_shm;
 
@@ -33,12 +33,12 @@ impl FrameSource for Flaky {
     fn size(&self) -> (usize, usize) {
         self.inner.size()
     }
-    fn next_frame(&mut self, buf: &mut RgbFrame) -> Result<FrameMeta, SourceError> {
+    fn next_frame(&mut self, buf: &mut RgbFrame) -> Result<SourceEvent, SourceError> {
         if self.delivered == self.lose_after {
             let n = self.attempts.fetch_add(1, Ordering::SeqCst);
             if n < self.lost_for {
                 std::thread::sleep(Duration::from_millis(10));
-                return Err(SourceError::Reconnecting {
+                return Ok(SourceEvent::Reconnecting {
                     device: "/dev/video9".into(),
                     reason: "device went away (unplugged?)".into(),
                     retry_in: Duration::from_millis(10),
