@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::pipeline::{ObjectCommand, ObjectMask, PipelineControl, Stats, StatsSnapshot};
-use vosd_shm::{GroupSpec, ReadStatus, ShmReader};
 use protocol::{Command, MaskSource, Request};
+use vosd_engine::config::KeyError;
+use vosd_shm::{GroupSpec, ReadStatus, ShmReader};
 
 /// The `[control]` table of the daemon configuration.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -62,34 +63,32 @@ impl Default for ControlConfig {
 }
 
 impl ControlConfig {
-    /// Checks ranges; messages start with `control.KEY:`.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks ranges; the error names the key (`control.KEY`).
+    pub fn validate(&self) -> Result<(), KeyError> {
+        let bad = |key, reason: String| Err(KeyError::new("control", key, reason));
         if !(1..=64).contains(&self.max_clients) {
-            return Err(format!(
-                "control.max_clients: {} is not within 1..=64",
-                self.max_clients
-            ));
+            return bad(
+                "max_clients",
+                format!("{} is not within 1..=64", self.max_clients),
+            );
         }
         if !(1024..=64 << 20).contains(&self.max_request_bytes) {
-            return Err(format!(
-                "control.max_request_bytes: {} is not within 1024..=67108864",
-                self.max_request_bytes
-            ));
+            return bad(
+                "max_request_bytes",
+                format!("{} is not within 1024..=67108864", self.max_request_bytes),
+            );
         }
         if self.mode > 0o777 {
-            return Err(format!(
-                "control.mode: {:#o} has bits beyond 0o777",
-                self.mode
-            ));
+            return bad("mode", format!("{:#o} has bits beyond 0o777", self.mode));
         }
         if !(self.idle_timeout_s.is_finite() && (1.0..=86_400.0).contains(&self.idle_timeout_s)) {
-            return Err("control.idle_timeout_s: must be within 1..=86400 seconds".into());
+            return bad("idle_timeout_s", "must be within 1..=86400 seconds".into());
         }
         if !self.socket.as_os_str().is_empty() && !self.socket.is_absolute() {
-            return Err(format!(
-                "control.socket: {} is not an absolute path",
-                self.socket.display()
-            ));
+            return bad(
+                "socket",
+                format!("{} is not an absolute path", self.socket.display()),
+            );
         }
         Ok(())
     }
@@ -124,7 +123,7 @@ impl ControlServer {
     /// file (no daemon listening) is replaced; a live one is an error.
     pub fn start(cfg: &ControlConfig, ctx: ControlContext) -> anyhow::Result<ControlServer> {
         use anyhow::Context;
-        cfg.validate().map_err(anyhow::Error::msg)?;
+        cfg.validate()?;
         let path = cfg.socket.clone();
         if path.exists() {
             if UnixStream::connect(&path).is_ok() {
@@ -421,7 +420,7 @@ impl Shared {
             "backend": backend.active,
             "backend_detail": backend.describe(),
             "backend_fallbacks": backend.fallbacks,
-            "memory_rss_bytes": crate::service::bench::resident_bytes(),
+            "memory_rss_bytes": crate::procfs::resident_bytes(),
         })
     }
 }

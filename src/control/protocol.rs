@@ -17,7 +17,7 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use vosd_engine::frame::LabelMask;
@@ -28,7 +28,7 @@ pub const PROTOCOL_VERSION: u64 = 1;
 /// A run-length encoded binary mask: `counts` alternate background and
 /// object runs, starting with background, over the pixels in row-major
 /// order; they must add up to `width × height`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Rle {
     /// `[width, height]` of the mask (the camera frame's size).
@@ -37,22 +37,28 @@ pub struct Rle {
     pub counts: Vec<u32>,
 }
 
-/// Where an object's mask comes from.
-#[derive(Clone, Debug, PartialEq)]
+/// Where an object's mask comes from. On the wire, one of the request's
+/// fields `mask_png`, `rle` or `box`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum MaskSource {
     /// A PNG label mask on the daemon's filesystem (binary or palette; its
     /// non-zero pixels, or the pixels equal to the object id if present,
     /// are the object).
+    #[serde(rename = "mask_png")]
     Png(PathBuf),
     /// An inline run-length mask.
+    #[serde(rename = "rle")]
     Rle(Rle),
     /// A bounding box `[x, y, width, height]` in frame pixels: the mask is
     /// derived from the image (box prompt).
+    #[serde(rename = "box")]
     Box([u32; 4]),
 }
 
-/// A parsed request.
-#[derive(Clone, Debug, PartialEq)]
+/// A parsed request. On the wire, `cmd` names it (`"remove_all"`) and its
+/// fields are the request's.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
     /// Objects, states and pipeline figures.
     Status,
@@ -61,6 +67,7 @@ pub enum Command {
         /// Object id (1..=255).
         object: u8,
         /// Its mask in the current frame.
+        #[serde(flatten)]
         mask: MaskSource,
     },
     /// Replace a tracked object's mask in the current frame.
@@ -68,6 +75,7 @@ pub enum Command {
         /// Object id.
         object: u8,
         /// Its corrected mask.
+        #[serde(flatten)]
         mask: MaskSource,
     },
     /// Stop tracking one object.
@@ -83,13 +91,47 @@ pub enum Command {
     Resume,
 }
 
-/// A request: its command and the id to echo.
+/// A request: its command and the id to echo. It serialises to the line a
+/// client sends (`{"v":1,"cmd":"remove","object":3}`; `id` only when it is
+/// not `null`), which [`parse_request`] reads back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
     /// The client's request id (any JSON value; `null` if absent).
     pub id: Value,
     /// What to do.
     pub command: Command,
+}
+
+impl Request {
+    /// A request without an id.
+    pub fn new(command: Command) -> Self {
+        Request {
+            id: Value::Null,
+            command,
+        }
+    }
+}
+
+/// The wire form of a [`Request`]: the version, the id, then the command's
+/// `cmd` and fields.
+#[derive(Serialize)]
+struct WireOut<'a> {
+    v: u64,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    id: &'a Value,
+    #[serde(flatten)]
+    command: &'a Command,
+}
+
+impl Serialize for Request {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WireOut {
+            v: PROTOCOL_VERSION,
+            id: &self.id,
+            command: &self.command,
+        }
+        .serialize(serializer)
+    }
 }
 
 #[derive(Deserialize)]
@@ -352,6 +394,67 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.id, json!("a7"));
+    }
+
+    #[test]
+    fn requests_serialise_to_the_lines_they_parse_from() {
+        let line = |c: Command| serde_json::to_string(&Request::new(c)).unwrap();
+        assert_eq!(line(Command::Status), r#"{"v":1,"cmd":"status"}"#);
+        assert_eq!(line(Command::RemoveAll), r#"{"v":1,"cmd":"remove_all"}"#);
+        assert_eq!(line(Command::Pause), r#"{"v":1,"cmd":"pause"}"#);
+        assert_eq!(line(Command::Resume), r#"{"v":1,"cmd":"resume"}"#);
+        assert_eq!(
+            line(Command::Remove { object: 3 }),
+            r#"{"v":1,"cmd":"remove","object":3}"#
+        );
+        assert_eq!(
+            line(Command::Add {
+                object: 2,
+                mask: MaskSource::Box([1, 2, 3, 4])
+            }),
+            r#"{"v":1,"cmd":"add","object":2,"box":[1,2,3,4]}"#
+        );
+        assert_eq!(
+            line(Command::Correct {
+                object: 5,
+                mask: MaskSource::Rle(Rle {
+                    size: [2, 2],
+                    counts: vec![1, 2, 1]
+                })
+            }),
+            r#"{"v":1,"cmd":"correct","object":5,"rle":{"size":[2,2],"counts":[1,2,1]}}"#
+        );
+        assert_eq!(
+            line(Command::Add {
+                object: 1,
+                mask: MaskSource::Png("/tmp/m.png".into())
+            }),
+            r#"{"v":1,"cmd":"add","object":1,"mask_png":"/tmp/m.png"}"#
+        );
+        for command in [
+            Command::Status,
+            Command::RemoveAll,
+            Command::Pause,
+            Command::Resume,
+            Command::Remove { object: 255 },
+            Command::Add {
+                object: 7,
+                mask: MaskSource::Box([0, 0, 5, 5]),
+            },
+            Command::Correct {
+                object: 1,
+                mask: MaskSource::Png("/a.png".into()),
+            },
+        ] {
+            for id in [Value::Null, json!(4), json!("x")] {
+                let r = Request {
+                    id,
+                    command: command.clone(),
+                };
+                let text = serde_json::to_string(&r).unwrap();
+                assert_eq!(parse_request(&text), Ok(r), "{text}");
+            }
+        }
     }
 
     #[test]

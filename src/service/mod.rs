@@ -3,10 +3,7 @@
 //! periodic statistics, systemd notifications (READY once the first frame is
 //! published, STATUS, WATCHDOG only while frames flow).
 
-pub mod bench;
-pub mod config;
 pub mod notify;
-pub mod probe;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use vosd_engine::engine::Tracker;
+use crate::config::DaemonConfig;
 use crate::pipeline::{Pipeline, Segmenter, StatsSnapshot, Summary};
+use vosd_engine::engine::Tracker;
 use vosd_shm::{monotonic_ns, ShmWriter};
 
-pub use config::DaemonConfig;
 pub use notify::Notifier;
 
 /// Registers SIGTERM, SIGINT and SIGHUP to raise `stop`; a second signal
@@ -60,10 +57,12 @@ pub fn stats_line(now: &StatsSnapshot, prev: &StatsSnapshot) -> String {
 }
 
 /// Runs the daemon until a signal, the end of the source, a fatal error or
-/// `pipeline.max_frames`. `stop` is raised by the signal handlers.
+/// `pipeline.max_frames`. `stop` is raised by the signal handlers. The
+/// configuration needs its `[source]` and `[publish]` tables.
 pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Result<Summary> {
+    let (source_cfg, publish) = (cfg.require_source()?, cfg.require_publish()?);
     notifier.notify("STATUS=opening the source");
-    let source = crate::source::open(&cfg.source, stop.clone()).context("[source]")?;
+    let source = crate::source::open(source_cfg, stop.clone()).context("[source]")?;
     let (w, h) = source.size();
     log::info!("source: {}", source.describe());
 
@@ -77,7 +76,11 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
         cfg.engine.size[1],
         t0.elapsed().as_secs_f64()
     );
-    let writer = ShmWriter::create(&cfg.publish.to_publish_config(w, h)).context("[publish]")?;
+    let (mask_w, mask_h) = (
+        u32::try_from(w).context("[publish]: frame width")?,
+        u32::try_from(h).context("[publish]: frame height")?,
+    );
+    let writer = ShmWriter::create(&publish.to_config(mask_w, mask_h)).context("[publish]")?;
     log::info!(
         "publishing to shm '{}' ({} bytes, {} slots, {}x{} masks, mode {:#o})",
         writer.name(),
@@ -85,11 +88,14 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
         writer.slot_count(),
         w,
         h,
-        cfg.publish.mode
+        publish.mode
     );
     let shm_name = writer.name().to_string();
     let backend = tracker.encoder().backend_handle();
-    log::info!("backend: {}", vosd_engine::backend::current(&backend).describe());
+    log::info!(
+        "backend: {}",
+        vosd_engine::backend::current(&backend).describe()
+    );
     let segmenter: Box<dyn Segmenter> = Box::new(tracker);
     let pipeline = Pipeline::start(source, segmenter, writer, &cfg.pipeline, stop.clone())?;
     let control = if cfg.control.socket.as_os_str().is_empty() {

@@ -198,3 +198,117 @@ fn eval_scores_existing_results() {
     );
     assert!(e.contains("00010.png"), "{e}");
 }
+
+/// Three frames of the synthetic scene as PNGs in `dir/frames`, and the
+/// first frame's mask; returns the mask path.
+fn synthetic_clip(dir: &Path) -> std::path::PathBuf {
+    use vosd::source::synthetic::{Scene, SyntheticConfig};
+    let scene = Scene::new(&SyntheticConfig {
+        width: 320,
+        height: 240,
+        ..Default::default()
+    })
+    .unwrap();
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    let mut mask = vosd_engine::frame::LabelMask::default();
+    for k in 0..3u64 {
+        let mut f = vosd_engine::frame::RgbFrame::new(320, 240);
+        scene.render(k, Some(&mut f), (k == 0).then_some(&mut mask));
+        image::RgbImage::from_raw(320, 240, f.data)
+            .unwrap()
+            .save(frames.join(format!("{k:05}.png")))
+            .unwrap();
+    }
+    let path = dir.join("first.png");
+    vosd_engine::imageio::save_mask(&path, &mask).unwrap();
+    path
+}
+
+/// `segment --config` takes a whole daemon configuration (its [engine]
+/// table is used; [source], [publish], [pipeline], [control] are accepted).
+#[test]
+fn segment_accepts_a_daemon_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let mask = synthetic_clip(dir.path());
+    let out = dir.path().join("out");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
+    let run = vosd()
+        .arg("segment")
+        .arg("--config")
+        .arg(&config)
+        .arg("--frames")
+        .arg(dir.path().join("frames"))
+        .arg("--mask")
+        .arg(&mask)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let first = vosd_engine::imageio::load_mask(&mask).unwrap();
+    for k in 0..3 {
+        let m = vosd_engine::imageio::load_mask(&out.join(format!("{k:05}.png"))).unwrap();
+        assert_eq!((m.width, m.height), (320, 240));
+        assert_eq!(m.object_ids(), first.object_ids(), "frame {k}");
+    }
+}
+
+/// The offline commands check the whole file they are given: a bad value
+/// in any table is an error naming the file and `table.key`.
+#[test]
+fn offline_commands_name_the_table_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mask = synthetic_clip(dir.path());
+    let demo =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml"))
+            .unwrap();
+    let cfg = dir.path().join("demo.toml");
+    for (from, to, want) in [
+        (
+            "max_objects = 4",
+            "max_objects = 4\ntop_k = 0",
+            "engine.top_k: must be within 1..=64",
+        ),
+        (
+            "objects = 3",
+            "objects = 7",
+            "source.objects: 7 is not within 1..=3",
+        ),
+        (
+            "slots = 8",
+            "slots = 1",
+            "publish.slots: 1 is not within 2..=1024",
+        ),
+        (
+            "stats_interval_s = 5",
+            "stats_interval_s = 5\nmask_pool = 1",
+            "pipeline.mask_pool: 1 is not within 3..=64",
+        ),
+        (
+            "mode = 0o600",
+            "mode = 0o600\nmax_clients = 100",
+            "control.max_clients: 100 is not within 1..=64",
+        ),
+    ] {
+        assert!(demo.contains(from), "{from}");
+        std::fs::write(&cfg, demo.replacen(from, to, 1)).unwrap();
+        let e = run_err(
+            vosd()
+                .arg("segment")
+                .arg("--config")
+                .arg(&cfg)
+                .arg("--frames")
+                .arg(dir.path().join("frames"))
+                .arg("--mask")
+                .arg(&mask)
+                .arg("--out")
+                .arg(dir.path().join("o")),
+        );
+        assert!(e.contains(&format!("demo.toml: {want}")), "{want}: {e}");
+    }
+}

@@ -123,3 +123,61 @@ fn shipped_configs_are_valid() {
     }
     assert!(checked >= 3, "only {checked} configs in {}", dir.display());
 }
+
+#[test]
+fn missing_tables_are_named() {
+    // Every table is optional in the file, but `vosd run` needs these two.
+    let (code, err) = run_config("[source]\nkind = \"synthetic\"\n", true);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("vosd.toml: publish: the table is missing"),
+        "{err}"
+    );
+    let (code, err) = run_config("[publish]\nname = \"/vosd-test-cfg-nosrc\"\n", false);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("vosd.toml: source: the table is missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_values_name_the_table_and_key() {
+    let good = config_text("/vosd-test-cfg", 15.0, 10, "");
+    for (from, to, want) in [
+        (
+            "threads = 2",
+            "threads = 2\ntemperature = 0",
+            "vosd.toml: engine.temperature: must be a positive number",
+        ),
+        (
+            "objects = 3",
+            "objects = 0",
+            "vosd.toml: source.objects: 0 is not within 1..=3",
+        ),
+        (
+            "slots = 64",
+            "slots = 2000",
+            "vosd.toml: publish.slots: 2000 is not within 2..=1024",
+        ),
+        (
+            "name = \"/vosd-test-cfg\"",
+            "name = \"vosd-test-cfg\"",
+            "vosd.toml: publish.name: \"vosd-test-cfg\" is not a shared-memory name",
+        ),
+        (
+            "[pipeline]",
+            "[pipeline]\nlost_after_s = 0",
+            "vosd.toml: pipeline.lost_after_s: must be within 0.1..=3600 seconds",
+        ),
+        (
+            "[pipeline]",
+            "[control]\nidle_timeout_s = 0\n[pipeline]",
+            "vosd.toml: control.idle_timeout_s: must be within 1..=86400 seconds",
+        ),
+    ] {
+        let (code, err) = run_config(&good.replace(from, to), true);
+        assert_eq!(code, 1, "{want}: {err}");
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}

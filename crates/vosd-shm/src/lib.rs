@@ -11,7 +11,7 @@
 //! dropped, capture errors, reconnection attempts, camera lost), stored
 //! with [`ShmWriter::set_stats`] and read with [`ShmReader::stats`].
 //!
-//! The binary layout is in [`layout`] and `docs/shm-layout.md`.
+//! The binary layout is in [`layout`] and `LAYOUT.md`.
 //!
 //! ```no_run
 //! use vosd_shm::{ObjectState, PublishConfig, ReadStatus, ShmReader, ShmWriter, SlotData};
@@ -39,6 +39,7 @@
 
 mod diag;
 mod error;
+mod frame_buf;
 pub mod layout;
 mod reader;
 pub(crate) mod sys;
@@ -46,7 +47,13 @@ mod types;
 mod writer;
 
 pub use error::ShmError;
-pub use reader::{FrameBuf, ReadStatus, ShmReader, WriterState};
+pub use frame_buf::FrameBuf;
+pub use reader::{ReadStatus, ShmReader, WriterState};
 pub use sys::monotonic_ns;
 pub use types::{BBox, ObjectState, PipelineCounters, SlotData, Visibility};
-pub use writer::{GroupSpec, PublishConfig, ShmWriter};
+pub use writer::{GroupSpec, PublishConfig, PublishOptionError, PublishOptions, ShmWriter};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

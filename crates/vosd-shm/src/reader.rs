@@ -9,6 +9,7 @@ use rustix::io::Errno;
 use rustix::shm;
 
 use super::error::ShmError;
+use super::frame_buf::FrameBuf;
 use super::layout::*;
 use super::sys::{self, Mapping};
 use super::types::{BBox, ObjectState, PipelineCounters, Visibility};
@@ -59,95 +60,6 @@ pub enum ReadStatus {
     /// The writer has ended and every frame up to its last was returned
     /// (or passed over); the buffer is unchanged.
     Ended,
-}
-
-/// A reader's copy of one published frame, allocated once and refilled by
-/// every read.
-#[derive(Debug, Clone, Default)]
-pub struct FrameBuf {
-    seq: u64,
-    frame_number: u64,
-    capture_ns: u64,
-    publish_ns: u64,
-    width: u32,
-    height: u32,
-    objects: Vec<ObjectState>,
-    mask: Vec<u8>,
-}
-
-impl FrameBuf {
-    /// An empty buffer; the first read sizes it (one allocation). Prefer
-    /// [`ShmReader::new_frame_buf`], which sizes it up front.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn fit(&mut self, g: &Geometry) {
-        self.width = g.width;
-        self.height = g.height;
-        if self.mask.len() != g.mask_len {
-            self.mask.resize(g.mask_len, 0);
-        }
-        let max = g.max_objects as usize;
-        if self.objects.capacity() < max {
-            self.objects.reserve_exact(max - self.objects.len());
-        }
-    }
-
-    /// Publish sequence number (1-based) of the frame; 0 before any read.
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    /// Camera frame number.
-    pub fn frame_number(&self) -> u64 {
-        self.frame_number
-    }
-
-    /// CLOCK_MONOTONIC nanoseconds when the frame was captured.
-    pub fn capture_ns(&self) -> u64 {
-        self.capture_ns
-    }
-
-    /// CLOCK_MONOTONIC nanoseconds when the frame was published.
-    pub fn publish_ns(&self) -> u64 {
-        self.publish_ns
-    }
-
-    /// Publish minus capture time in nanoseconds (0 if the clock values are inverted).
-    pub fn latency_ns(&self) -> u64 {
-        self.publish_ns.saturating_sub(self.capture_ns)
-    }
-
-    /// Object states of the frame.
-    pub fn objects(&self) -> &[ObjectState] {
-        &self.objects
-    }
-
-    /// Label mask, row-major, `width × height` bytes (0 background, else object id).
-    pub fn mask(&self) -> &[u8] {
-        &self.mask
-    }
-
-    /// Mask width in pixels.
-    pub fn width(&self) -> u32 {
-        self.width
-    }
-
-    /// Mask height in pixels.
-    pub fn height(&self) -> u32 {
-        self.height
-    }
-
-    /// Label at pixel `(x, y)`, `None` outside the mask.
-    pub fn label_at(&self, x: u32, y: u32) -> Option<u8> {
-        if x >= self.width || y >= self.height {
-            return None;
-        }
-        self.mask
-            .get(y as usize * self.width as usize + x as usize)
-            .copied()
-    }
 }
 
 /// Outcome of one copy attempt.
@@ -433,11 +345,12 @@ impl ShmReader {
         let g = self.geom;
         let slot = g.slot_offset(g.slot_of(seq));
         let expect = seq.wrapping_mul(2);
-        // SAFETY (for every access below): `slot` is one of the validated
-        // slots; the slot header + `max_objects` records end at or before
-        // `mask_offset`, the mask padded to 8 bytes ends within
+        // Why the accesses below are in bounds: `slot` is one of the
+        // validated slots; the slot header + `max_objects` records end at or
+        // before `mask_offset`, the mask padded to 8 bytes ends within
         // `slot_stride`, and the ring lies inside the mapping. All offsets
         // are multiples of 8. Only relaxed loads are made.
+        // SAFETY: the slot's sequence word is 8-aligned and inside the mapping (above).
         let seq_word = unsafe { self.map.u64_at(slot + S_SEQ) };
         let s1 = seq_word.load(Ordering::Relaxed);
         fence(Ordering::Acquire);
@@ -447,10 +360,13 @@ impl ShmReader {
             return Copy::Missed;
         }
         let head = g.objects_offset;
+        // SAFETY: the slot header ends at `objects_offset`, inside the slot (above).
         unsafe { self.map.load(slot, &mut self.scratch[..head]) };
         let raw_count = rd_u32(&self.scratch, S_OBJECT_COUNT);
         let count = (raw_count as usize).min(g.max_objects as usize);
         let meta_len = g.meta_len(count);
+        // SAFETY: `count` is clamped to `max_objects`, so the records end at or
+        // before `mask_offset`; the mask ends within the slot (above).
         unsafe {
             self.map
                 .load(slot + head, &mut self.scratch[head..meta_len]);

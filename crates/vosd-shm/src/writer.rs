@@ -13,6 +13,10 @@ use super::layout::*;
 use super::sys::{self, Mapping};
 use super::types::{PipelineCounters, SlotData};
 
+mod config;
+
+pub use config::{PublishConfig, PublishOptionError, PublishOptions};
+
 /// The group that owns a segment: a name looked up in the system group
 /// database, or a numeric gid.
 ///
@@ -35,96 +39,6 @@ impl GroupSpec {
             GroupSpec::Gid(g) => Ok(Some(*g)),
             GroupSpec::Name(n) => sys::group_by_name(n),
         }
-    }
-}
-
-/// Configuration of one pipeline's shared-memory segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct PublishConfig {
-    /// POSIX shared-memory name, e.g. `"/vosd-cam0"` (appears as
-    /// `/dev/shm/vosd-cam0` on Linux).
-    pub name: String,
-    /// Label mask width in pixels.
-    pub width: u32,
-    /// Label mask height in pixels.
-    pub height: u32,
-    /// Number of slots in the ring (2..=1024). More slots let slower
-    /// `read_next` readers fall further behind before they skip frames.
-    #[cfg_attr(feature = "serde", serde(default = "default_slots"))]
-    pub slots: u32,
-    /// Object states per slot (1..=255).
-    #[cfg_attr(feature = "serde", serde(default = "default_max_objects"))]
-    pub max_objects: u32,
-    /// Permission bits of the segment (e.g. `0o660`), applied exactly
-    /// (not filtered by the umask). Readers need read permission only.
-    #[cfg_attr(feature = "serde", serde(default = "default_mode"))]
-    pub mode: u32,
-    /// Group owning the segment; `None` keeps the writer's group.
-    #[cfg_attr(feature = "serde", serde(default))]
-    pub group: Option<GroupSpec>,
-}
-
-fn default_slots() -> u32 {
-    4
-}
-
-fn default_max_objects() -> u32 {
-    16
-}
-
-fn default_mode() -> u32 {
-    0o660
-}
-
-impl PublishConfig {
-    /// A configuration with the defaults: 4 slots, 16 objects, mode 0o660,
-    /// the writer's own group.
-    pub fn new(name: impl Into<String>, width: u32, height: u32) -> Self {
-        Self {
-            name: name.into(),
-            width,
-            height,
-            slots: default_slots(),
-            max_objects: default_max_objects(),
-            mode: default_mode(),
-            group: None,
-        }
-    }
-
-    /// Checks the configuration and computes the segment geometry.
-    fn geometry(&self) -> Result<Geometry, ShmError> {
-        sys::check_name(&self.name).map_err(|reason| ShmError::InvalidName {
-            name: self.name.clone(),
-            reason,
-        })?;
-        let invalid = |reason: String| ShmError::InvalidConfig {
-            name: self.name.clone(),
-            reason,
-        };
-        if self.width == 0 || self.height == 0 {
-            return Err(invalid(format!(
-                "mask geometry {}x{} is empty",
-                self.width, self.height
-            )));
-        }
-        if !(2..=1024).contains(&self.slots) {
-            return Err(invalid(format!("slots {} is not in 2..=1024", self.slots)));
-        }
-        if !(1..=MAX_OBJECTS_LIMIT).contains(&self.max_objects) {
-            return Err(invalid(format!(
-                "max_objects {} is not in 1..={MAX_OBJECTS_LIMIT}",
-                self.max_objects
-            )));
-        }
-        if self.mode & !0o777 != 0 {
-            return Err(invalid(format!(
-                "mode {:#o} has bits beyond 0o777",
-                self.mode
-            )));
-        }
-        Geometry::new(self.width, self.height, self.slots, self.max_objects)
-            .ok_or_else(|| invalid("segment size overflows".into()))
     }
 }
 

@@ -1,4 +1,6 @@
-//! `vosd probe`: the cameras this machine has.
+//! `vosd probe`: the cameras this machine has (V4L2 device nodes and
+//! their formats) and its compute devices (OpenCL platforms and devices,
+//! and the backend `auto` would choose).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -38,7 +40,16 @@ pub fn video_nodes(dev: &Path, sysfs: &Path) -> Vec<VideoNode> {
     nodes.into_iter().map(|(_, v)| v).collect()
 }
 
-/// The report `vosd probe` prints.
+/// Runs `vosd probe`: the cameras of `/dev`, then the compute devices.
+pub fn run() {
+    print!(
+        "{}",
+        report(Path::new("/dev"), Path::new("/sys/class/video4linux"))
+    );
+    print!("{}", compute_report());
+}
+
+/// The camera report `vosd probe` prints.
 pub fn report(dev: &Path, sysfs: &Path) -> String {
     let nodes = video_nodes(dev, sysfs);
     let mut out = String::new();
@@ -104,7 +115,7 @@ pub fn compute_report() -> String {
 /// The formats a node offers (or why they cannot be listed).
 #[cfg(feature = "v4l2")]
 fn formats_of(path: &Path) -> Vec<String> {
-    crate::source::v4l2::describe_formats(path)
+    vosd::source::v4l2::describe_formats(path)
         .unwrap_or_else(|e| vec![format!("cannot query: {e}")])
 }
 

@@ -9,11 +9,106 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use vosd::source::synthetic::{Scene, SyntheticConfig};
+use vosd_engine::backend::BackendChoice;
 use vosd_engine::config::EngineConfig;
 use vosd_engine::engine::Tracker;
 use vosd_engine::frame::{LabelMask, RgbFrame};
 use vosd_engine::imageio::{list_images, load_mask, load_rgb};
-use crate::source::synthetic::{Scene, SyntheticConfig};
+
+use super::{write_json, EngineArgs};
+
+/// `vosd bench`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Frames to time.
+    #[arg(long, default_value_t = 100)]
+    frames: usize,
+    /// DAVIS root whose `bear` sequence is used (default ../shared/data/davis2016
+    /// if present, else synthetic 854x480 frames).
+    #[arg(long, value_name = "ROOT")]
+    davis: Option<PathBuf>,
+    /// Sequence of the DAVIS root to use.
+    #[arg(long, default_value = "bear")]
+    sequence: String,
+    /// Also write the figures as JSON (an array with --backends).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Run once per backend and print each one's figures, e.g.
+    /// --backends cpu,opencl (default: the configured backend).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    backends: Vec<BackendChoice>,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// Runs `vosd bench`.
+pub fn run(args: BenchArgs) -> Result<()> {
+    let cfg = args.engine.resolve()?;
+    let root = args.davis.or_else(|| {
+        let d = PathBuf::from("../shared/data/davis2016");
+        d.join("JPEGImages/480p").is_dir().then_some(d)
+    });
+    let davis_sequence = root.map(|r| {
+        (
+            r.join("JPEGImages/480p").join(&args.sequence),
+            r.join("Annotations/480p")
+                .join(&args.sequence)
+                .join("00000.png"),
+        )
+    });
+    let opts = EngineBenchOptions {
+        frames: args.frames.max(1),
+        davis_sequence,
+    };
+    // One run per backend asked for (`--backends cpu,opencl`), else the
+    // configured one.
+    let runs = if args.backends.is_empty() {
+        vec![cfg.backend]
+    } else {
+        args.backends
+    };
+    let mut reports = Vec::with_capacity(runs.len());
+    for backend in runs {
+        let cfg = EngineConfig {
+            backend,
+            ..cfg.clone()
+        };
+        let r = bench_engine(&cfg, &opts).with_context(|| format!("backend {backend}"))?;
+        print_bench(&r);
+        reports.push(r);
+    }
+    if let Some(path) = &args.json {
+        if let [one] = reports.as_slice() {
+            write_json(path, one)?;
+        } else {
+            write_json(path, &reports)?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints one engine benchmark's figures.
+fn print_bench(r: &EngineBenchReport) {
+    println!("model      {}", r.model);
+    println!("backend    {}", r.backend.describe());
+    println!(
+        "size       {}x{} (frames {}x{}), {} object(s), {} thread(s), {} frames",
+        r.size[0], r.size[1], r.frame_size[0], r.frame_size[1], r.objects, r.threads, r.frames
+    );
+    println!("encode     {:7.1} ms/frame", r.encode_ms);
+    println!("readout    {:7.1} ms/frame", r.readout_ms);
+    println!("upsample   {:7.1} ms/frame", r.upsample_ms);
+    println!(
+        "total      p50 {:.1} ms, p99 {:.1} ms",
+        r.total_p50_ms, r.total_p99_ms
+    );
+    println!("fps        {:7.1}", r.fps);
+    println!(
+        "memory     {:.1} MiB (fixed)",
+        r.memory_bytes as f64 / (1024.0 * 1024.0)
+    );
+}
 
 /// What to run the benchmark on.
 #[derive(Clone, Debug)]

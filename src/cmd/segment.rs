@@ -1,7 +1,7 @@
 //! `vosd segment`: segment a folder of frames from a first-frame mask.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -9,7 +9,51 @@ use anyhow::{bail, Context, Result};
 use vosd_engine::config::EngineConfig;
 use vosd_engine::engine::Tracker;
 use vosd_engine::frame::LabelMask;
-use vosd_engine::imageio::{list_images, load_mask, load_rgb, render_overlay, save_jpeg, save_mask};
+use vosd_engine::imageio::{
+    list_images, load_mask, load_rgb, render_overlay, save_jpeg, save_mask,
+};
+
+use super::EngineArgs;
+
+/// `vosd segment`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct SegmentArgs {
+    /// Folder of frames (jpg/png, processed in name order).
+    #[arg(long, value_name = "DIR")]
+    frames: PathBuf,
+    /// Label mask of the first frame (PNG: palette ids, or binary 0/255).
+    #[arg(long, value_name = "FIRST.png")]
+    mask: PathBuf,
+    /// Output folder for palette PNG masks (one per frame).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Also write JPEG overlays (frame + coloured masks and contours) here.
+    #[arg(long, value_name = "DIR")]
+    overlay: Option<PathBuf>,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// Runs `vosd segment`.
+pub fn run(args: SegmentArgs) -> Result<()> {
+    let cfg = args.engine.resolve()?;
+    let s = segment_folder(
+        &cfg,
+        &args.frames,
+        &args.mask,
+        &args.out,
+        args.overlay.as_deref(),
+        true,
+    )?;
+    eprintln!(
+        "segmented {} frames, objects {:?}, {:.1} fps (engine only), masks in {}",
+        s.frames,
+        s.objects,
+        s.fps,
+        args.out.display()
+    );
+    Ok(())
+}
 
 /// What a segmentation run did.
 #[derive(Clone, Debug)]

@@ -11,6 +11,36 @@ use anyhow::{bail, Context, Result};
 
 use vosd_shm::{FrameBuf, PipelineCounters, ReadStatus, ShmError, ShmReader};
 
+/// `vosd tail`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct TailArgs {
+    /// Shared-memory name of the pipeline.
+    #[arg(long, value_name = "NAME", default_value = "/vosd-demo")]
+    shm: String,
+    /// Exit after N frames (0: until the writer ends).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    frames: u64,
+    /// Seconds to wait for the segment to appear.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    wait: f64,
+}
+
+/// Runs `vosd tail`.
+pub fn run(args: TailArgs) -> Result<()> {
+    let opts = TailOptions {
+        shm: args.shm,
+        frames: args.frames,
+        wait_s: args.wait,
+        stall_s: 2.0,
+    };
+    let stdout = std::io::stdout();
+    let (n, end) = tail(&opts, &mut stdout.lock())?;
+    if end == TailEnd::Ended {
+        eprintln!("vosd tail: the writer ended (end marker) after {n} frames read");
+    }
+    Ok(())
+}
+
 /// What `vosd tail` reads and for how long.
 #[derive(Clone, Debug)]
 pub struct TailOptions {

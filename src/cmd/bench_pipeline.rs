@@ -8,20 +8,96 @@
 //! Resident memory is sampled once a second while measuring: a long run
 //! (`--seconds 600`) shows whether memory stays flat.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
+use vosd::config::DaemonConfig;
+use vosd::pipeline::{Pipeline, PipelineConfig, Segmenter};
+use vosd::procfs::resident_bytes;
+use vosd::source::synthetic::{Scene, Synthetic, SyntheticConfig};
+use vosd::source::SourceConfig;
 use vosd_engine::config::EngineConfig;
 use vosd_engine::engine::Tracker;
 use vosd_engine::frame::LabelMask;
-use crate::pipeline::{Pipeline, PipelineConfig, Segmenter};
 use vosd_shm::{
     monotonic_ns, ObjectState, PublishConfig, ReadStatus, ShmReader, ShmWriter, SlotData,
 };
-use crate::source::synthetic::{Scene, Synthetic, SyntheticConfig};
+
+use super::write_json;
+
+/// `vosd bench-pipeline`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct BenchPipelineArgs {
+    /// Daemon configuration whose [engine] (and synthetic [source]) to use.
+    #[arg(long, value_name = "FILE", default_value = "config/demo.toml")]
+    config: PathBuf,
+    /// Offered frame rate of the synthetic source.
+    #[arg(long, default_value_t = 30.0)]
+    fps: f64,
+    /// Seconds measured (after the warm-up).
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Seconds of warm-up, not measured.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Also write the figures as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// Runs `vosd bench-pipeline`.
+pub fn run(args: BenchPipelineArgs) -> Result<()> {
+    let cfg = DaemonConfig::load(&args.config)?;
+    let mut source = match cfg.source {
+        Some(SourceConfig::Synthetic(s)) => s,
+        _ => SyntheticConfig::default(),
+    };
+    let (fps, seconds, warmup) = (args.fps, args.seconds, args.warmup);
+    source.fps = fps;
+    source.frames = 0;
+    if !(seconds > 0.0 && warmup >= 0.0) {
+        bail!("--seconds must be positive and --warmup not negative");
+    }
+    eprintln!(
+        "bench: synthetic {}x{} at {fps} fps, engine {}x{} ({} threads), {warmup} s warm-up + {seconds} s",
+        source.width,
+        source.height,
+        cfg.engine.size[0],
+        cfg.engine.size[1],
+        cfg.engine.thread_count()
+    );
+    let opts = BenchOptions {
+        engine: cfg.engine,
+        source,
+        warmup_s: warmup,
+        seconds,
+    };
+    let r = bench(&opts)?;
+    println!(
+        "offered {:.1} fps: published {:.2} fps, captured {:.2} fps, dropped {} ({} frames read back)",
+        r.source_fps, r.published_fps, r.captured_fps, r.dropped, r.frames_read
+    );
+    println!(
+        "capture->publish latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        r.latency_p50_ms, r.latency_p99_ms, r.latency_max_ms
+    );
+    println!(
+        "publication per frame (states + shm): p50 {:.1} us, p99 {:.1} us; shm publish alone p50 {:.1} us",
+        r.publish_p50_us, r.publish_p99_us, r.shm_publish_p50_us
+    );
+    println!(
+        "resident memory: {:.1} MiB after warm-up, {:.1} MiB at the end, {:.1} MiB max (sampled each second)",
+        r.rss_after_warmup_mib, r.rss_end_mib, r.rss_max_mib
+    );
+    if let Some(path) = &args.json {
+        write_json(path, &r)?;
+    }
+    Ok(())
+}
 
 /// Bench settings.
 #[derive(Clone, Debug)]
@@ -69,15 +145,6 @@ pub struct BenchReport {
     pub rss_max_mib: f64,
 }
 
-/// This process's resident set size in bytes (`VmRSS` of
-/// `/proc/self/status`; `None` where there is no procfs).
-pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 fn pct(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -87,7 +154,7 @@ fn pct(sorted: &[u64], p: f64) -> u64 {
 }
 
 /// Runs the benchmark.
-pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
+pub fn bench(opts: &BenchOptions) -> Result<BenchReport> {
     let stop = Arc::new(AtomicBool::new(false));
     let source = Synthetic::new(&opts.source, stop.clone())?;
     let (w, h) = (opts.source.width, opts.source.height);

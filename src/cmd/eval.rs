@@ -1,0 +1,126 @@
+//! `vosd eval`: DAVIS J, F and J&F of the engine's masks, or of masks
+//! already on disk.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use vosd_eval::davis::{evaluate, Davis, Init, Predictions};
+
+use super::{write_json, EngineArgs};
+
+/// What each sequence starts from (`--init`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InitArg {
+    /// The first-frame mask.
+    #[default]
+    Mask,
+    /// The bounding box of each object of the first-frame mask (box
+    /// prompt: the mask is derived from the box, with `[engine.prompt]`).
+    Box,
+}
+
+/// `vosd eval`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// DAVIS root (with JPEGImages/480p and Annotations/480p).
+    #[arg(long, value_name = "ROOT")]
+    davis: PathBuf,
+    /// Split name (ImageSets/{2017,2016,480p}/NAME.txt); default: all sequences.
+    #[arg(long)]
+    split: Option<String>,
+    /// Comma-separated sequence names (overrides --split).
+    #[arg(long, value_delimiter = ',')]
+    sequences: Option<Vec<String>>,
+    /// Score existing predictions DIR/SEQUENCE/NNNNN.png instead of segmenting.
+    #[arg(long, value_name = "DIR")]
+    results: Option<PathBuf>,
+    /// Keep the predicted masks as DIR/SEQUENCE/NNNNN.png.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Write the figures as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Start each sequence from its first-frame mask, or from the bounding
+    /// box of each object in it (box prompt: the mask is derived from the box).
+    #[arg(long, value_enum, default_value_t = InitArg::Mask)]
+    init: InitArg,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// Runs `vosd eval`.
+pub fn run(args: EvalArgs) -> Result<()> {
+    if args.init == InitArg::Box && args.results.is_some() {
+        bail!("--init box starts the engine from boxes: it cannot be used with --results");
+    }
+    let ds = Davis::open(&args.davis)?;
+    let names = match args.sequences {
+        Some(s) => s,
+        None => ds.sequence_names(args.split.as_deref())?,
+    };
+    if names.is_empty() {
+        bail!("no sequences to evaluate");
+    }
+    let (cfg, init);
+    let source = match &args.results {
+        Some(dir) => Predictions::Results(dir),
+        None => {
+            cfg = args.engine.resolve()?;
+            init = match args.init {
+                InitArg::Mask => Init::Mask,
+                InitArg::Box => Init::Box(cfg.prompt.clone()),
+            };
+            eprintln!(
+                "engine: {} at {}x{}, started from the first {}",
+                cfg.model_path().display(),
+                cfg.size[0],
+                cfg.size[1],
+                match args.init {
+                    InitArg::Mask => "mask",
+                    InitArg::Box => "boxes",
+                }
+            );
+            Predictions::Segment {
+                config: &cfg,
+                out: args.out.as_deref(),
+                init: &init,
+            }
+        }
+    };
+    let report = evaluate(&ds, &names, source)?;
+    let o = &report.overall.scores;
+    println!("{:<20} {:>7} {:>7}", "sequence", "J mean", "F mean");
+    for (name, s) in &report.sequences {
+        println!(
+            "{name:<20} {:>7.3} {:>7.3}",
+            s.scores.j_mean, s.scores.f_mean
+        );
+    }
+    println!("J&F mean {:.3}", o.jf_mean);
+    println!(
+        "J mean {:.3}  recall {:.3}  decay {:.3}",
+        o.j_mean, o.j_recall, o.j_decay
+    );
+    println!(
+        "F mean {:.3}  recall {:.3}  decay {:.3}",
+        o.f_mean, o.f_recall, o.f_decay
+    );
+    if let Some(b) = &report.backend {
+        println!("backend {}", b.describe());
+    }
+    if let Some(iou) = report.overall.first_mask_iou {
+        println!("first-mask IoU (box-derived vs annotation) {iou:.3}");
+    }
+    if report.overall.fps > 0.0 {
+        println!(
+            "fps {:.2} (segmentation only, {} sequences)",
+            report.overall.fps,
+            report.sequences.len()
+        );
+    }
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
+    }
+    Ok(())
+}

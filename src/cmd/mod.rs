@@ -1,0 +1,153 @@
+//! The commands of the `vosd` binary, one file each, and what they share:
+//! the engine options of the commands that segment ([`EngineArgs`]) and
+//! the JSON report writer.
+//!
+//! Each command module has its arguments (a `clap::Args` struct) and a
+//! `run` function; `main.rs` only parses and dispatches. The daemon, the
+//! engine and the readers are the libraries (`vosd`, `vosd-engine`,
+//! `vosd-shm`, `vosd-eval`).
+
+pub mod bench;
+pub mod bench_pipeline;
+pub mod ctl;
+pub mod eval;
+pub mod probe;
+pub mod run;
+pub mod segment;
+pub mod tail;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use vosd::config::DaemonConfig;
+use vosd_engine::backend::BackendChoice;
+use vosd_engine::config::{EngineConfig, Precision};
+
+/// Engine options shared by the commands that segment.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// TOML configuration file (its [engine] table is used; a whole daemon
+    /// configuration is accepted).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Processing size WxH (overrides engine.size), e.g. 854x480.
+    #[arg(long, value_name = "WxH")]
+    size: Option<String>,
+    /// Encoder precision of the bundled model (overrides engine.precision).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+    /// Encoder ONNX file (overrides engine.model).
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+    /// Where the encoder and readout run (overrides engine.backend): auto
+    /// (an OpenCL GPU that passes the self-test, else the CPU), opencl, cpu.
+    #[arg(long, value_enum)]
+    backend: Option<BackendChoice>,
+    /// Override any engine key, e.g. --set top_k=10 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+/// Parses `--size WxH`.
+fn parse_size(s: &str) -> Result<[usize; 2]> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .with_context(|| format!("--size '{s}': expected WxH, e.g. 854x480"))?;
+    let w = w
+        .trim()
+        .parse()
+        .with_context(|| format!("--size '{s}': bad width"))?;
+    let h = h
+        .trim()
+        .parse()
+        .with_context(|| format!("--size '{s}': bad height"))?;
+    Ok([w, h])
+}
+
+/// `engine` with `--set KEY=VALUE` overrides applied: the table is parsed
+/// again with them, so that they go through the same key and type checks
+/// as the file.
+fn apply_sets(engine: &EngineConfig, sets: &[String]) -> Result<EngineConfig> {
+    let mut table = toml::Table::try_from(engine)?;
+    for kv in sets {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set '{kv}': expected KEY=VALUE"))?;
+        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {v}"))
+            .or_else(|_| toml::from_str::<toml::Table>(&format!("v = \"{v}\"")))
+            .with_context(|| format!("--set '{kv}': bad value"))?
+            .remove("v")
+            .context("--set: no value")?;
+        table.insert(k.trim().to_string(), value);
+    }
+    table.try_into().context("--set")
+}
+
+impl EngineArgs {
+    /// The configuration file (`--config`), or the defaults without one.
+    pub fn daemon_config(&self) -> Result<DaemonConfig> {
+        Ok(match &self.config {
+            Some(p) => DaemonConfig::load(p)?,
+            None => DaemonConfig::default(),
+        })
+    }
+
+    /// The engine configuration: the file's `[engine]` with the flags
+    /// applied, checked.
+    pub fn resolve(&self) -> Result<EngineConfig> {
+        let file = self.daemon_config()?;
+        let mut e = if self.set.is_empty() {
+            file.engine
+        } else {
+            apply_sets(&file.engine, &self.set)?
+        };
+        if let Some(s) = &self.size {
+            e.size = parse_size(s)?;
+        }
+        if let Some(p) = self.precision {
+            e.precision = p;
+        }
+        if let Some(m) = &self.model {
+            e.model = m.clone();
+        }
+        if let Some(b) = self.backend {
+            e.backend = b;
+        }
+        e.validate()?;
+        Ok(e)
+    }
+}
+
+/// Writes `value` as pretty JSON (and a newline) to `path`.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("{}: cannot write", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_or_say_why() {
+        assert_eq!(parse_size("854x480").unwrap(), [854, 480]);
+        assert_eq!(parse_size(" 64 X 32 ").unwrap(), [64, 32]);
+        for bad in ["854", "x480", "854x", "ax3"] {
+            let e = parse_size(bad).unwrap_err().to_string();
+            assert!(e.contains("--size"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn sets_go_through_the_engine_checks() {
+        let base = EngineConfig::default();
+        let e = apply_sets(&base, &["top_k=9".into(), "upsampling=bilinear".into()]).unwrap();
+        assert_eq!(e.top_k, 9);
+        assert_eq!(e.upsampling, vosd_engine::config::Upsampling::Bilinear);
+        let err = format!("{:#}", apply_sets(&base, &["top_kk=9".into()]).unwrap_err());
+        assert!(err.contains("top_kk"), "{err}");
+        let err = format!("{:#}", apply_sets(&base, &["top_k".into()]).unwrap_err());
+        assert!(err.contains("KEY=VALUE"), "{err}");
+    }
+}

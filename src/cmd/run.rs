@@ -1,0 +1,44 @@
+//! `vosd run`: the daemon (capture, segment, publish to shared memory,
+//! control socket), or `--check` of its configuration.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+
+use vosd::config::DaemonConfig;
+use vosd::service::{self, Notifier};
+
+/// `vosd run`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Daemon configuration (TOML: [engine], [source], [publish], [pipeline]).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Only check the configuration, then exit.
+    #[arg(long)]
+    check: bool,
+}
+
+/// Runs `vosd run`.
+pub fn run(args: RunArgs) -> Result<()> {
+    let cfg = DaemonConfig::load_for_run(&args.config)?;
+    if args.check {
+        let model = cfg.engine.model_path();
+        if !model.is_file() {
+            bail!(
+                "{}: engine model {}: no such file (set engine.model, or VOSD_MODEL_DIR to the folder of the bundled models)",
+                args.config.display(),
+                model.display()
+            );
+        }
+        println!("{}: ok (model {})", args.config.display(), model.display());
+        return Ok(());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    service::install_signal_handlers(&stop)?;
+    let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
+    service::run(&cfg, stop, &notifier)?;
+    Ok(())
+}
