@@ -7,7 +7,9 @@ use std::time::Duration;
 use vosd_shm::{ReadStatus, ShmReader};
 
 fn main() -> Result<(), vosd_shm::ShmError> {
-    let name = std::env::args().nth(1).unwrap_or_else(|| "/vosd-cam0".into());
+    let name = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "/vosd-cam0".into());
     let mut reader = ShmReader::open(&name)?;
     let mut frame = reader.new_frame_buf(); // allocated once, refilled by every read
     loop {

@@ -43,6 +43,7 @@ mod frame_buf;
 pub mod layout;
 mod reader;
 pub(crate) mod sys;
+pub mod tail;
 mod types;
 mod writer;
 
