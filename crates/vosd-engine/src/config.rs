@@ -1,14 +1,21 @@
 //! Engine configuration: every knob of the VOS engine with its meaning.
 //!
-//! Read from the `[engine]` table of a vosd TOML file. Unknown keys are an
-//! error (a typo must not silently fall back to a default).
+//! Read from the `[engine]` table of a vosd TOML file, and the box
+//! prompt's from its `[engine.prompt]` sub-table ([`BoxPromptConfig`]).
+//! Unknown keys are an error (a typo must not silently fall back to a
+//! default).
+
+mod prompt;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use prompt::BoxPromptConfig;
+
 /// Which encoder file to use when `model` is not given.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// `encoder_lite0_fp32.onnx`: float weights (fastest on tract/CPU).
@@ -86,6 +93,9 @@ pub struct EngineConfig {
     pub edge_sigma_color: f32,
     /// Edge-aware upsampling: spatial scale, in feature cells.
     pub edge_sigma_space: f32,
+    /// The box prompt (`[engine.prompt]`): how a box becomes an object's
+    /// first mask.
+    pub prompt: BoxPromptConfig,
 }
 
 impl Default for EngineConfig {
@@ -108,11 +118,13 @@ impl Default for EngineConfig {
             upsampling: Upsampling::EdgeAware,
             edge_sigma_color: 20.0,
             edge_sigma_space: 1.0,
+            prompt: BoxPromptConfig::default(),
         }
     }
 }
 
-/// A configuration value that is out of range.
+/// An `[engine]` value that is out of range (a [`KeyError`] of the
+/// `engine` table).
 #[derive(Debug, thiserror::Error)]
 #[error("engine.{key}: {reason}")]
 pub struct ConfigError {
@@ -120,6 +132,41 @@ pub struct ConfigError {
     pub key: &'static str,
     /// Why it is rejected.
     pub reason: String,
+}
+
+/// An unusable configuration value of any table: where it is, as
+/// `table.key` (or `table` for a whole table), and why. The check of every
+/// table of a vosd configuration converts to it, so that messages read
+/// `publish.slots: 1 is not within 2..=1024`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct KeyError {
+    /// `table.key`, e.g. `engine.top_k`, or `table` alone.
+    pub key: String,
+    /// Why it is rejected.
+    pub reason: String,
+}
+
+impl KeyError {
+    /// The error of `key` in `table` (`table.key`; `key` may be empty for
+    /// the whole table).
+    pub fn new(table: &str, key: &str, reason: impl Into<String>) -> Self {
+        let key = if key.is_empty() {
+            table.to_string()
+        } else {
+            format!("{table}.{key}")
+        };
+        Self {
+            key,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<ConfigError> for KeyError {
+    fn from(e: ConfigError) -> Self {
+        KeyError::new("engine", e.key, e.reason)
+    }
 }
 
 impl EngineConfig {
@@ -162,7 +209,17 @@ impl EngineConfig {
         if self.threads > 256 {
             return bad("threads", "must be at most 256");
         }
-        Ok(())
+        self.prompt.validate()
+    }
+
+    /// The readout's settings.
+    pub fn readout_params(&self) -> crate::readout::ReadoutParams {
+        crate::readout::ReadoutParams {
+            top_k: self.top_k,
+            temperature: self.temperature,
+            window_radius: self.window_radius,
+            first_frame_radius: self.first_frame_radius,
+        }
     }
 
     /// The encoder file to load: `model` if set, else the bundled file.
@@ -257,11 +314,12 @@ pub struct FileConfig {
 }
 
 /// Why a configuration file could not be used (the engine's and the
-/// daemon's files alike).
+/// daemon's files alike): the file, and what in it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
-    /// The file cannot be read.
-    #[error("{path}: cannot read: {source}")]
+    /// The file cannot be read (the I/O error is the source: `{:#}`
+    /// shows it after the path).
+    #[error("{path}: cannot read")]
     Read {
         /// The file.
         path: PathBuf,
@@ -277,14 +335,24 @@ pub enum ConfigFileError {
         /// The parser's message, naming the key.
         message: String,
     },
-    /// A value is out of range; the message starts with `table.key:`.
-    #[error("{path}: {message}")]
+    /// A value is out of range, or a table that is needed is missing.
+    #[error("{path}: {error}")]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// What is wrong, naming the key.
-        message: String,
+        /// The key (`table.key`) and why.
+        error: KeyError,
     },
+}
+
+impl ConfigFileError {
+    /// The error of `path` whose value `error` names is unusable.
+    pub fn invalid(path: &Path, error: KeyError) -> Self {
+        ConfigFileError::Invalid {
+            path: path.into(),
+            error,
+        }
+    }
 }
 
 /// Parses TOML `text` (read from `path`, named in errors) and checks the
@@ -292,23 +360,20 @@ pub enum ConfigFileError {
 pub fn parse_toml<T: serde::de::DeserializeOwned>(
     text: &str,
     path: &Path,
-    validate: impl FnOnce(&T) -> Result<(), String>,
+    validate: impl FnOnce(&T) -> Result<(), KeyError>,
 ) -> Result<T, ConfigFileError> {
     let cfg: T = toml::from_str(text).map_err(|e| ConfigFileError::Parse {
         path: path.into(),
         message: e.to_string().trim_end().to_string(),
     })?;
-    validate(&cfg).map_err(|message| ConfigFileError::Invalid {
-        path: path.into(),
-        message,
-    })?;
+    validate(&cfg).map_err(|error| ConfigFileError::invalid(path, error))?;
     Ok(cfg)
 }
 
 /// Reads the TOML file at `path` and parses it with [`parse_toml`].
 pub fn load_toml<T: serde::de::DeserializeOwned>(
     path: &Path,
-    validate: impl FnOnce(&T) -> Result<(), String>,
+    validate: impl FnOnce(&T) -> Result<(), KeyError>,
 ) -> Result<T, ConfigFileError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError::Read {
         path: path.into(),
@@ -320,8 +385,6 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(
 impl FileConfig {
     /// Reads and validates a TOML configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigFileError> {
-        load_toml(path, |c: &Self| {
-            c.engine.validate().map_err(|e| e.to_string())
-        })
+        load_toml(path, |c: &Self| c.engine.validate().map_err(KeyError::from))
     }
 }

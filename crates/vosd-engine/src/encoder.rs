@@ -1,23 +1,29 @@
 //! The image encoder: EfficientNet-Lite0 up to stride 16, run by tract on the
-//! CPU or by the OpenCL backend ([`crate::backend`]), with tract as fallback.
+//! CPU or on a device ([`crate::backend`]), with tract as fallback.
 //!
 //! The ONNX file comes from `models/export_encoder.py`; its model card is
 //! `models/README.md`. Input: one RGB image, normalised with the ImageNet
 //! mean/std, NCHW. Outputs: feature maps at strides 4, 8 and 16.
+//!
+//! [`Encoder`] is the front: it checks the frame, writes the input tensor
+//! and hands it to its [`Fallback`], which runs the device backend while
+//! it works and tract otherwise.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tract_linalg::multithread::{multithread_tract_scope, Executor};
-use tract_onnx::prelude::*;
-
-#[cfg(feature = "opencl")]
-use crate::backend::{
-    opencl::{encoder::OpenclEncoder, Gpu, OpenclError},
-    ActiveBackend,
+pub use crate::backend::compare::OutputError;
+use crate::backend::cpu::{ModelError, TractEncoder};
+use crate::backend::self_test::{encoder_self_test, EncoderProbe};
+pub use crate::backend::self_test::{
+    SELF_TEST_TOLERANCE_FP16, SELF_TEST_TOLERANCE_FP32, SELF_TEST_TOLERANCE_INT8,
 };
-use crate::backend::{BackendChoice, BackendHandle, BackendStatus};
+pub use crate::backend::FAIL_HOOK_ENV;
+use crate::backend::{
+    arm_failure_hook, BackendChoice, BackendError, BackendHandle, BackendStatus, Device,
+    EncoderBackend, EncoderSpec, Fallback, OutputSpec,
+};
 use crate::frame::RgbFrame;
 use crate::geometry::Grid;
 
@@ -58,7 +64,7 @@ pub enum EncoderError {
     /// Running the model failed.
     #[error("encoder inference failed: {0}")]
     Run(String),
-    /// The OpenCL backend was asked for (`backend = "opencl"`) and cannot run.
+    /// A device backend was asked for (`backend = "opencl"`) and cannot run.
     #[error("OpenCL backend unavailable: {0}")]
     Backend(String),
     /// The input frame does not have the processing size.
@@ -111,78 +117,23 @@ pub struct Features {
     pub s16: FeatureMap,
 }
 
-/// The encoder on an OpenCL device, with its reusable input buffer.
-#[cfg(feature = "opencl")]
-struct DeviceEncoder {
-    encoder: OpenclEncoder,
+/// The backends and the input tensor they read, used under one lock.
+struct Backends {
+    fallback: Fallback<dyn EncoderBackend>,
+    /// The normalised frame (`3 × height × width`), reused.
     input: Vec<f32>,
 }
 
 /// A loaded, optimised encoder for one processing size.
 pub struct Encoder {
-    plan: Arc<TypedRunnableModel>,
-    executor: Executor,
-    width: usize,
-    height: usize,
+    spec: EncoderSpec,
     grids: [Grid; 3],
     path: PathBuf,
-    /// The OpenCL encoder while it is in use; `None` on tract.
-    #[cfg(feature = "opencl")]
-    device: Mutex<Option<DeviceEncoder>>,
+    backends: Mutex<Backends>,
     status: BackendHandle,
 }
 
-/// How far one encoder's outputs are from another's, per output.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct OutputError {
-    /// Largest absolute difference.
-    pub max_abs: f32,
-    /// Mean absolute difference.
-    pub mean_abs: f32,
-    /// Largest absolute value of the reference.
-    pub ref_max: f32,
-    /// Mean absolute value of the reference.
-    pub ref_mean: f32,
-}
-
-impl OutputError {
-    /// Compares `got` with `reference`.
-    pub fn between(got: &[f32], reference: &[f32]) -> Self {
-        let n = reference.len().max(1) as f64;
-        let (mut max_abs, mut sum, mut ref_max, mut ref_sum) = (0f32, 0f64, 0f32, 0f64);
-        for (a, b) in got.iter().zip(reference) {
-            let d = (a - b).abs();
-            max_abs = max_abs.max(if d.is_nan() { f32::INFINITY } else { d });
-            sum += d as f64;
-            ref_max = ref_max.max(b.abs());
-            ref_sum += b.abs() as f64;
-        }
-        Self {
-            max_abs,
-            mean_abs: (sum / n) as f32,
-            ref_max,
-            ref_mean: (ref_sum / n) as f32,
-        }
-    }
-}
-
-/// Environment variable of the fallback test hook: the OpenCL device fails
-/// (as a lost device would) after this many uses (encoder runs and readouts).
-pub const FAIL_HOOK_ENV: &str = "VOSD_TEST_FAIL_OPENCL_AFTER";
-
-/// Self-test tolerances, relative to the reference's scale: the largest
-/// error against the largest value, the mean error against the mean value.
-/// fp32 kernels differ from tract only by summation order; the int8 kernels
-/// run integer arithmetic where tract runs the QDQ graph in float, so their
-/// outputs differ by a few quantization steps.
-pub const SELF_TEST_TOLERANCE_FP32: (f32, f32) = (1e-3, 1e-4);
-/// See [`SELF_TEST_TOLERANCE_FP32`].
-pub const SELF_TEST_TOLERANCE_INT8: (f32, f32) = (0.5, 0.1);
-/// fp16 storage: every activation is rounded to 11 significant bits, and
-/// the rounding errors add up over the layers (a few 1e-3 of the scale).
-pub const SELF_TEST_TOLERANCE_FP16: (f32, f32) = (0.05, 0.01);
-
-/// How the encoder uses an OpenCL device.
+/// How the encoder uses a device.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DeviceOptions {
     /// Longest wait for one frame's device work.
@@ -207,11 +158,14 @@ impl std::fmt::Debug for Encoder {
             f,
             "Encoder({}, {}x{})",
             self.path.display(),
-            self.width,
-            self.height
+            self.spec.width,
+            self.spec.height
         )
     }
 }
+
+/// The names of the encoder's outputs, in the model's order.
+const OUTPUT_NAMES: [&str; 3] = ["feat4", "feat8", "feat16"];
 
 impl Encoder {
     /// Loads `path`, fixes the input to `width`×`height`, optimises, and
@@ -226,71 +180,49 @@ impl Encoder {
             path: path.into(),
             source: e,
         })?;
-        let load = |e: TractError| EncoderError::Load {
-            path: path.into(),
-            reason: format!("{e:#}"),
-        };
-        let wrong = |reason: String| EncoderError::WrongModel {
-            path: path.into(),
-            reason,
-        };
-        let mut model = tract_onnx::onnx()
-            .model_for_read(&mut bytes.as_slice())
-            .map_err(load)?;
-        if model.input_outlets().map_err(load)?.len() != 1 {
-            return Err(wrong("expected exactly one input (the image)".into()));
-        }
-        if model.output_outlets().map_err(load)?.len() != 3 {
-            return Err(wrong(
-                "expected three outputs (feat4, feat8, feat16)".into(),
-            ));
-        }
-        model
-            .set_input_fact(0, f32::fact([1, 3, height, width]).into())
-            .map_err(load)?;
-        let typed = model
-            .into_optimized()
-            .map_err(|e| wrong(format!("{e:#}")))?;
         let grids = [
             Grid::new(width, height, 2),
             Grid::new(width, height, 3),
             Grid::new(width, height, 4),
         ];
-        for (i, outlet) in typed.output_outlets().map_err(load)?.iter().enumerate() {
-            let fact = typed.outlet_fact(*outlet).map_err(load)?;
-            let want = [1, CHANNELS[i], grids[i].y.cells, grids[i].x.cells];
-            let got: Vec<String> = fact.shape.iter().map(|d| d.to_string()).collect();
-            let want_s: Vec<String> = want.iter().map(|d| d.to_string()).collect();
-            if got != want_s || fact.datum_type != f32::datum_type() {
-                return Err(wrong(format!(
-                    "output {i} is {:?} [{}], expected f32 [{}]",
-                    fact.datum_type,
-                    got.join(","),
-                    want_s.join(",")
-                )));
-            }
-        }
-        let plan = typed.into_runnable().map_err(load)?;
-        let executor = if threads > 1 {
-            Executor::multithread(threads)
-        } else {
-            Executor::SingleThread
+        let output = |i: usize| OutputSpec {
+            name: OUTPUT_NAMES[i],
+            channels: CHANNELS[i],
+            height: grids[i].y.cells,
+            width: grids[i].x.cells,
         };
-        Ok(Self {
-            plan,
-            executor,
+        let spec = EncoderSpec {
             width,
             height,
+            outputs: [output(0), output(1), output(2)],
+        };
+        let tract = TractEncoder::load(&bytes, &spec, threads).map_err(|e| match e {
+            ModelError::Load(reason) => EncoderError::Load {
+                path: path.into(),
+                reason,
+            },
+            ModelError::WrongModel(reason) => EncoderError::WrongModel {
+                path: path.into(),
+                reason,
+            },
+        })?;
+        let status = Arc::new(Mutex::new(BackendStatus::cpu("tract on the CPU")));
+        let fallback: Fallback<dyn EncoderBackend> =
+            Fallback::new(Box::new(tract), status.clone(), None);
+        Ok(Self {
+            spec,
             grids,
             path: path.into(),
-            #[cfg(feature = "opencl")]
-            device: Mutex::new(None),
-            status: std::sync::Arc::new(Mutex::new(BackendStatus::cpu("tract on the CPU"))),
+            backends: Mutex::new(Backends {
+                fallback,
+                input: vec![0.0; spec.input_len()],
+            }),
+            status,
         })
     }
 
     /// Loads `path` for tract (always: it is the fallback) and then, as
-    /// `choice` asks, moves the work to an OpenCL device that passes the
+    /// `choice` asks, moves the work to a device that passes the
     /// self-test. `auto` keeps tract when no device qualifies; `opencl`
     /// fails instead. `device` sets the frame timeout and fp16 storage.
     pub fn load_with_backend(
@@ -303,149 +235,62 @@ impl Encoder {
     ) -> Result<Self, EncoderError> {
         let encoder = Self::load(path, width, height, threads)?;
         if choice == BackendChoice::Cpu {
-            encoder.set_status(BackendStatus::cpu("backend = cpu"));
+            encoder.lock().fallback.stay_on_cpu("backend = cpu");
             return Ok(encoder);
         }
-        #[cfg(feature = "opencl")]
-        {
-            let opened = Gpu::open_first(choice == BackendChoice::Opencl, device.timeout)
-                .and_then(|gpu| encoder.attach_device(gpu, device.half_storage));
-            match opened {
-                Ok(()) => {
-                    // Test hook (documented in README "Backends"): make the
-                    // device fail after N uses, to exercise the fallback.
-                    let hook = std::env::var(FAIL_HOOK_ENV).ok();
-                    if let (Some(n), Some(gpu)) =
-                        (hook.and_then(|v| v.parse().ok()), encoder.device())
-                    {
-                        log::warn!("{FAIL_HOOK_ENV}: the OpenCL device will fail after {n} uses");
-                        gpu.inject_failure_after(n);
-                    }
-                }
-                Err(e) if choice == BackendChoice::Opencl => {
-                    return Err(EncoderError::Backend(e.to_string()))
-                }
-                Err(e) => encoder.set_status(BackendStatus::cpu(format!("auto: {e}"))),
+        let opened = crate::backend::open_device(choice, device.timeout).and_then(|d| {
+            encoder
+                .attach_device(d.clone(), device.half_storage)
+                .map(|()| d)
+        });
+        match opened {
+            Ok(d) => arm_failure_hook(&d),
+            Err(e) if choice != BackendChoice::Auto => {
+                return Err(EncoderError::Backend(e.to_string()))
             }
-        }
-        #[cfg(not(feature = "opencl"))]
-        {
-            let _ = device;
-            let why = "this vosd was built without the `opencl` feature";
-            if choice == BackendChoice::Opencl {
-                return Err(EncoderError::Backend(why.into()));
-            }
-            encoder.set_status(BackendStatus::cpu(format!("auto: {why}")));
+            Err(e) => encoder.lock().fallback.stay_on_cpu(format!("auto: {e}")),
         }
         log::info!("encoder backend: {}", encoder.backend_status().describe());
         Ok(encoder)
     }
 
-    /// Prepares this encoder on `gpu` (with `half_storage`, activations
-    /// stored as fp16), runs the self-test against tract and, if it passes,
-    /// uses the device from now on.
-    #[cfg(feature = "opencl")]
-    pub fn attach_device(
-        &self,
-        gpu: std::sync::Arc<Gpu>,
-        half_storage: bool,
-    ) -> Result<(), OpenclError> {
-        let bytes = std::fs::read(&self.path).map_err(|e| OpenclError::Setup(e.to_string()))?;
-        let mut graph = crate::backend::opencl::graph::lower(&bytes, self.width, self.height)
-            .map_err(OpenclError::Unsupported)?;
-        if half_storage {
-            graph = crate::backend::opencl::graph::to_half_storage(graph)
-                .map_err(OpenclError::Unsupported)?;
-        }
-        let device = OpenclEncoder::from_graph(gpu.clone(), graph)?;
-        let int8 = device
-            .graph()
-            .ops
-            .iter()
-            .any(|o| matches!(o, crate::backend::opencl::graph::Op::ConvQ8 { .. }));
-        let mut state = DeviceEncoder {
-            encoder: device,
-            input: vec![0.0; 3 * self.width * self.height],
-        };
-        // Self-test: a fixed textured image through both, within tolerance.
-        let image = self_test_image(self.width, self.height);
-        let mut want = self.new_features();
-        self.encode_tract(&image, &mut want)
-            .map_err(|e| OpenclError::Setup(format!("self-test reference: {e}")))?;
-        let mut got = self.new_features();
-        normalise(&image, &mut state.input);
-        state.encoder.run(
-            &state.input,
-            &mut [
-                &mut got.s4.data[..],
-                &mut got.s8.data[..],
-                &mut got.s16.data[..],
-            ],
-        )?;
-        let (tol_max, tol_mean) = if int8 {
-            SELF_TEST_TOLERANCE_INT8
-        } else if half_storage {
-            SELF_TEST_TOLERANCE_FP16
-        } else {
-            SELF_TEST_TOLERANCE_FP32
-        };
-        let mut worst = 0f32;
-        for (name, g, w) in [
-            ("feat4", &got.s4, &want.s4),
-            ("feat8", &got.s8, &want.s8),
-            ("feat16", &got.s16, &want.s16),
-        ] {
-            let e = OutputError::between(&g.data, &w.data);
-            worst = worst.max(e.max_abs / e.ref_max.max(1e-6));
-            if e.max_abs > tol_max * e.ref_max || e.mean_abs > tol_mean * e.ref_mean {
-                return Err(OpenclError::Unsupported(format!(
-                    "self-test failed on {}: {name} differs from tract by max {:.3e} / mean {:.3e} (scale {:.3e} / {:.3e})",
-                    gpu.summary.name, e.max_abs, e.mean_abs, e.ref_max, e.ref_mean
-                )));
-            }
-        }
-        *self.device.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
-        self.set_status(BackendStatus {
-            active: ActiveBackend::Opencl,
-            device: Some(gpu.summary.name.clone()),
-            reason: format!(
-                "{} kernels, self-test passed (max error {:.1e} of scale)",
-                if int8 {
-                    "int8"
-                } else if half_storage {
-                    "fp16-storage"
-                } else {
-                    "fp32"
-                },
-                worst
-            ),
-            fallbacks: 0,
-        });
-        Ok(())
+    fn lock(&self) -> MutexGuard<'_, Backends> {
+        self.backends.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The OpenCL device in use, if any (the readout shares it).
-    #[cfg(feature = "opencl")]
-    pub fn device(&self) -> Option<std::sync::Arc<Gpu>> {
-        let guard = self.device.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().map(|d| d.encoder.gpu().clone())
+    /// Prepares this encoder on `device` (with `half_storage`, activations
+    /// stored as fp16), runs the self-test against tract and, if it passes,
+    /// uses the device from now on.
+    pub fn attach_device(&self, device: Device, half_storage: bool) -> Result<(), BackendError> {
+        let bytes = std::fs::read(&self.path).map_err(|e| {
+            BackendError::Unavailable(format!(
+                "{}: cannot read the encoder model: {e}",
+                self.path.display()
+            ))
+        })?;
+        let backend = Device::clone(&device).encoder(&bytes, &self.spec, half_storage)?;
+        let test = encoder_self_test(backend.arithmetic());
+        // A fixed textured image through both, within tolerance.
+        let mut input = vec![0.0; self.spec.input_len()];
+        normalise(
+            &self_test_image(self.spec.width, self.spec.height),
+            &mut input,
+        );
+        let probe = EncoderProbe::new(input, &self.spec);
+        self.lock()
+            .fallback
+            .attach(device, backend, &test, |b| probe.run(b))
+    }
+
+    /// The device in use, if any (the trackers' readouts share it).
+    pub fn device(&self) -> Option<Device> {
+        self.lock().fallback.device().cloned()
     }
 
     /// Switches to tract after a device failure, logging why; later frames
     /// run on the CPU. Safe to call more than once.
     pub fn fall_back(&self, why: &str) {
-        #[cfg(feature = "opencl")]
-        {
-            let was = self.device.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if was.is_none() && !self.on_device() {
-                return;
-            }
-        }
-        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        log::warn!("OpenCL backend failed ({why}); switching to tract on the CPU");
-        status.active = crate::backend::ActiveBackend::Cpu;
-        status.reason = format!("fell back to tract: {why}");
-        status.fallbacks += 1;
+        self.lock().fallback.fall_back(why);
     }
 
     /// A live handle on the backend status (it changes on a fallback).
@@ -453,38 +298,36 @@ impl Encoder {
         self.status.clone()
     }
 
-    /// Whether the OpenCL device runs the work now (cheap: no copy of the
-    /// status, for the per-frame path).
+    /// Whether a device runs the work now (cheap: no copy of the status,
+    /// for the per-frame path).
     pub fn on_device(&self) -> bool {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).active
-            == crate::backend::ActiveBackend::Opencl
+            != crate::backend::ActiveBackend::Cpu
     }
 
     /// The backend in use and why.
     pub fn backend_status(&self) -> BackendStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn set_status(&self, status: BackendStatus) {
-        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
+        crate::backend::current(&self.status)
     }
 
     /// Processing width.
     pub fn width(&self) -> usize {
-        self.width
+        self.spec.width
     }
 
     /// Processing height.
     pub fn height(&self) -> usize {
-        self.height
+        self.spec.height
     }
 
     /// The grids of the stride 4, 8 and 16 outputs.
     pub fn grids(&self) -> &[Grid; 3] {
         &self.grids
+    }
+
+    /// What the backends are built for: the input size and the outputs.
+    pub fn spec(&self) -> &EncoderSpec {
+        &self.spec
     }
 
     /// Feature buffers of the right sizes, to be filled by [`Encoder::encode`].
@@ -499,67 +342,62 @@ impl Encoder {
     /// Encodes a frame that already has the processing size, on the
     /// device when one is in use (falling back to tract if it fails).
     pub fn encode(&self, image: &RgbFrame, out: &mut Features) -> Result<(), EncoderError> {
+        self.run(image, out, false)
+    }
+
+    /// Encodes with tract, whatever the backend.
+    pub fn encode_tract(&self, image: &RgbFrame, out: &mut Features) -> Result<(), EncoderError> {
+        self.run(image, out, true)
+    }
+
+    fn run(&self, image: &RgbFrame, out: &mut Features, cpu: bool) -> Result<(), EncoderError> {
         self.check_size(image)?;
-        #[cfg(feature = "opencl")]
-        {
-            let mut guard = self.device.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(state) = guard.as_mut() {
-                normalise(image, &mut state.input);
-                let ran = state.encoder.run(
-                    &state.input,
-                    &mut [
-                        &mut out.s4.data[..],
-                        &mut out.s8.data[..],
-                        &mut out.s16.data[..],
-                    ],
-                );
-                match ran {
-                    Ok(()) => return Ok(()),
-                    Err(e) => {
-                        drop(guard);
-                        self.fall_back(&e.to_string());
-                    }
-                }
-            }
-        }
-        self.encode_tract(image, out)
+        self.check_features(out)?;
+        let mut guard = self.lock();
+        let Backends { fallback, input } = &mut *guard;
+        normalise(image, input);
+        let mut op = |b: &mut (dyn EncoderBackend + 'static)| {
+            b.encode(
+                &input[..],
+                [
+                    &mut out.s4.data[..],
+                    &mut out.s8.data[..],
+                    &mut out.s16.data[..],
+                ],
+            )
+        };
+        let ran = if cpu {
+            op(fallback.cpu())
+        } else {
+            fallback.run(op)
+        };
+        ran.map_err(|e| EncoderError::Run(e.to_string()))
     }
 
     fn check_size(&self, image: &RgbFrame) -> Result<(), EncoderError> {
-        if image.width != self.width || image.height != self.height {
+        if image.width != self.spec.width
+            || image.height != self.spec.height
+            || image.data.len() != 3 * image.width * image.height
+        {
             return Err(EncoderError::InputSize {
                 got_w: image.width,
                 got_h: image.height,
-                want_w: self.width,
-                want_h: self.height,
+                want_w: self.spec.width,
+                want_h: self.spec.height,
             });
         }
         Ok(())
     }
 
-    /// Encodes with tract, whatever the backend.
-    pub fn encode_tract(&self, image: &RgbFrame, out: &mut Features) -> Result<(), EncoderError> {
-        self.check_size(image)?;
-        let run = |e: TractError| EncoderError::Run(format!("{e:#}"));
-        let mut input = Tensor::zero::<f32>(&[1, 3, self.height, self.width]).map_err(run)?;
-        {
-            let mut view = input.try_as_plain_ram_mut().map_err(run)?;
-            normalise(image, view.as_slice_mut::<f32>().map_err(run)?);
-        }
-        let outputs =
-            multithread_tract_scope(self.executor.clone(), || self.plan.run(tvec!(input.into())))
-                .map_err(run)?;
-        for (value, map) in outputs.iter().zip([&mut out.s4, &mut out.s8, &mut out.s16]) {
-            let view = value.try_as_plain_ram().map_err(run)?;
-            let src = view.as_slice::<f32>().map_err(run)?;
-            if src.len() != map.data.len() {
+    fn check_features(&self, out: &Features) -> Result<(), EncoderError> {
+        for (map, o) in [&out.s4, &out.s8, &out.s16].iter().zip(&self.spec.outputs) {
+            if map.data.len() != o.len() {
                 return Err(EncoderError::Run(format!(
                     "output has {} values, expected {}",
-                    src.len(),
+                    o.len(),
                     map.data.len()
                 )));
             }
-            map.data.copy_from_slice(src);
         }
         Ok(())
     }

@@ -7,16 +7,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backend::self_test::readout_fallback;
+use crate::backend::{BackendError, Fallback, ReadoutBackend};
 use crate::config::{EngineConfig, MemoryValues, Upsampling};
 use crate::encoder::{Encoder, EncoderError, Features};
 use crate::frame::{resize_bilinear, LabelMask, RgbFrame};
 use crate::geometry::{Grid, GridAxis};
+use crate::keys::{KeyBuilder, KEY_DIM};
 use crate::memory::MemoryStore;
-use crate::readout::{readout, GridSize, ReadoutParams, ReadoutScratch};
+use crate::readout::GridSize;
 use crate::upsample::Upsampler;
-
-/// Key dimension: 40 stride-8 channels + 112 stride-16 channels.
-pub const KEY_DIM: usize = 40 + 112;
 
 /// Why the tracker cannot start or step.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +27,9 @@ pub enum EngineError {
     /// The configuration is not usable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The memory readout failed (on the CPU, after any device fallback).
+    #[error("memory readout failed: {0}")]
+    Readout(BackendError),
     /// A frame does not have the size the tracker was made for.
     #[error("frame is {got_w}x{got_h}, expected {want_w}x{want_h}")]
     FrameSize {
@@ -72,97 +75,6 @@ pub struct StageTimes {
     pub frames: u64,
 }
 
-/// Bilinear interpolation from one grid axis onto another's cell centres.
-#[derive(Clone, Debug)]
-struct AxisInterp {
-    idx: Vec<(u32, u32)>,
-    w: Vec<f32>,
-}
-
-impl AxisInterp {
-    fn new(from: &GridAxis, to: &GridAxis) -> Self {
-        let mut idx = Vec::with_capacity(to.cells);
-        let mut w = Vec::with_capacity(to.cells);
-        for i in 0..to.cells {
-            let u = from
-                .cell_of(to.centre(i))
-                .clamp(0.0, (from.cells - 1) as f32);
-            let i0 = u.floor() as usize;
-            let i1 = (i0 + 1).min(from.cells - 1);
-            idx.push((i0 as u32, i1 as u32));
-            w.push(u - i0 as f32);
-        }
-        Self { idx, w }
-    }
-}
-
-/// Builds the tracker's keys from the encoder's features: per stride-8
-/// cell, feat8 (40 channels) and feat16 bilinearly upsampled to the cell
-/// (112 channels), each part L2-normalised and scaled by 1/√2, so that a key
-/// has unit length and a dot product is a cosine affinity.
-#[derive(Clone, Debug)]
-pub(crate) struct KeyBuilder {
-    s16_x: AxisInterp,
-    s16_y: AxisInterp,
-}
-
-impl KeyBuilder {
-    /// Prepares key building for `encoder`'s processing size.
-    pub(crate) fn new(encoder: &Encoder) -> Self {
-        let [_, grid, grid16] = *encoder.grids();
-        Self {
-            s16_x: AxisInterp::new(&grid16.x, &grid.x),
-            s16_y: AxisInterp::new(&grid16.y, &grid.y),
-        }
-    }
-
-    /// Writes the keys of `features` into `keys` (`cells * KEY_DIM`, row-major
-    /// over the stride-8 grid).
-    pub(crate) fn build(&self, features: &Features, keys: &mut [f32]) {
-        let (s8, s16) = (&features.s8, &features.s16);
-        let (gw, gh) = (s8.width, s8.height);
-        let (p8, p16) = (gw * gh, s16.width * s16.height);
-        let inv_sqrt2 = std::f32::consts::FRAC_1_SQRT_2;
-        for y in 0..gh {
-            let (y0, y1) = self.s16_y.idx[y];
-            let wy = self.s16_y.w[y];
-            for x in 0..gw {
-                let (x0, x1) = self.s16_x.idx[x];
-                let wx = self.s16_x.w[x];
-                let key = &mut keys[(y * gw + x) * KEY_DIM..(y * gw + x + 1) * KEY_DIM];
-                let (k8, k16) = key.split_at_mut(40);
-                for (c, k) in k8.iter_mut().enumerate() {
-                    *k = s8.data[c * p8 + y * gw + x];
-                }
-                let at = |c: usize, yy: u32, xx: u32| {
-                    s16.data[c * p16 + yy as usize * s16.width + xx as usize]
-                };
-                for (c, k) in k16.iter_mut().enumerate() {
-                    let top = at(c, y0, x0) * (1.0 - wx) + at(c, y0, x1) * wx;
-                    let bottom = at(c, y1, x0) * (1.0 - wx) + at(c, y1, x1) * wx;
-                    *k = top * (1.0 - wy) + bottom * wy;
-                }
-                for part in [k8, k16] {
-                    let norm = part.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-6);
-                    let s = inv_sqrt2 / norm;
-                    part.iter_mut().for_each(|v| *v *= s);
-                }
-            }
-        }
-    }
-}
-
-/// Encodes `image` (of the encoder's processing size) and returns its keys,
-/// as the tracker computes them: `cells * KEY_DIM` values over the stride-8
-/// grid (`encoder.grids()[1]`), row-major. Allocates; for one-off use.
-pub(crate) fn image_keys(encoder: &Encoder, image: &RgbFrame) -> Result<Vec<f32>, EncoderError> {
-    let mut features = encoder.new_features();
-    encoder.encode(image, &mut features)?;
-    let mut keys = vec![0.0; encoder.grids()[1].len() * KEY_DIM];
-    KeyBuilder::new(encoder).build(&features, &mut keys);
-    Ok(keys)
-}
-
 /// Semi-supervised VOS tracker for one video stream.
 pub struct Tracker {
     cfg: EngineConfig,
@@ -176,16 +88,14 @@ pub struct Tracker {
     query: Vec<f32>,
     probs: Vec<f32>,
     confidence: Vec<f32>,
-    scratch: ReadoutScratch,
+    /// The readout: on the encoder's device while it passes, else the CPU.
+    readout: Fallback<dyn ReadoutBackend>,
     memory: MemoryStore,
     upsampler: Upsampler,
     /// `labels[k]` = object id of value channel `k` (`labels[0]` = 0).
     labels: Vec<u8>,
     frame_index: u64,
     times: StageTimes,
-    /// The readout on the encoder's OpenCL device, while it is in use.
-    #[cfg(feature = "opencl")]
-    device_readout: Option<crate::backend::opencl::readout::OpenclReadout>,
 }
 
 impl Tracker {
@@ -230,30 +140,14 @@ impl Tracker {
             width: grid.x.cells,
             height: grid.y.cells,
         };
-        #[cfg(feature = "opencl")]
-        let device_readout = match encoder.device() {
-            Some(gpu) => match crate::backend::opencl::readout::OpenclReadout::new(
-                gpu,
-                readout_grid,
-                &memory,
-            )
-            .and_then(|mut r| {
-                r.self_test(&ReadoutParams {
-                    top_k: cfg.top_k,
-                    temperature: cfg.temperature,
-                    window_radius: cfg.window_radius,
-                    first_frame_radius: cfg.first_frame_radius,
-                })
-                .map(|()| r)
-            }) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    encoder.fall_back(&format!("readout: {e}"));
-                    None
-                }
-            },
-            None => None,
-        };
+        let readout = readout_fallback(
+            readout_grid,
+            &memory,
+            &cfg.readout_params(),
+            cfg.thread_count(),
+            encoder.device(),
+            encoder.backend_handle(),
+        );
         let edge = match cfg.upsampling {
             Upsampling::EdgeAware => Some((cfg.edge_sigma_color, cfg.edge_sigma_space)),
             Upsampling::Bilinear => None,
@@ -269,15 +163,13 @@ impl Tracker {
             query: vec![0.0; cells * KEY_DIM],
             probs: vec![0.0; cells * channels],
             confidence: vec![0.0; cells],
-            scratch: ReadoutScratch::new(readout_grid, cfg.thread_count()),
+            readout,
             memory,
             upsampler: Upsampler::new(grid, pw, ph, frame_w, frame_h, edge),
             labels: Vec::with_capacity(channels),
             encoder,
             frame_index: 0,
             times: StageTimes::default(),
-            #[cfg(feature = "opencl")]
-            device_readout,
         })
     }
 
@@ -293,32 +185,19 @@ impl Tracker {
 
     /// Runs the readout for the current query, on the device while the
     /// encoder uses one, else (or after a device failure) on the CPU.
-    fn run_readout(&mut self, params: &ReadoutParams, grid: GridSize) {
-        #[cfg(feature = "opencl")]
-        if let Some(device) = self.device_readout.as_mut() {
-            if self.encoder.on_device() {
-                match device.readout(
-                    &self.query,
-                    &self.memory,
-                    params,
-                    &mut self.probs,
-                    &mut self.confidence,
-                ) {
-                    Ok(()) => return,
-                    Err(e) => self.encoder.fall_back(&format!("readout: {e}")),
-                }
-            }
-            self.device_readout = None;
-        }
-        readout(
-            &self.query,
-            grid,
-            &self.memory,
-            params,
-            &mut self.scratch,
-            &mut self.probs,
-            &mut self.confidence,
-        );
+    fn run_readout(&mut self) -> Result<(), EngineError> {
+        let params = self.cfg.readout_params();
+        let Self {
+            readout,
+            query,
+            memory,
+            probs,
+            confidence,
+            ..
+        } = self;
+        readout
+            .run(|r| r.readout(query, memory, &params, probs, confidence))
+            .map_err(EngineError::Readout)
     }
 
     /// Object ids being tracked, in channel order.
@@ -537,7 +416,7 @@ impl Tracker {
 
     /// Derives object `id`'s mask in `frame` from a box `[x, y, width,
     /// height]` (frame pixels) with the box prompt ([`crate::prompt`]),
-    /// using this tracker's encoder. Pass the result to
+    /// using this tracker's encoder and the `[engine.prompt]` settings. Pass the result to
     /// [`Tracker::set_object_mask`] to track it.
     pub fn mask_from_box(
         &self,
@@ -547,13 +426,7 @@ impl Tracker {
     ) -> Result<LabelMask, crate::prompt::PromptError> {
         let [x, y, w, h] = bbox.map(|v| v as usize);
         let prompt = crate::prompt::BoxPrompt::new(x, y, x + w, y + h);
-        crate::prompt::mask_from_box(
-            &self.encoder,
-            frame,
-            prompt,
-            id,
-            &crate::prompt::BoxPromptConfig::default(),
-        )
+        crate::prompt::mask_from_box(&self.encoder, frame, prompt, id, &self.cfg.prompt)
     }
 
     /// Stops tracking object `id`: in every stored frame its probability
@@ -594,17 +467,7 @@ impl Tracker {
         let t0 = Instant::now();
         self.encode(frame)?;
         let t1 = Instant::now();
-        let params = ReadoutParams {
-            top_k: self.cfg.top_k,
-            temperature: self.cfg.temperature,
-            window_radius: self.cfg.window_radius,
-            first_frame_radius: self.cfg.first_frame_radius,
-        };
-        let grid = GridSize {
-            width: self.grid.x.cells,
-            height: self.grid.y.cells,
-        };
-        self.run_readout(&params, grid);
+        self.run_readout()?;
         let t2 = Instant::now();
         if out.width != self.frame_w || out.height != self.frame_h {
             *out = LabelMask::new(self.frame_w, self.frame_h);

@@ -3,9 +3,12 @@
 //! A frame goes through the [`encoder`] (EfficientNet-Lite0 features), the
 //! [`memory`] and its [`readout`] (affinity to the stored frames' keys),
 //! and the [`upsample`] step to a label mask; the [`engine::Tracker`] runs
-//! that loop frame by frame. [`backend`] selects where the encoder and the
-//! readout run (tract on the CPU, or OpenCL). The crate has no daemon code:
-//! capture, the pipeline and publication live in the `vosd` crate.
+//! that loop frame by frame, comparing frames by their [`keys`]; [`prompt`]
+//! turns a box into a first mask. [`backend`] is the seam between the
+//! engine and what runs the encoder and the readout (tract and vosd's
+//! readout on the CPU, or OpenCL), with the fallback between them. The
+//! crate has no daemon code: capture, the pipeline and publication live in
+//! the `vosd` crate.
 
 pub mod backend;
 pub mod config;
@@ -14,6 +17,7 @@ pub mod engine;
 pub mod frame;
 pub mod geometry;
 pub mod imageio;
+pub mod keys;
 pub mod memory;
 pub mod prng;
 pub mod prompt;

@@ -205,7 +205,6 @@ pub fn readout(
 
 /// `n` pseudo-random L2-normalised keys of `dim` values each, drawn from
 /// `state` (the device readout's self-test and the tests).
-#[cfg(any(test, feature = "opencl"))]
 pub(crate) fn random_unit_keys(state: &mut u64, n: usize, dim: usize) -> Vec<f32> {
     let mut v: Vec<f32> = (0..n * dim)
         .map(|_| crate::prng::unit(state) - 0.5)

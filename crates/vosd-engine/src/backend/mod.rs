@@ -1,103 +1,300 @@
-//! Inference backends: tract on the CPU (always built, the fallback) and
-//! OpenCL (cargo feature `opencl`, on by default) for the encoder and the
-//! memory readout.
+//! Inference backends behind one seam: where the encoder and the memory
+//! readout run.
+//!
+//! # The traits
+//!
+//! - [`EncoderBackend`] runs the image encoder: it takes the input tensor
+//!   (the normalised image, NCHW `1 × 3 × H × W`, of an [`EncoderSpec`])
+//!   and fills the three feature outputs (strides 4, 8 and 16,
+//!   channels-first).
+//! - [`ReadoutBackend`] runs the memory readout for one tracker: it takes
+//!   the query keys and the [`MemoryStore`] and fills each cell's values
+//!   and best affinity.
+//! - [`Accelerator`] is an opened device ([`Device`] is a shared handle on
+//!   one). It makes the device implementations of both traits (one encoder,
+//!   and one readout per tracker, on the same device) and carries the test
+//!   hook that makes the device fail ([`FAIL_HOOK_ENV`]).
+//!
+//! Each trait has a CPU implementation, always built: [`cpu::TractEncoder`]
+//! (tract) and [`cpu::CpuReadout`] (vosd's own readout,
+//! [`crate::readout`]). The device implementations are OpenCL's
+//! (`opencl`, cargo feature `opencl`, on by default). This module is the
+//! only place that names the feature: without it [`open_device`] says so,
+//! and everything else runs unchanged on the CPU.
+//!
+//! # The fallback
+//!
+//! [`Fallback`] pairs a CPU implementation with an optional device one and
+//! is the one place that decides which runs:
+//! - [`Fallback::attach`] runs the self-test (the device's outputs against
+//!   the CPU's on a fixed input, within a [`Tolerance`]; the inputs are in
+//!   [`self_test`]) and uses the device only if it passes;
+//! - [`Fallback::run`] calls the device and, when the call fails, redoes it
+//!   on the CPU, switches to the CPU for good, logs the switch and counts
+//!   it in the [`BackendStatus`].
+//!
+//! The encoder's fallback and those of its trackers' readouts share one
+//! status ([`BackendHandle`]). A switch by any of them moves them all: each
+//! drops its device at its next call.
+//!
+//! # Choosing a backend
 //!
 //! `auto` opens the first OpenCL GPU or accelerator, checks it against
-//! tract with a self-test, and keeps tract if anything fails. A device
-//! failure while running switches to tract between two frames; the switch
-//! is logged and reported in [`BackendStatus`].
+//! tract with the self-test, and keeps tract if anything fails; `opencl`
+//! makes any failure to start an error; `cpu` never opens a device.
+//!
+//! # A third backend
+//!
+//! ONNX Runtime (say) plugs in as one more [`Accelerator`]: its
+//! [`Accelerator::encoder`] builds an [`EncoderBackend`] from the same model
+//! bytes and spec (a session whose input is the tensor and whose outputs
+//! are the three maps), and its [`Accelerator::readout`] returns `None`
+//! when it has no readout of its own (the CPU readout then runs beside the
+//! device encoder, with no fallback). It adds a [`BackendChoice`] and an
+//! [`ActiveBackend`] variant, an arm in [`open_device`] (behind its own
+//! cargo feature, in this module only), and an [`Arithmetic`] for its
+//! self-test tolerance. The fallback, the self-tests, the status and the
+//! test hook stay as they are.
 
+pub mod compare;
+pub mod cpu;
+pub mod fallback;
 #[cfg(feature = "opencl")]
 pub mod opencl;
+pub mod self_test;
+mod status;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub use fallback::{arm_failure_hook, Fallback, SelfTest, Tolerance, FAIL_HOOK_ENV};
+pub use status::{current, ActiveBackend, BackendChoice, BackendHandle, BackendStatus};
 
-/// The encoder's live backend status, shared with the service (stats,
-/// systemd STATUS) and the control socket.
-pub type BackendHandle = Arc<Mutex<BackendStatus>>;
+use crate::memory::MemoryStore;
+use crate::readout::{GridSize, ReadoutParams};
 
-/// A copy of the status behind `handle`.
-pub fn current(handle: &BackendHandle) -> BackendStatus {
-    handle.lock().unwrap_or_else(|e| e.into_inner()).clone()
+/// Why a backend could not start, or failed while running.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The OpenCL backend failed.
+    #[cfg(feature = "opencl")]
+    #[error(transparent)]
+    Opencl(#[from] opencl::OpenclError),
+    /// A self-test found the device's outputs too far from the CPU's.
+    #[error("the encoder cannot run on {device}: {reason}")]
+    SelfTest {
+        /// The device backend ("OpenCL").
+        device: &'static str,
+        /// Which output differs, and by how much.
+        reason: String,
+    },
+    /// The CPU implementation failed (tract's message).
+    #[error("{0}")]
+    Cpu(String),
+    /// No such device in this build or on this machine.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
-/// The backend asked for in the config (`engine.backend`) or on the
-/// command line (`--backend`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum BackendChoice {
-    /// An OpenCL GPU or accelerator if one passes the self-test, else tract.
-    #[default]
-    Auto,
-    /// OpenCL, on any device kind (PoCL's CPU device included); failing to
-    /// start it is an error.
-    Opencl,
-    /// tract on the CPU.
-    Cpu,
+/// The arithmetic an encoder backend runs, which sets how close its
+/// outputs must come to tract's in the self-test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// Float throughout (tract runs the int8 QDQ graph this way too).
+    Fp32,
+    /// Float arithmetic on activations stored as IEEE half.
+    Fp16Storage,
+    /// Integer kernels on uint8 activations (the QDQ graph fused).
+    Int8,
 }
 
-impl std::fmt::Display for BackendChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::Opencl => "opencl",
-            Self::Cpu => "cpu",
-        })
-    }
-}
-
-/// The backend running now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ActiveBackend {
-    /// The OpenCL kernels.
-    Opencl,
-    /// tract on the CPU.
-    Cpu,
-}
-
-impl std::fmt::Display for ActiveBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Opencl => "opencl",
-            Self::Cpu => "cpu",
-        })
-    }
-}
-
-/// What runs the encoder and readout, and why.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct BackendStatus {
-    /// The backend in use.
-    pub active: ActiveBackend,
-    /// The OpenCL device, when one is in use or was until a fallback.
-    pub device: Option<String>,
-    /// Why this backend: the self-test result, why OpenCL was not used, or
-    /// the failure that switched to tract.
-    pub reason: String,
-    /// Switches to tract after a device failure while running (0 or 1).
-    pub fallbacks: u32,
-}
-
-impl BackendStatus {
-    /// tract, for `reason`.
-    pub fn cpu(reason: impl Into<String>) -> Self {
-        Self {
-            active: ActiveBackend::Cpu,
-            device: None,
-            reason: reason.into(),
-            fallbacks: 0,
+impl Arithmetic {
+    /// Its name in the backend status ("fp32", "fp16-storage", "int8").
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Fp16Storage => "fp16-storage",
+            Self::Int8 => "int8",
         }
     }
+}
 
-    /// One line for logs and `vosd probe`.
-    pub fn describe(&self) -> String {
-        match (&self.device, self.active) {
-            (Some(d), ActiveBackend::Opencl) => format!("opencl on {d} ({})", self.reason),
-            _ => format!("cpu (tract): {}", self.reason),
+/// One output of the encoder: a channels-first feature map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputSpec {
+    /// Its name in the model and in messages ("feat4").
+    pub name: &'static str,
+    /// Channels.
+    pub channels: usize,
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+}
+
+impl OutputSpec {
+    /// Number of values (`channels × height × width`).
+    pub fn len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// True when the map holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The encoder a backend is built for: its input size and its three
+/// outputs (strides 4, 8 and 16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncoderSpec {
+    /// Input columns.
+    pub width: usize,
+    /// Input rows.
+    pub height: usize,
+    /// The outputs, in the model's order.
+    pub outputs: [OutputSpec; 3],
+}
+
+impl EncoderSpec {
+    /// Values of the input tensor (`3 × height × width`).
+    pub fn input_len(&self) -> usize {
+        3 * self.width * self.height
+    }
+}
+
+/// Runs the image encoder.
+///
+/// `&mut self`: an implementation may keep per-call state (staging
+/// buffers, a session that runs mutably).
+pub trait EncoderBackend: Send {
+    /// The arithmetic it runs (its self-test tolerance).
+    fn arithmetic(&self) -> Arithmetic;
+
+    /// Encodes `input` (the normalised image of the spec it was built for,
+    /// [`EncoderSpec::input_len`] values) into `outputs` (the three feature
+    /// maps, each of its [`OutputSpec::len`] values).
+    fn encode(&mut self, input: &[f32], outputs: [&mut [f32]; 3]) -> Result<(), BackendError>;
+}
+
+/// Runs the memory readout of one tracker (one grid, one memory geometry).
+pub trait ReadoutBackend: Send {
+    /// Same contract as [`crate::readout::readout`]: `query` holds a key per
+    /// cell, `out` receives `cells × memory.channels()` values and
+    /// `confidence` the best affinity per cell.
+    fn readout(
+        &mut self,
+        query: &[f32],
+        memory: &MemoryStore,
+        params: &ReadoutParams,
+        out: &mut [f32],
+        confidence: &mut [f32],
+    ) -> Result<(), BackendError>;
+}
+
+/// An opened device that runs the device implementations of the traits.
+pub trait Accelerator: Send + Sync + std::fmt::Debug {
+    /// The backend it is (the status's `active` while it runs).
+    fn kind(&self) -> ActiveBackend;
+
+    /// The device's name (the status's `device`).
+    fn name(&self) -> &str;
+
+    /// The encoder for `spec` from the ONNX `model` bytes, with activations
+    /// stored as fp16 when `half_storage` (float models only).
+    fn encoder(
+        self: Arc<Self>,
+        model: &[u8],
+        spec: &EncoderSpec,
+        half_storage: bool,
+    ) -> Result<Box<dyn EncoderBackend>, BackendError>;
+
+    /// The readout for a memory of `memory`'s geometry on `grid`, or `None`
+    /// when the device has no readout (the CPU readout runs beside it).
+    fn readout(
+        self: Arc<Self>,
+        grid: GridSize,
+        memory: &MemoryStore,
+    ) -> Result<Option<Box<dyn ReadoutBackend>>, BackendError>;
+
+    /// Test hook: makes the `n+1`-th later use fail, as a lost device would
+    /// ([`Fallback::run`] counts the uses; self-tests do not).
+    fn inject_failure_after(&self, n: u64);
+
+    /// Counts one use down towards an injected failure; `Err` when it fires.
+    fn check_injected(&self) -> Result<(), BackendError>;
+}
+
+/// A shared handle on an opened device.
+pub type Device = Arc<dyn Accelerator>;
+
+/// Opens the device `choice` asks for: for `auto`, the first OpenCL GPU or
+/// accelerator; for `opencl`, the first OpenCL device of any kind. `cpu`
+/// opens none. `timeout` bounds the wait for one call's device work.
+pub fn open_device(choice: BackendChoice, timeout: Duration) -> Result<Device, BackendError> {
+    match choice {
+        BackendChoice::Cpu => Err(BackendError::Unavailable("backend = cpu".into())),
+        BackendChoice::Auto | BackendChoice::Opencl => {
+            open_opencl(choice == BackendChoice::Opencl, timeout)
+        }
+    }
+}
+
+#[cfg(feature = "opencl")]
+fn open_opencl(any_kind: bool, timeout: Duration) -> Result<Device, BackendError> {
+    Ok(opencl::Gpu::open_first(any_kind, timeout)?)
+}
+
+#[cfg(not(feature = "opencl"))]
+fn open_opencl(_any_kind: bool, _timeout: Duration) -> Result<Device, BackendError> {
+    Err(BackendError::Unavailable(
+        "this vosd was built without the `opencl` feature".into(),
+    ))
+}
+
+/// What `auto` would choose on this machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AutoChoice {
+    /// The named device (the first GPU or accelerator); used if its
+    /// self-test against tract passes at start.
+    Device(String),
+    /// The loader lists no device.
+    NoDevice,
+    /// Only CPU devices, where tract is faster (`opencl` uses them anyway).
+    OnlyCpuDevices,
+    /// This build has no device backend (no `opencl` feature).
+    NotBuilt,
+}
+
+/// The compute devices `vosd probe` reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSurvey {
+    /// One line per OpenCL device of every platform.
+    pub devices: Vec<String>,
+    /// What `backend = "auto"` would run on.
+    pub auto: AutoChoice,
+}
+
+/// Lists the devices and what `auto` would choose (opens none).
+pub fn survey_devices() -> DeviceSurvey {
+    #[cfg(feature = "opencl")]
+    {
+        let devices = opencl::list_devices();
+        let auto = match opencl::auto_choice(&devices) {
+            Some(d) => AutoChoice::Device(d.name.clone()),
+            None if devices.is_empty() => AutoChoice::NoDevice,
+            None => AutoChoice::OnlyCpuDevices,
+        };
+        DeviceSurvey {
+            devices: devices.iter().map(|d| d.to_string()).collect(),
+            auto,
+        }
+    }
+    #[cfg(not(feature = "opencl"))]
+    {
+        DeviceSurvey {
+            devices: Vec::new(),
+            auto: AutoChoice::NotBuilt,
         }
     }
 }

@@ -141,6 +141,9 @@ fn store(program: &Program, file: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::super::{list_devices, readout::OpenclReadout, Gpu};
+    use crate::backend::cpu::CpuReadout;
+    use crate::backend::self_test::{ReadoutProbe, READOUT_SELF_TEST};
+    use crate::backend::{Device, ReadoutBackend};
     use crate::memory::MemoryStore;
     use crate::readout::{GridSize, ReadoutParams};
     use std::time::Duration;
@@ -164,7 +167,16 @@ mod tests {
             window_radius: 0,
             first_frame_radius: 0,
         };
-        r.self_test(&p).expect("kernels work");
+        let probe = ReadoutProbe::new(grid, &memory, &p);
+        let device: Device = gpu.clone();
+        READOUT_SELF_TEST
+            .check(
+                &device,
+                &mut CpuReadout::new(grid, 1) as &mut dyn ReadoutBackend,
+                &mut r as &mut dyn ReadoutBackend,
+                |b| probe.run(b),
+            )
+            .expect("kernels work");
         Some(gpu.kernels_from_cache)
     }
 

@@ -11,6 +11,7 @@ use ocl::{Buffer, Kernel, MemFlags, OclPrm, SpatialDims};
 
 use super::graph::{lower, ConvGeom, Elem, Graph, Op, Quant};
 use super::{device_err, Gpu, OpenclError, OC_BLOCK};
+use crate::backend::{Arithmetic, BackendError, EncoderBackend};
 
 /// An activation buffer on the device.
 enum DeviceTensor {
@@ -340,7 +341,6 @@ impl OpenclEncoder {
     /// Runs the encoder on `input` (the normalised image, `3 × H × W`) and
     /// copies each output into the matching slice of `outputs`.
     pub fn run(&self, input: &[f32], outputs: &mut [&mut [f32]]) -> Result<(), OpenclError> {
-        self.gpu.check_injected()?;
         let DeviceTensor::F32(inp) = &self.tensors[0] else {
             return Err(OpenclError::Unsupported("input is not float".into()));
         };
@@ -370,6 +370,23 @@ impl OpenclEncoder {
             buf.read(&mut **out).enq().map_err(device_err)?;
         }
         Ok(())
+    }
+
+    /// The arithmetic of its kernels: integer for a fused QDQ graph, fp16
+    /// storage when the activations are half, else float.
+    pub fn arithmetic(&self) -> Arithmetic {
+        if self
+            .graph
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::ConvQ8 { .. }))
+        {
+            Arithmetic::Int8
+        } else if self.graph.tensors.iter().any(|t| t.elem == Elem::F16) {
+            Arithmetic::Fp16Storage
+        } else {
+            Arithmetic::Fp32
+        }
     }
 
     /// Reads tensor `t` back (tests: compare intermediate results).
@@ -423,5 +440,16 @@ impl OpenclEncoder {
             unsafe { k.enq().unwrap() };
         }
         self.gpu.queue().finish().unwrap();
+    }
+}
+
+impl EncoderBackend for OpenclEncoder {
+    fn arithmetic(&self) -> Arithmetic {
+        OpenclEncoder::arithmetic(self)
+    }
+
+    fn encode(&mut self, input: &[f32], outputs: [&mut [f32]; 3]) -> Result<(), BackendError> {
+        let mut outputs = outputs;
+        Ok(self.run(input, &mut outputs)?)
     }
 }

@@ -20,6 +20,12 @@ use ocl::enums::{DeviceInfo, DeviceInfoResult};
 use ocl::flags::DeviceType;
 use ocl::{Context, Device, Platform, Program, Queue};
 
+use super::{
+    Accelerator, ActiveBackend, BackendError, EncoderBackend, EncoderSpec, ReadoutBackend,
+};
+use crate::memory::MemoryStore;
+use crate::readout::GridSize;
+
 /// Source of the integer and conversion encoder kernels.
 pub const ENCODER_KERNELS: &str = include_str!("kernels/encoder.cl");
 /// The float encoder kernels, a template instantiated by [`encoder_source`].
@@ -147,11 +153,20 @@ fn summarise(pi: usize, di: usize, platform: &Platform, device: &Device) -> Devi
     }
 }
 
+/// The platforms, listed by one thread at a time: the ICD loader's first
+/// listing is not safe to run from several threads at once (tests open
+/// devices in parallel), and a racing call can see no platform at all.
+fn platforms() -> Vec<Platform> {
+    static LISTING: Mutex<()> = Mutex::new(());
+    let _one = LISTING.lock().unwrap_or_else(|e| e.into_inner());
+    Platform::list()
+}
+
 /// Every OpenCL device of every platform (empty when the ICD loader finds
 /// no platform).
 pub fn list_devices() -> Vec<DeviceSummary> {
     let mut out = Vec::new();
-    for (pi, platform) in Platform::list().iter().enumerate() {
+    for (pi, platform) in platforms().iter().enumerate() {
         for (di, device) in Device::list_all(platform)
             .unwrap_or_default()
             .iter()
@@ -273,7 +288,7 @@ impl Gpu {
         timeout: Duration,
         cache_dir: Option<&std::path::Path>,
     ) -> Result<Arc<Self>, OpenclError> {
-        let platforms = Platform::list();
+        let platforms = platforms();
         let p = *platforms
             .get(platform)
             .ok_or_else(|| OpenclError::NoDevice(format!("no platform {platform}")))?;
@@ -357,13 +372,15 @@ impl Gpu {
         self.queue.device()
     }
 
-    /// Makes the `n+1`-th later call to [`Gpu::check_injected`] fail, as a
-    /// lost device would (tests of the fallback).
+    /// Makes the `n+1`-th later use of the device fail, as a lost device
+    /// would (tests of the fallback; the uses are counted by
+    /// [`super::Fallback::run`]).
     pub fn inject_failure_after(&self, n: u64) {
         *self.inject_after.lock().unwrap_or_else(|e| e.into_inner()) = Some(n);
     }
 
-    /// Counts down an injected failure; `Err` when it fires.
+    /// Counts down an injected failure; `Err` when it fires (the fallback
+    /// asks before every use of the device).
     fn check_injected(&self) -> Result<(), OpenclError> {
         let mut slot = self.inject_after.lock().unwrap_or_else(|e| e.into_inner());
         match *slot {
@@ -409,5 +426,47 @@ impl Gpu {
             std::thread::sleep(nap);
             nap = (nap * 2).min(Duration::from_micros(500));
         }
+    }
+}
+
+impl Accelerator for Gpu {
+    fn kind(&self) -> ActiveBackend {
+        ActiveBackend::Opencl
+    }
+
+    fn name(&self) -> &str {
+        &self.summary.name
+    }
+
+    fn encoder(
+        self: Arc<Self>,
+        model: &[u8],
+        spec: &EncoderSpec,
+        half_storage: bool,
+    ) -> Result<Box<dyn EncoderBackend>, BackendError> {
+        let mut graph =
+            graph::lower(model, spec.width, spec.height).map_err(OpenclError::Unsupported)?;
+        if half_storage {
+            graph = graph::to_half_storage(graph).map_err(OpenclError::Unsupported)?;
+        }
+        Ok(Box::new(encoder::OpenclEncoder::from_graph(self, graph)?))
+    }
+
+    fn readout(
+        self: Arc<Self>,
+        grid: GridSize,
+        memory: &MemoryStore,
+    ) -> Result<Option<Box<dyn ReadoutBackend>>, BackendError> {
+        Ok(Some(Box::new(readout::OpenclReadout::new(
+            self, grid, memory,
+        )?)))
+    }
+
+    fn inject_failure_after(&self, n: u64) {
+        Gpu::inject_failure_after(self, n);
+    }
+
+    fn check_injected(&self) -> Result<(), BackendError> {
+        Ok(Gpu::check_injected(self)?)
     }
 }

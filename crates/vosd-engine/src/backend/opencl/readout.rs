@@ -12,9 +12,9 @@ use ocl::enums::{KernelWorkGroupInfo, KernelWorkGroupInfoResult};
 use ocl::{Buffer, Kernel, MemFlags, SpatialDims};
 
 use super::{device_err, Gpu, OpenclError};
-use crate::encoder::OutputError;
+use crate::backend::{BackendError, ReadoutBackend};
 use crate::memory::MemoryStore;
-use crate::readout::{random_unit_keys, GridSize, ReadoutParams, MAX_FRAMES};
+use crate::readout::{GridSize, ReadoutParams, MAX_FRAMES};
 
 /// Readout buffers and kernel for one tracker's memory.
 pub struct OpenclReadout {
@@ -146,78 +146,12 @@ impl OpenclReadout {
         })
     }
 
-    /// Checks the device readout against the CPU readout on a memory of
-    /// this geometry filled with deterministic pseudo-random keys and
-    /// values (search windows of radius 2, so that it is quick at any
-    /// size), with `params`' top-k and temperature. Run before first use.
-    pub fn self_test(&mut self, params: &ReadoutParams) -> Result<(), OpenclError> {
-        let cells = self.grid.width * self.grid.height;
-        let (dim, ch) = (self.dim, self.channels);
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut keys = |n: usize| random_unit_keys(&mut state, n, dim);
-        let working = (self.uploaded.len() - 1).min(1);
-        let mut test = MemoryStore::new(cells, dim, ch, working);
-        let values: Vec<f32> = (0..cells * ch)
-            .map(|i| ((i * 7919) % 13) as f32 / 13.0)
-            .collect();
-        test.set_first(0, &keys(cells), &values);
-        test.push_working(1, &keys(cells), &values);
-        let query = keys(cells);
-        let p = ReadoutParams {
-            window_radius: 2,
-            first_frame_radius: 2,
-            ..*params
-        };
-        let (mut want, mut want_conf) = (vec![0.0; cells * ch], vec![0.0; cells]);
-        let mut scratch = crate::readout::ReadoutScratch::new(self.grid, 1);
-        crate::readout::readout(
-            &query,
-            self.grid,
-            &test,
-            &p,
-            &mut scratch,
-            &mut want,
-            &mut want_conf,
-        );
-        let (mut got, mut got_conf) = (vec![0.0; cells * ch], vec![0.0; cells]);
-        // Slot versions are unique in the process, so the real memory's
-        // slots are uploaded afresh on first use after this.
-        self.readout_unchecked(&query, &test, &p, &mut got, &mut got_conf)?;
-        // A NaN from the device counts as an infinite error.
-        let err = OutputError::between(&got, &want)
-            .max_abs
-            .max(OutputError::between(&got_conf, &want_conf).max_abs);
-        if err > 1e-3 {
-            return Err(OpenclError::Unsupported(format!(
-                "readout self-test failed on {}: max error {err:.3e} against the CPU readout",
-                self.gpu.summary.name
-            )));
-        }
-        Ok(())
-    }
-
     /// Same contract as [`crate::readout::readout`]: `out` receives
     /// `cells * channels` values, `confidence` the best affinity per cell.
+    /// `memory` may have fewer slots than the memory this readout was made
+    /// for (the self-test's); slot versions are unique in the process, so
+    /// the slots of another store are always uploaded afresh.
     pub fn readout(
-        &mut self,
-        query: &[f32],
-        memory: &MemoryStore,
-        params: &ReadoutParams,
-        out: &mut [f32],
-        confidence: &mut [f32],
-    ) -> Result<(), OpenclError> {
-        self.gpu.check_injected()?;
-        if memory.slot_count() != self.uploaded.len() {
-            return Err(OpenclError::Device(
-                "readout buffers do not fit the memory".into(),
-            ));
-        }
-        self.readout_unchecked(query, memory, params, out, confidence)
-    }
-
-    /// [`Self::readout`] for a memory of at most this one's slots, without
-    /// the failure-injection hook (the self-test uses a smaller store).
-    fn readout_unchecked(
         &mut self,
         query: &[f32],
         memory: &MemoryStore,
@@ -299,11 +233,30 @@ impl OpenclReadout {
     }
 }
 
+impl ReadoutBackend for OpenclReadout {
+    fn readout(
+        &mut self,
+        query: &[f32],
+        memory: &MemoryStore,
+        params: &ReadoutParams,
+        out: &mut [f32],
+        confidence: &mut [f32],
+    ) -> Result<(), BackendError> {
+        Ok(OpenclReadout::readout(
+            self, query, memory, params, out, confidence,
+        )?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::reference::test_gpu;
     use super::*;
-    use crate::readout::{readout, ReadoutScratch};
+    use crate::backend::compare::OutputError;
+    use crate::backend::cpu::CpuReadout;
+    use crate::backend::self_test::{ReadoutProbe, READOUT_SELF_TEST};
+    use crate::backend::Device;
+    use crate::readout::{random_unit_keys, readout, ReadoutScratch};
 
     #[test]
     fn device_readout_matches_cpu_readout() {
@@ -332,17 +285,25 @@ mod tests {
         };
         let (k, v) = (random_unit_keys(&mut rng, cells, dim), values(&mut rng));
         memory.set_first(0, &k, &v);
-        let mut dev = OpenclReadout::new(gpu, grid, &memory).unwrap();
+        let mut dev = OpenclReadout::new(gpu.clone(), grid, &memory).unwrap();
         // The self-test passes and leaves nothing of its own memory behind
-        // (its slot versions collide with the real ones: stale data would
-        // fail the comparisons below).
+        // (stale data of its slots would fail the comparisons below).
         let p0 = ReadoutParams {
             top_k: 5,
             temperature: 0.1,
             window_radius: 0,
             first_frame_radius: 0,
         };
-        dev.self_test(&p0).unwrap();
+        let probe = ReadoutProbe::new(grid, &memory, &p0);
+        let device: Device = gpu;
+        READOUT_SELF_TEST
+            .check(
+                &device,
+                &mut CpuReadout::new(grid, 1) as &mut dyn ReadoutBackend,
+                &mut dev as &mut dyn ReadoutBackend,
+                |r| probe.run(r),
+            )
+            .unwrap();
         let params = [
             ReadoutParams {
                 top_k: 5,

@@ -238,7 +238,7 @@ mod tests {
 
     /// Largest difference (a NaN counts as infinite).
     fn max_error(dev: &[f32], reference: &[f32]) -> f32 {
-        crate::encoder::OutputError::between(dev, reference).max_abs
+        crate::backend::compare::OutputError::between(dev, reference).max_abs
     }
 
     /// Runs `op` over `inputs` (tensor id, values) on the device and on the
