@@ -68,7 +68,7 @@ pub fn report(dev: &Path, sysfs: &Path) -> String {
             node.path.display(),
             node.name.as_deref().unwrap_or("(no name in sysfs)")
         );
-        for line in formats_of(&node.path) {
+        for line in vosd::source::camera_formats(&node.path) {
             let _ = writeln!(out, "    {line}");
         }
     }
@@ -78,51 +78,28 @@ pub fn report(dev: &Path, sysfs: &Path) -> String {
 /// The compute devices: OpenCL platforms and devices, and which backend
 /// `backend = "auto"` would choose and why.
 pub fn compute_report() -> String {
+    use vosd_engine::backend::{survey_devices, AutoChoice};
+    let survey = survey_devices();
     let mut out = String::new();
-    #[cfg(feature = "opencl")]
-    {
-        use vosd_engine::backend::opencl::{auto_choice, list_devices};
-        let devices = list_devices();
-        if devices.is_empty() {
-            let _ = writeln!(
-                out,
-                "no OpenCL device: the loader (libOpenCL) lists no platform (install the board's OpenCL driver/ICD, e.g. pocl-opencl-icd, mesa-opencl-icd)"
-            );
-        }
-        for d in &devices {
-            let _ = writeln!(out, "{d}");
-        }
-        let choice = match auto_choice(&devices) {
-            Some(d) => format!(
-                "opencl on \"{}\" (the first GPU/accelerator; used if its self-test against tract passes at start)",
-                d.name
-            ),
-            None if devices.is_empty() => "cpu (tract): no OpenCL device".to_string(),
-            None => "cpu (tract): only CPU OpenCL devices, where tract is faster (backend = \"opencl\" uses them anyway)".to_string(),
-        };
-        let _ = writeln!(out, "backend auto -> {choice}");
-    }
-    #[cfg(not(feature = "opencl"))]
-    {
+    if survey.devices.is_empty() && survey.auto == AutoChoice::NoDevice {
         let _ = writeln!(
             out,
-            "backend auto -> cpu (tract): this vosd was built without the `opencl` feature"
+            "no OpenCL device: the loader (libOpenCL) lists no platform (install the board's OpenCL driver/ICD, e.g. pocl-opencl-icd, mesa-opencl-icd)"
         );
     }
+    for d in &survey.devices {
+        let _ = writeln!(out, "{d}");
+    }
+    let choice = match survey.auto {
+        AutoChoice::Device(name) => format!(
+            "opencl on \"{name}\" (the first GPU/accelerator; used if its self-test against tract passes at start)"
+        ),
+        AutoChoice::NoDevice => "cpu (tract): no OpenCL device".to_string(),
+        AutoChoice::OnlyCpuDevices => "cpu (tract): only CPU OpenCL devices, where tract is faster (backend = \"opencl\" uses them anyway)".to_string(),
+        AutoChoice::NotBuilt => "cpu (tract): this vosd was built without the `opencl` feature".to_string(),
+    };
+    let _ = writeln!(out, "backend auto -> {choice}");
     out
-}
-
-/// The formats a node offers (or why they cannot be listed).
-#[cfg(feature = "v4l2")]
-fn formats_of(path: &Path) -> Vec<String> {
-    vosd::source::v4l2::describe_formats(path)
-        .unwrap_or_else(|e| vec![format!("cannot query: {e}")])
-}
-
-/// Without V4L2 support the formats cannot be queried.
-#[cfg(not(feature = "v4l2"))]
-fn formats_of(_path: &Path) -> Vec<String> {
-    vec!["(formats not queried: built without the `v4l2` feature)".into()]
 }
 
 #[cfg(test)]
@@ -156,7 +133,10 @@ mod tests {
         let r = report(dev.path(), sys.path());
         assert!(r.contains("USB Camera"), "{r}");
         // Empty files are not cameras: the report says why, per node.
-        #[cfg(feature = "v4l2")]
-        assert!(r.contains("cannot query: not a V4L2"), "{r}");
+        if vosd::source::V4L2_BUILT {
+            assert!(r.contains("cannot query: not a V4L2"), "{r}");
+        } else {
+            assert!(r.contains("built without the `v4l2` feature"), "{r}");
+        }
     }
 }

@@ -446,6 +446,23 @@ impl Pacer {
     }
 }
 
+/// Whether this build has the V4L2 camera source (cargo feature `v4l2`).
+pub const V4L2_BUILT: bool = cfg!(feature = "v4l2");
+
+/// One line per format the camera at `path` offers, with its frame sizes,
+/// for `vosd probe`; or one line saying why they cannot be listed.
+pub fn camera_formats(path: &std::path::Path) -> Vec<String> {
+    #[cfg(feature = "v4l2")]
+    {
+        v4l2::describe_formats(path).unwrap_or_else(|e| vec![format!("cannot query: {e}")])
+    }
+    #[cfg(not(feature = "v4l2"))]
+    {
+        let _ = path;
+        vec!["(formats not queried: built without the `v4l2` feature)".into()]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

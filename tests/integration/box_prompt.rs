@@ -9,8 +9,8 @@ use vosd_engine::config::EngineConfig;
 use vosd_engine::encoder::Encoder;
 use vosd_engine::frame::LabelMask;
 use vosd_engine::imageio::{load_mask, load_rgb};
-use vosd_eval::metrics::jaccard;
 use vosd_engine::prompt::{mask_from_box, BoxPrompt, BoxPromptConfig};
+use vosd_eval::metrics::jaccard;
 
 fn iou(a: &LabelMask, b: &LabelMask, id: u8) -> f64 {
     let p: Vec<bool> = a.data.iter().map(|&v| v == id).collect();

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use vosd::control::protocol::encode_rle;
+use vosd::source::synthetic::{Scene, SyntheticConfig};
 use vosd_engine::frame::LabelMask;
 use vosd_shm::{ReadStatus, ShmReader};
-use vosd::source::synthetic::{Scene, SyntheticConfig};
 
 use crate::daemon_support::*;
 

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use crate::daemon_support::*;
+use vosd::source::synthetic::{Scene, SyntheticConfig};
 use vosd_engine::frame::LabelMask;
 use vosd_shm::Visibility;
-use vosd::source::synthetic::{Scene, SyntheticConfig};
 
 /// Mean J over objects and frames that the published masks must reach.
 /// Measured: see docs/daemon.md (about 0.8 on this scene).

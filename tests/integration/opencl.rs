@@ -12,9 +12,9 @@ use vosd_engine::backend::{ActiveBackend, BackendChoice};
 use vosd_engine::config::{EngineConfig, Precision};
 use vosd_engine::encoder::{Encoder, Features, OutputError};
 use vosd_engine::engine::Tracker;
-use vosd_eval::davis::{evaluate, Davis, Init, Predictions};
 use vosd_engine::frame::{LabelMask, RgbFrame};
 use vosd_engine::imageio::{load_mask, load_rgb};
+use vosd_eval::davis::{evaluate, Davis, Init, Predictions};
 use vosd_eval::metrics::jaccard;
 
 fn model(name: &str) -> std::path::PathBuf {

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::metrics::{jaccard, overall, score_sequence, Overall, SequenceScores};
 use vosd_engine::config::EngineConfig;
 use vosd_engine::encoder::Encoder;
 use vosd_engine::engine::Tracker;
 use vosd_engine::frame::LabelMask;
 use vosd_engine::imageio::{list_images, load_mask, load_rgb, save_mask};
-use crate::metrics::{jaccard, overall, score_sequence, Overall, SequenceScores};
 use vosd_engine::prompt::{mask_from_box, BoxPrompt, BoxPromptConfig};
 
 /// One DAVIS sequence on disk.

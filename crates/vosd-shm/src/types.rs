@@ -1,6 +1,5 @@
 //! Plain data types for what is published: object states and slot contents.
 
-
 /// Whether a tracked object can be seen in the current frame.
 ///
 /// Published as one byte: 0 visible, 1 occluded, 2 lost.
