@@ -101,7 +101,7 @@ fn fp16_storage_encoder_matches_tract_on_a_davis_frame() {
 fn int8_encoder_matches_tract_on_a_davis_frame() {
     // Integer kernels against tract's float emulation of the QDQ graph:
     // rounding differs by a quantization step here and there and the
-    // differences grow with depth (see README "Backends").
+    // differences grow with depth (see docs/backends.md, "Measured").
     let tolerance = vosd_engine::encoder::SELF_TEST_TOLERANCE_INT8;
     check_davis_frame("int8", "encoder_lite0_int8.onnx", false, tolerance);
 }

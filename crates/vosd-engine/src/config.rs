@@ -304,15 +304,6 @@ mod tests {
     }
 }
 
-/// A vosd configuration file. Only the `[engine]` table is read by the
-/// offline commands; unknown tables and keys are errors.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct FileConfig {
-    /// The VOS engine.
-    pub engine: EngineConfig,
-}
-
 /// Why a configuration file could not be used (the engine's and the
 /// daemon's files alike): the file, and what in it.
 #[derive(Debug, thiserror::Error)]
@@ -380,11 +371,4 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(
         source: e,
     })?;
     parse_toml(&text, path, validate)
-}
-
-impl FileConfig {
-    /// Reads and validates a TOML configuration file.
-    pub fn load(path: &Path) -> Result<Self, ConfigFileError> {
-        load_toml(path, |c: &Self| c.engine.validate().map_err(KeyError::from))
-    }
 }

@@ -119,7 +119,14 @@ impl BoxPromptConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FileConfig;
+    use crate::config::EngineConfig;
+
+    /// A file with an `[engine]` table only, as the daemon's config reads it.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct FileConfig {
+        engine: EngineConfig,
+    }
 
     /// Parses and validates a configuration file's text.
     fn load(text: &str) -> Result<FileConfig, String> {

@@ -3,8 +3,8 @@
 //! own cache makes later builds fast), the encoder executor and the memory
 //! readout with the memory kept on the device.
 //!
-//! A standalone executor rather than a tract runtime: see README
-//! "Backends" for why.
+//! A standalone executor rather than a tract runtime: see docs/backends.md,
+//! "Design: a standalone executor, not a tract runtime", for why.
 
 pub mod cache;
 pub mod encoder;
