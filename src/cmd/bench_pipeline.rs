@@ -160,10 +160,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchReport> {
     let (w, h) = (opts.source.width, opts.source.height);
     let tracker = Tracker::new(&opts.engine, w, h).context("[engine]")?;
     let name = format!("/vosd-bench-{}", std::process::id());
-    let writer = ShmWriter::create(&PublishConfig {
-        max_objects: 16,
-        ..PublishConfig::new(name.clone(), w as u32, h as u32)
-    })?;
+    let writer = ShmWriter::create(&PublishConfig::new(name.clone(), w as u32, h as u32))?;
     let mut reader = ShmReader::open(&name)?;
     let pcfg = PipelineConfig {
         stats_interval_s: 0.0,
@@ -218,10 +215,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchReport> {
     // writer of the same geometry with a reader attached.
     let scene = Scene::new(&opts.source)?;
     let pub_name = format!("/vosd-bench-pub-{}", std::process::id());
-    let mut writer = ShmWriter::create(&PublishConfig {
-        max_objects: 16,
-        ..PublishConfig::new(pub_name.clone(), w as u32, h as u32)
-    })?;
+    let mut writer = ShmWriter::create(&PublishConfig::new(pub_name.clone(), w as u32, h as u32))?;
     let mut masks = Vec::new();
     for k in 0..16 {
         let mut m = LabelMask::default();

@@ -62,7 +62,7 @@ pub struct ShmWriter {
 }
 
 impl ShmWriter {
-    /// Creates the segment `config.name` with the configured permissions and
+    /// Creates the segment `config.options.name` with the configured permissions and
     /// group, lays out the header and an empty ring, and marks it running.
     ///
     /// A leftover segment of the same name whose writer is gone (crashed, or
@@ -70,13 +70,13 @@ impl ShmWriter {
     /// [`ShmError::InUse`].
     pub fn create(config: &PublishConfig) -> Result<ShmWriter, ShmError> {
         let geom = config.geometry()?;
-        let name = config.name.as_str();
+        let name = config.options.name.as_str();
         let os = |op: &str, e: Errno| ShmError::Os {
             name: name.to_owned(),
             op: op.to_owned(),
             source: e.into(),
         };
-        let gid = match &config.group {
+        let gid = match &config.options.group {
             None => None,
             Some(GroupSpec::Gid(g)) => Some(*g),
             Some(GroupSpec::Name(g)) => Some(
@@ -118,8 +118,8 @@ impl ShmWriter {
                 ))
             })?;
         }
-        rustix::fs::fchmod(&fd, Mode::from_bits_truncate(config.mode))
-            .map_err(|e| fail(os(&format!("setting mode {:#o}", config.mode), e)))?;
+        rustix::fs::fchmod(&fd, Mode::from_bits_truncate(config.options.mode))
+            .map_err(|e| fail(os(&format!("setting mode {:#o}", config.options.mode), e)))?;
         rustix::fs::ftruncate(&fd, geom.total_size as u64)
             .map_err(|e| fail(os(&format!("resizing to {} bytes", geom.total_size), e)))?;
         let map = Mapping::map(&fd, geom.total_size, true).map_err(|e| fail(os("mmap", e)))?;
@@ -159,7 +159,7 @@ impl ShmWriter {
             geom.slot_count,
             geom.slot_stride,
             geom.max_objects,
-            config.mode
+            config.options.mode
         );
         Ok(ShmWriter {
             name: name.to_owned(),

@@ -122,7 +122,7 @@ mod tests {
     use crate::config::EngineConfig;
 
     /// A file with an `[engine]` table only, as the daemon's config reads it.
-    #[derive(serde::Deserialize)]
+    #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct FileConfig {
         engine: EngineConfig,

@@ -73,87 +73,57 @@ impl PublishOptions {
 
     /// Checks every value; the error names the option.
     pub fn validate(&self) -> Result<(), PublishOptionError> {
-        check_options(&self.name, self.slots, self.max_objects, self.mode)
+        let bad = |key, reason: String| Err(PublishOptionError { key, reason });
+        let (name, slots, max_objects, mode) =
+            (&self.name, self.slots, self.max_objects, self.mode);
+        if let Err(why) = sys::check_name(name) {
+            return bad(
+                "name",
+                format!("{name:?} is not a shared-memory name ('/' then 1..=254 characters, no other '/'): {why}"),
+            );
+        }
+        if !(2..=1024).contains(&slots) {
+            return bad("slots", format!("{slots} is not within 2..=1024"));
+        }
+        if !(1..=MAX_OBJECTS_LIMIT).contains(&max_objects) {
+            return bad(
+                "max_objects",
+                format!("{max_objects} is not within 1..={MAX_OBJECTS_LIMIT}"),
+            );
+        }
+        if mode & !0o777 != 0 {
+            return bad("mode", format!("{mode:#o} has bits beyond 0o777"));
+        }
+        if mode & 0o400 == 0 {
+            return bad(
+                "mode",
+                format!("{mode:#o} does not let the owner read the segment"),
+            );
+        }
+        Ok(())
     }
 
     /// The writer configuration for masks of `width`×`height`.
     pub fn to_config(&self, width: u32, height: u32) -> PublishConfig {
         PublishConfig {
-            name: self.name.clone(),
+            options: self.clone(),
             width,
             height,
-            slots: self.slots,
-            max_objects: self.max_objects,
-            mode: self.mode,
-            group: self.group.clone(),
         }
     }
 }
 
-/// The checks of [`PublishOptions::validate`], on the fields that
-/// [`PublishOptions`] and [`PublishConfig`] share.
-fn check_options(
-    name: &str,
-    slots: u32,
-    max_objects: u32,
-    mode: u32,
-) -> Result<(), PublishOptionError> {
-    let bad = |key, reason: String| Err(PublishOptionError { key, reason });
-    if let Err(why) = sys::check_name(name) {
-        return bad(
-            "name",
-            format!("{name:?} is not a shared-memory name ('/' then 1..=254 characters, no other '/'): {why}"),
-        );
-    }
-    if !(2..=1024).contains(&slots) {
-        return bad("slots", format!("{slots} is not within 2..=1024"));
-    }
-    if !(1..=MAX_OBJECTS_LIMIT).contains(&max_objects) {
-        return bad(
-            "max_objects",
-            format!("{max_objects} is not within 1..={MAX_OBJECTS_LIMIT}"),
-        );
-    }
-    if mode & !0o777 != 0 {
-        return bad("mode", format!("{mode:#o} has bits beyond 0o777"));
-    }
-    if mode & 0o400 == 0 {
-        return bad(
-            "mode",
-            format!("{mode:#o} does not let the owner read the segment"),
-        );
-    }
-    Ok(())
-}
-
 /// Configuration of one pipeline's shared-memory segment: the
-/// [`PublishOptions`] and the mask size
+/// [`PublishOptions`] (the `[publish]` table) and the mask size
 /// ([`PublishOptions::to_config`] builds one).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PublishConfig {
-    /// POSIX shared-memory name, e.g. `"/vosd-cam0"` (appears as
-    /// `/dev/shm/vosd-cam0` on Linux).
-    pub name: String,
+    /// Name, ring size, objects per slot, permissions.
+    pub options: PublishOptions,
     /// Label mask width in pixels.
     pub width: u32,
     /// Label mask height in pixels.
     pub height: u32,
-    /// Number of slots in the ring (2..=1024). More slots let slower
-    /// `read_next` readers fall further behind before they skip frames.
-    #[cfg_attr(feature = "serde", serde(default = "default_slots"))]
-    pub slots: u32,
-    /// Object states per slot (1..=255).
-    #[cfg_attr(feature = "serde", serde(default = "default_max_objects"))]
-    pub max_objects: u32,
-    /// Permission bits of the segment (e.g. `0o660`), applied exactly
-    /// (not filtered by the umask). Readers need read permission only; the
-    /// owner needs it too.
-    #[cfg_attr(feature = "serde", serde(default = "default_mode"))]
-    pub mode: u32,
-    /// Group owning the segment; `None` keeps the writer's group.
-    #[cfg_attr(feature = "serde", serde(default))]
-    pub group: Option<GroupSpec>,
 }
 
 fn default_slots() -> u32 {
@@ -176,12 +146,13 @@ impl PublishConfig {
 
     /// Checks the configuration and computes the segment geometry.
     pub(super) fn geometry(&self) -> Result<Geometry, ShmError> {
-        sys::check_name(&self.name).map_err(|reason| ShmError::InvalidName {
-            name: self.name.clone(),
+        let o = &self.options;
+        sys::check_name(&o.name).map_err(|reason| ShmError::InvalidName {
+            name: o.name.clone(),
             reason,
         })?;
         let invalid = |reason: String| ShmError::InvalidConfig {
-            name: self.name.clone(),
+            name: o.name.clone(),
             reason,
         };
         if self.width == 0 || self.height == 0 {
@@ -190,9 +161,8 @@ impl PublishConfig {
                 self.width, self.height
             )));
         }
-        check_options(&self.name, self.slots, self.max_objects, self.mode)
-            .map_err(|e| invalid(e.to_string()))?;
-        Geometry::new(self.width, self.height, self.slots, self.max_objects)
+        o.validate().map_err(|e| invalid(e.to_string()))?;
+        Geometry::new(self.width, self.height, o.slots, o.max_objects)
             .ok_or_else(|| invalid("segment size overflows".into()))
     }
 }
@@ -261,11 +231,11 @@ mod tests {
         };
         let c = options.to_config(640, 480);
         assert_eq!(
-            (c.width, c.height, c.slots, c.max_objects),
+            (c.width, c.height, c.options.slots, c.options.max_objects),
             (640, 480, 8, 16)
         );
-        assert_eq!((c.mode, c.group), (0o660, Some(GroupSpec::Gid(44))));
-        assert_eq!(PublishConfig::new("/vosd-x", 1, 2).slots, 4);
+        assert_eq!(c.options, options);
+        assert_eq!(PublishConfig::new("/vosd-x", 1, 2).options.slots, 4);
     }
 
     #[cfg(feature = "serde")]

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use crate::support::*;
 use vosd_shm::{
-    monotonic_ns, GroupSpec, ObjectState, PublishConfig, ReadStatus, ShmError, ShmReader,
-    ShmWriter, SlotData, Visibility, WriterState,
+    monotonic_ns, GroupSpec, ObjectState, PublishConfig, PublishOptions, ReadStatus, ShmError,
+    ShmReader, ShmWriter, SlotData, Visibility, WriterState,
 };
 
 #[test]
@@ -242,10 +242,11 @@ fn invalid_configs_are_rejected() {
         (config(&name, 8, 8, 4, 0), "max_objects"),
         (config(&name, 8, 8, 4, 256), "max_objects"),
         (
-            PublishConfig {
+            PublishOptions {
                 mode: 0o4660,
-                ..PublishConfig::new(name.as_str(), 8, 8)
-            },
+                ..PublishOptions::new(name.as_str())
+            }
+            .to_config(8, 8),
             "mode",
         ),
     ] {
@@ -265,11 +266,12 @@ fn invalid_configs_are_rejected() {
 fn mode_and_group_are_applied() {
     let name = unique_name("perm");
     let gid = rustix::process::getegid().as_raw();
-    let cfg = PublishConfig {
+    let cfg = PublishOptions {
         mode: 0o640,
         group: Some(GroupSpec::Gid(gid)),
-        ..PublishConfig::new(name.as_str(), 8, 8)
-    };
+        ..PublishOptions::new(name.as_str())
+    }
+    .to_config(8, 8);
     let writer = ShmWriter::create(&cfg).expect("create");
     let meta = std::fs::metadata(format!("/dev/shm{name}")).expect("stat");
     assert_eq!(meta.mode() & 0o7777, 0o640);
@@ -278,10 +280,11 @@ fn mode_and_group_are_applied() {
     drop(writer);
 
     // A mode the umask would normally filter is applied exactly.
-    let cfg = PublishConfig {
+    let cfg = PublishOptions {
         mode: 0o666,
-        ..PublishConfig::new(name.as_str(), 8, 8)
-    };
+        ..PublishOptions::new(name.as_str())
+    }
+    .to_config(8, 8);
     let _writer = ShmWriter::create(&cfg).expect("create");
     let meta = std::fs::metadata(format!("/dev/shm{name}")).expect("stat");
     assert_eq!(meta.mode() & 0o7777, 0o666);
@@ -290,10 +293,11 @@ fn mode_and_group_are_applied() {
 #[test]
 fn missing_group_is_a_clear_error() {
     let name = unique_name("grp");
-    let cfg = PublishConfig {
+    let cfg = PublishOptions {
         group: Some(GroupSpec::Name("vosd-no-such-group-81c2".into())),
-        ..PublishConfig::new(name.as_str(), 8, 8)
-    };
+        ..PublishOptions::new(name.as_str())
+    }
+    .to_config(8, 8);
     let err = ShmWriter::create(&cfg).expect_err("missing group");
     assert!(matches!(err, ShmError::GroupNotFound { .. }), "{err}");
     let msg = err.to_string();
@@ -304,28 +308,27 @@ fn missing_group_is_a_clear_error() {
     assert!(!Path::new(&format!("/dev/shm{name}")).exists());
 }
 
-/// (The TOML form needs the `serde` feature, which the workspace's test
-/// run has on through the daemon.)
+/// The `[publish]` table's TOML form. (It needs the `serde` feature, which
+/// the workspace's test run has on through the daemon.)
 #[cfg(feature = "serde")]
 #[test]
-fn config_parses_from_toml() {
-    let cfg: PublishConfig = toml::from_str(
+fn options_parse_from_toml() {
+    let options: PublishOptions = toml::from_str(
         r#"
         name = "/vosd-cam0"
-        width = 640
-        height = 480
         mode = 0o660
         group = "video"
         "#,
     )
     .expect("toml");
-    assert_eq!(cfg.slots, 4);
-    assert_eq!(cfg.max_objects, 16);
-    assert_eq!(cfg.mode, 0o660);
-    assert_eq!(cfg.group, Some(GroupSpec::Name("video".into())));
-    let cfg: PublishConfig =
-        toml::from_str("name = \"/x\"\nwidth = 1\nheight = 1\ngroup = 44\n").expect("toml");
-    assert_eq!(cfg.group, Some(GroupSpec::Gid(44)));
+    let cfg = options.to_config(640, 480);
+    assert_eq!((cfg.width, cfg.height), (640, 480));
+    assert_eq!(cfg.options.slots, 4);
+    assert_eq!(cfg.options.max_objects, 16);
+    assert_eq!(cfg.options.mode, 0o660);
+    assert_eq!(cfg.options.group, Some(GroupSpec::Name("video".into())));
+    let options: PublishOptions = toml::from_str("name = \"/x\"\ngroup = 44\n").expect("toml");
+    assert_eq!(options.group, Some(GroupSpec::Gid(44)));
 }
 
 #[test]

@@ -4,7 +4,9 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use vosd_shm::{BBox, FrameBuf, ObjectState, PublishConfig, ShmWriter, SlotData, Visibility};
+use vosd_shm::{
+    BBox, FrameBuf, ObjectState, PublishConfig, PublishOptions, ShmWriter, SlotData, Visibility,
+};
 
 /// A shm name unique to this process and call.
 pub fn unique_name(tag: &str) -> String {
@@ -24,11 +26,12 @@ impl Drop for Unlink {
 
 /// A config with the given geometry and ring.
 pub fn config(name: &str, w: u32, h: u32, slots: u32, max_objects: u32) -> PublishConfig {
-    PublishConfig {
+    PublishOptions {
         slots,
         max_objects,
-        ..PublishConfig::new(name, w, h)
+        ..PublishOptions::new(name)
     }
+    .to_config(w, h)
 }
 
 /// Frame numbers published for publish `seq` (an offset, so that a mix-up
