@@ -59,8 +59,10 @@ pub fn run(args: BenchPipelineArgs) -> Result<()> {
     let (fps, seconds, warmup) = (args.fps, args.seconds, args.warmup);
     source.fps = fps;
     source.frames = 0;
-    if !(seconds > 0.0 && warmup >= 0.0) {
-        bail!("--seconds must be positive and --warmup not negative");
+    // A day at most: beyond, a Duration from the float would overflow.
+    let day = 86_400.0;
+    if !(seconds > 0.0 && seconds <= day && (0.0..=day).contains(&warmup)) {
+        bail!("--seconds must be positive and --warmup not negative (each at most 86400)");
     }
     eprintln!(
         "bench: synthetic {}x{} at {fps} fps, engine {}x{} ({} threads), {warmup} s warm-up + {seconds} s",

@@ -135,8 +135,8 @@ fn send(socket: &Path, line: &str, timeout: Duration) -> Result<()> {
 
 /// Runs `vosd ctl`.
 pub fn run(args: CtlArgs) -> Result<()> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        bail!("--timeout must be a positive number of seconds");
+    if !(args.timeout > 0.0 && args.timeout <= 86_400.0) {
+        bail!("--timeout must be a positive number of seconds (at most 86400)");
     }
     let line = args.action.line()?;
     send(&args.socket, &line, Duration::from_secs_f64(args.timeout))

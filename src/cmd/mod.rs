@@ -79,7 +79,17 @@ fn apply_sets(engine: &EngineConfig, sets: &[String]) -> Result<EngineConfig> {
             .with_context(|| format!("--set '{kv}': bad value"))?
             .remove("v")
             .context("--set: no value")?;
-        table.insert(k.trim().to_string(), value);
+        // A dotted key reaches into a sub-table: `prompt.top_k=3`.
+        let mut path: Vec<&str> = k.trim().split('.').map(str::trim).collect();
+        let leaf = path.pop().unwrap_or_default();
+        let mut at = &mut table;
+        for part in path {
+            at = at
+                .get_mut(part)
+                .and_then(toml::Value::as_table_mut)
+                .with_context(|| format!("--set '{kv}': engine has no table '{part}'"))?;
+        }
+        at.insert(leaf.to_string(), value);
     }
     table.try_into().context("--set")
 }
@@ -149,5 +159,27 @@ mod tests {
         assert!(err.contains("top_kk"), "{err}");
         let err = format!("{:#}", apply_sets(&base, &["top_k".into()]).unwrap_err());
         assert!(err.contains("KEY=VALUE"), "{err}");
+    }
+
+    #[test]
+    fn dotted_sets_reach_the_prompt_table() {
+        let base = EngineConfig::default();
+        let e = apply_sets(
+            &base,
+            &["prompt.top_k=3".into(), "prompt.refine_bg=false".into()],
+        )
+        .unwrap();
+        assert_eq!((e.prompt.top_k, e.prompt.refine_bg), (3, false));
+        assert_eq!(e.top_k, base.top_k, "the engine's own top_k is untouched");
+        let err = format!(
+            "{:#}",
+            apply_sets(&base, &["prompt.topk=3".into()]).unwrap_err()
+        );
+        assert!(err.contains("topk"), "{err}");
+        let err = format!(
+            "{:#}",
+            apply_sets(&base, &["top_k.x=3".into()]).unwrap_err()
+        );
+        assert!(err.contains("no table 'top_k'"), "{err}");
     }
 }

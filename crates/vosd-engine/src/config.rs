@@ -360,15 +360,3 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
     validate(&cfg).map_err(|error| ConfigFileError::invalid(path, error))?;
     Ok(cfg)
 }
-
-/// Reads the TOML file at `path` and parses it with [`parse_toml`].
-pub fn load_toml<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    validate: impl FnOnce(&T) -> Result<(), KeyError>,
-) -> Result<T, ConfigFileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError::Read {
-        path: path.into(),
-        source: e,
-    })?;
-    parse_toml(&text, path, validate)
-}

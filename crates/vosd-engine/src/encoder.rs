@@ -325,11 +325,6 @@ impl Encoder {
         &self.grids
     }
 
-    /// What the backends are built for: the input size and the outputs.
-    pub fn spec(&self) -> &EncoderSpec {
-        &self.spec
-    }
-
     /// Feature buffers of the right sizes, to be filled by [`Encoder::encode`].
     pub fn new_features(&self) -> Features {
         Features {
@@ -394,8 +389,8 @@ impl Encoder {
             if map.data.len() != o.len() {
                 return Err(EncoderError::Run(format!(
                     "output has {} values, expected {}",
-                    o.len(),
-                    map.data.len()
+                    map.data.len(),
+                    o.len()
                 )));
             }
         }

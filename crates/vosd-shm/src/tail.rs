@@ -134,7 +134,9 @@ pub fn open_waiting(name: &str, wait: Duration) -> Result<ShmReader, TailError> 
 /// [`camera_lost_line`] when the writer reports its camera lost, and
 /// `camera back` when frames flow again.
 pub fn tail(opts: &TailOptions, out: &mut dyn Write) -> Result<(u64, TailEnd), TailError> {
-    let mut reader = open_waiting(&opts.shm, Duration::from_secs_f64(opts.wait_s.max(0.0)))?;
+    // NaN and negative waits are no wait; an infinite or huge one is "forever".
+    let wait = Duration::try_from_secs_f64(opts.wait_s.max(0.0)).unwrap_or(Duration::MAX);
+    let mut reader = open_waiting(&opts.shm, wait)?;
     let mut buf = reader.new_frame_buf();
     let mut printed = 0u64;
     let mut last_frame = Instant::now();

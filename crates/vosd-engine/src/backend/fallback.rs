@@ -267,11 +267,6 @@ impl<B: ?Sized> Fallback<B> {
     pub fn status(&self) -> BackendStatus {
         current(&self.status)
     }
-
-    /// The shared status handle (it changes on a switch).
-    pub fn handle(&self) -> BackendHandle {
-        self.status.clone()
-    }
 }
 
 #[cfg(test)]

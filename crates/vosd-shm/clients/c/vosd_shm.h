@@ -1,7 +1,8 @@
 /*
  * vosd_shm.h — single-file C11 reader for vosd shared-memory segments
- * (ABI version 2; reads version-1 segments too). See crates/vosd-shm/LAYOUT.md for
- * the layout and protocol.
+ * (ABI version 2; reads version-1 segments too). See LAYOUT.md of the
+ * vosd-shm crate (installed as /usr/share/doc/vosd/shm-layout.md) for the
+ * layout and protocol.
  *
  * Usage:
  *

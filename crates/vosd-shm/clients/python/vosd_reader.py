@@ -1,7 +1,8 @@
 """Read frames published by vosd over POSIX shared memory (ABI version 2;
 reads version-1 segments too).
 
-Pure Python + numpy; see crates/vosd-shm/LAYOUT.md for the layout and protocol.
+Pure Python + numpy; see LAYOUT.md of the vosd-shm crate (installed as
+/usr/share/doc/vosd/shm-layout.md) for the layout and protocol.
 
     from vosd_reader import Reader
 

@@ -238,7 +238,6 @@ mod tests {
         assert_eq!(PublishConfig::new("/vosd-x", 1, 2).options.slots, 4);
     }
 
-    #[cfg(feature = "serde")]
     #[test]
     fn options_parse_from_toml_and_refuse_unknown_keys() {
         let o: PublishOptions = toml::from_str("name = \"/x\"\ngroup = \"video\"\n").unwrap();

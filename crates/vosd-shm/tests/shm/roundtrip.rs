@@ -308,9 +308,8 @@ fn missing_group_is_a_clear_error() {
     assert!(!Path::new(&format!("/dev/shm{name}")).exists());
 }
 
-/// The `[publish]` table's TOML form. (It needs the `serde` feature, which
-/// the workspace's test run has on through the daemon.)
-#[cfg(feature = "serde")]
+/// The `[publish]` table's TOML form (the `serde` feature, which the
+/// crate's test build turns on).
 #[test]
 fn options_parse_from_toml() {
     let options: PublishOptions = toml::from_str(
