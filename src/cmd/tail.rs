@@ -5,6 +5,8 @@
 //! the writer's pipeline statistics at the end. The reading and the lines
 //! are `vosd_shm::tail`'s, shared with that crate's `tail` example.
 
+use std::time::Duration;
+
 use anyhow::Result;
 
 use vosd_shm::tail::{tail, TailEnd, TailOptions};
@@ -28,8 +30,9 @@ pub fn run(args: TailArgs) -> Result<()> {
     let opts = TailOptions {
         shm: args.shm,
         frames: args.frames,
-        wait_s: args.wait,
-        stall_s: 2.0,
+        // A negative or NaN wait is none; an infinite or huge one is forever.
+        wait: Duration::try_from_secs_f64(args.wait.max(0.0)).unwrap_or(Duration::MAX),
+        stall: Duration::from_secs(2),
     };
     let stdout = std::io::stdout();
     let (n, end) = tail(&opts, &mut stdout.lock())?;

@@ -22,8 +22,8 @@ fn main() -> ExitCode {
     let opts = TailOptions {
         shm,
         frames,
-        wait_s: 10.0,
-        stall_s: 2.0,
+        wait: std::time::Duration::from_secs(10),
+        stall: std::time::Duration::from_secs(2),
     };
     match tail(&opts, &mut std::io::stdout().lock()) {
         Ok(_) => ExitCode::SUCCESS,

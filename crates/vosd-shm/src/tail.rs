@@ -17,11 +17,11 @@ pub struct TailOptions {
     pub shm: String,
     /// Exit after this many frames; 0 = until the writer ends.
     pub frames: u64,
-    /// Seconds to wait for the segment to appear (the daemon starting).
-    pub wait_s: f64,
-    /// Seconds without a new frame after which a writer whose process is
+    /// How long to wait for the segment to appear (the daemon starting).
+    pub wait: Duration,
+    /// Time without a new frame after which a writer whose process is
     /// gone is reported as dead.
-    pub stall_s: f64,
+    pub stall: Duration,
 }
 
 /// How a tail ended.
@@ -134,9 +134,7 @@ pub fn open_waiting(name: &str, wait: Duration) -> Result<ShmReader, TailError> 
 /// [`camera_lost_line`] when the writer reports its camera lost, and
 /// `camera back` when frames flow again.
 pub fn tail(opts: &TailOptions, out: &mut dyn Write) -> Result<(u64, TailEnd), TailError> {
-    // NaN and negative waits are no wait; an infinite or huge one is "forever".
-    let wait = Duration::try_from_secs_f64(opts.wait_s.max(0.0)).unwrap_or(Duration::MAX);
-    let mut reader = open_waiting(&opts.shm, wait)?;
+    let mut reader = open_waiting(&opts.shm, opts.wait)?;
     let mut buf = reader.new_frame_buf();
     let mut printed = 0u64;
     let mut last_frame = Instant::now();
@@ -174,7 +172,7 @@ pub fn tail(opts: &TailOptions, out: &mut dyn Write) -> Result<(u64, TailEnd), T
                 return Ok((printed, TailEnd::Ended));
             }
             ReadStatus::Empty => {
-                if last_frame.elapsed().as_secs_f64() > opts.stall_s && !reader.writer_alive() {
+                if last_frame.elapsed() > opts.stall && !reader.writer_alive() {
                     return Err(TailError::WriterGone {
                         name: opts.shm.clone(),
                         pid: reader.writer_pid(),

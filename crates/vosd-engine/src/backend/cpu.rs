@@ -26,6 +26,10 @@ pub struct TractEncoder {
     plan: Arc<TypedRunnableModel>,
     executor: Executor,
     spec: EncoderSpec,
+    /// The input tensor, allocated once: tract takes a shared reference per
+    /// run and drops it when the run ends, so the next frame is written in
+    /// place.
+    input: Arc<Tensor>,
 }
 
 impl std::fmt::Debug for TractEncoder {
@@ -83,10 +87,12 @@ impl TractEncoder {
         } else {
             Executor::SingleThread
         };
+        let input = Arc::new(Tensor::zero::<f32>(&[1, 3, spec.height, spec.width]).map_err(load)?);
         Ok(Self {
             plan,
             executor,
             spec: *spec,
+            input,
         })
     }
 }
@@ -106,15 +112,22 @@ impl EncoderBackend for TractEncoder {
                 self.spec.input_len()
             )));
         }
-        let mut tensor = Tensor::zero::<f32>(&[1, 3, h, w]).map_err(run)?;
-        {
-            let mut view = tensor.try_as_plain_ram_mut().map_err(run)?;
-            view.as_slice_mut::<f32>()
-                .map_err(run)?
-                .copy_from_slice(input);
+        // Exclusive again once the previous run's values are gone; were it
+        // not (tract kept a reference), a new tensor is made.
+        if Arc::get_mut(&mut self.input).is_none() {
+            self.input = Arc::new(Tensor::zero::<f32>(&[1, 3, h, w]).map_err(run)?);
         }
+        let tensor = Arc::get_mut(&mut self.input).ok_or_else(|| {
+            BackendError::Cpu("the encoder's input tensor is still in use".into())
+        })?;
+        tensor
+            .try_as_plain_ram_mut()
+            .map_err(run)?
+            .as_slice_mut::<f32>()
+            .map_err(run)?
+            .copy_from_slice(input);
         let values = multithread_tract_scope(self.executor.clone(), || {
-            self.plan.run(tvec!(tensor.into()))
+            self.plan.run(tvec!(TValue::from_const(self.input.clone())))
         })
         .map_err(run)?;
         for (value, out) in values.iter().zip(outputs) {
