@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Installs vosd on a board (or removes it), as root:
 #
-#   sudo scripts/install.sh [--binary PATH] [--enable]   # install
+#   sudo scripts/install.sh [--binary PATH] [--onnxruntime auto|LIB] [--enable]
 #   sudo scripts/install.sh --uninstall [--keep-config]  # remove everything
 #
 # --binary PATH   the vosd binary to install (default: target/release/vosd;
 #                 for a cross build: target/aarch64-unknown-linux-gnu/release/vosd)
+# --onnxruntime auto|LIB
+#                 the ONNX Runtime library for the service: LIB is a
+#                 libonnxruntime.so file; `auto` asks python3 where the pip
+#                 package `onnxruntime` (or onnxruntime-gpu) is. Its folder's
+#                 libonnxruntime*.so* files are copied to /usr/lib/vosd/onnxruntime
+#                 (the unit cannot read home folders) and the drop-in
+#                 vosd.service.d/onnxruntime.conf sets ORT_DYLIB_PATH to it.
 # --enable        also enable and start the service
 # --keep-config   on uninstall, keep /etc/vosd (your edited configuration)
 #
@@ -22,14 +29,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-binary=target/release/vosd; enable=0; uninstall=0; keep_config=0
+binary=target/release/vosd; enable=0; uninstall=0; keep_config=0; onnxruntime=
 while [ $# -gt 0 ]; do
   case $1 in
     --binary) binary=${2:?--binary needs a path}; shift 2 ;;
+    --onnxruntime) onnxruntime=${2:?--onnxruntime needs auto or a library path}; shift 2 ;;
     --enable) enable=1; shift ;;
     --uninstall) uninstall=1; shift ;;
     --keep-config) keep_config=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -60,12 +68,13 @@ if [ $uninstall = 1 ]; then
   done < "$manifest"
   rm -f "$manifest"
   # Directories vosd owns, then the shared parents it created if now empty.
-  rm -rf "$share" "$root/usr/share/doc/vosd"
+  rm -rf "$share" "$root/usr/share/doc/vosd" "$root/usr/lib/vosd"
+  rmdir "$root/etc/systemd/system/vosd.service.d" 2>/dev/null || true
   [ $keep_config = 1 ] || rm -rf "$root/etc/vosd"
   # The unit's CacheDirectory (compiled OpenCL kernels), made by systemd.
   rm -rf "$root/var/cache/vosd" "$root/var/cache/private/vosd"
   for d in "$root/etc/systemd/system" "$root/etc/systemd" "$root/etc" "$root/usr/bin" \
-           "$root/usr/share/doc" "$root/usr/share" "$root/usr"; do
+           "$root/usr/share/doc" "$root/usr/share" "$root/usr/lib" "$root/usr"; do
     [ $staging = 1 ] && rmdir "$d" 2>/dev/null || true
   done
   if [ $created_user = 1 ] && [ $staging = 0 ] && id vosd >/dev/null 2>&1; then
@@ -85,6 +94,19 @@ if [ -z "$root" ] && command -v ldd >/dev/null 2>&1 && ldd "$binary" 2>/dev/null
   echo "install:   sudo apt-get install ocl-icd-libopencl1   (vosd then runs on tract if no OpenCL driver is present)" >&2
   echo "install: or build without the OpenCL backend: cargo build --release --no-default-features --features v4l2" >&2
   exit 1
+fi
+
+# --onnxruntime: find the library before anything is written.
+lib=
+if [ -n "$onnxruntime" ]; then
+  lib=$onnxruntime
+  if [ "$lib" = auto ]; then
+    capi=$(python3 -c 'import os, onnxruntime; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))' 2>/dev/null) || {
+      echo "install: --onnxruntime auto: python3 cannot import onnxruntime (pip install onnxruntime, or give the library's path)" >&2; exit 1; }
+    lib=$(ls "$capi"/libonnxruntime.so.* 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$lib" ] || { echo "install: --onnxruntime auto: no libonnxruntime.so.* in $capi" >&2; exit 1; }
+  fi
+  [ -f "$lib" ] || { echo "install: --onnxruntime $lib: no such file" >&2; exit 1; }
 fi
 
 files=()
@@ -112,6 +134,19 @@ put 0644 crates/vosd-shm/clients/c/vosd_shm.h /usr/share/vosd/clients/c/vosd_shm
 put 0644 crates/vosd-shm/clients/c/example.c /usr/share/vosd/clients/c/example.c
 put 0644 crates/vosd-shm/clients/python/vosd_reader.py /usr/share/vosd/clients/python/vosd_reader.py
 put 0644 crates/vosd-shm/clients/python/example.py /usr/share/vosd/clients/python/example.py
+
+# ONNX Runtime for the service: its library folder, copied where the
+# sandboxed unit can read it, and ORT_DYLIB_PATH in a drop-in.
+if [ -n "$onnxruntime" ]; then
+  dest=/usr/lib/vosd/onnxruntime
+  for f in "$(dirname "$lib")"/libonnxruntime*.so*; do put 0644 "$f" "$dest/$(basename "$f")"; done
+  dropin=$root/etc/systemd/system/vosd.service.d/onnxruntime.conf
+  mkdir -p "$(dirname "$dropin")"
+  printf '# Written by scripts/install.sh --onnxruntime: the library vosd loads.\n[Service]\nEnvironment=ORT_DYLIB_PATH=%s\n' \
+    "$dest/$(basename "$lib")" > "$dropin"
+  files+=("/etc/systemd/system/vosd.service.d/onnxruntime.conf")
+  echo "install: ONNX Runtime for the service: $dest/$(basename "$lib") (from $lib)"
+fi
 
 created_user=0
 if [ $staging = 0 ] && ! id vosd >/dev/null 2>&1; then

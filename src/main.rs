@@ -25,9 +25,10 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Print one line per frame published to shared memory.
     Tail(cmd::tail::TailArgs),
-    /// List the cameras (V4L2 device nodes) and the compute devices (OpenCL
-    /// platforms and devices, and the backend `auto` would choose).
-    Probe,
+    /// List the cameras (V4L2 device nodes) and the compute backends (ONNX
+    /// Runtime and its providers, OpenCL devices, and the backend `auto`
+    /// would choose).
+    Probe(cmd::probe::ProbeArgs),
     /// Benchmark the VOS engine: per-stage times (encode, readout, upsample) and fps.
     Bench(cmd::bench::BenchArgs),
     /// Benchmark the pipeline on the synthetic source (latency, fps, publication cost).
@@ -43,10 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Tail(args) => cmd::tail::run(args),
-        Command::Probe => {
-            cmd::probe::run();
-            Ok(())
-        }
+        Command::Probe(args) => cmd::probe::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::BenchPipeline(args) => cmd::bench_pipeline::run(args),
         Command::Ctl(args) => cmd::ctl::run(args),

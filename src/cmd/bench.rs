@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use vosd::source::synthetic::{Scene, SyntheticConfig};
 use vosd_engine::backend::BackendChoice;
-use vosd_engine::config::EngineConfig;
+use vosd_engine::config::{EngineConfig, Precision};
 use vosd_engine::engine::Tracker;
 use vosd_engine::frame::{LabelMask, RgbFrame};
 use vosd_engine::imageio::{list_images, load_mask, load_rgb};
@@ -35,9 +35,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Run once per backend and print each one's figures, e.g.
-    /// --backends cpu,opencl (default: the configured backend).
+    /// --backends cpu,onnxruntime,opencl (default: the configured backend).
     #[arg(long, value_enum, value_delimiter = ',')]
     backends: Vec<BackendChoice>,
+    /// Run each backend once per encoder precision, e.g. --precisions
+    /// fp32,int8 (default: the configured precision).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    precisions: Vec<Precision>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -61,22 +65,31 @@ pub fn run(args: BenchArgs) -> Result<()> {
         frames: args.frames.max(1),
         davis_sequence,
     };
-    // One run per backend asked for (`--backends cpu,opencl`), else the
-    // configured one.
-    let runs = if args.backends.is_empty() {
+    // One run per backend and precision asked for (`--backends
+    // cpu,onnxruntime --precisions fp32,int8`), else the configured ones.
+    let backends = if args.backends.is_empty() {
         vec![cfg.backend]
     } else {
         args.backends
     };
-    let mut reports = Vec::with_capacity(runs.len());
-    for backend in runs {
-        let cfg = EngineConfig {
-            backend,
-            ..cfg.clone()
-        };
-        let r = bench_engine(&cfg, &opts).with_context(|| format!("backend {backend}"))?;
-        print_bench(&r);
-        reports.push(r);
+    let precisions = if args.precisions.is_empty() {
+        vec![cfg.precision]
+    } else {
+        args.precisions
+    };
+    let mut reports = Vec::with_capacity(backends.len() * precisions.len());
+    for &backend in &backends {
+        for &precision in &precisions {
+            let cfg = EngineConfig {
+                backend,
+                precision,
+                ..cfg.clone()
+            };
+            let r = bench_engine(&cfg, &opts)
+                .with_context(|| format!("backend {backend}, precision {precision:?}"))?;
+            print_bench(&r);
+            reports.push(r);
+        }
     }
     if let Some(path) = &args.json {
         if let [one] = reports.as_slice() {
@@ -96,9 +109,15 @@ fn print_bench(r: &EngineBenchReport) {
         "size       {}x{} (frames {}x{}), {} object(s), {} thread(s), {} frames",
         r.size[0], r.size[1], r.frame_size[0], r.frame_size[1], r.objects, r.threads, r.frames
     );
-    println!("encode     {:7.1} ms/frame", r.encode_ms);
-    println!("readout    {:7.1} ms/frame", r.readout_ms);
-    println!("upsample   {:7.1} ms/frame", r.upsample_ms);
+    let stage = |name: &str, mean: f64, t: &StageStats| {
+        println!(
+            "{name:<10} {mean:7.1} ms/frame (p50 {:.1}, p99 {:.1})",
+            t.p50_ms, t.p99_ms
+        )
+    };
+    stage("encode", r.encode_ms, &r.encode);
+    stage("readout", r.readout_ms, &r.readout);
+    stage("upsample", r.upsample_ms, &r.upsample);
     println!(
         "total      p50 {:.1} ms, p99 {:.1} ms",
         r.total_p50_ms, r.total_p99_ms
@@ -108,6 +127,35 @@ fn print_bench(r: &EngineBenchReport) {
         "memory     {:.1} MiB (fixed)",
         r.memory_bytes as f64 / (1024.0 * 1024.0)
     );
+    println!();
+}
+
+/// One stage's per-frame times.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StageStats {
+    /// Median ms.
+    pub p50_ms: f64,
+    /// 99th percentile ms.
+    pub p99_ms: f64,
+}
+
+impl StageStats {
+    /// The median and 99th percentile of `ms` (sorted in place).
+    fn of(ms: &mut [f64]) -> Self {
+        ms.sort_by(f64::total_cmp);
+        Self {
+            p50_ms: percentile(ms, 0.5),
+            p99_ms: percentile(ms, 0.99),
+        }
+    }
+}
+
+/// The `p` quantile of sorted `values` (nearest rank); 0 when empty.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
 }
 
 /// What to run the benchmark on.
@@ -134,12 +182,20 @@ pub struct EngineBenchReport {
     pub threads: usize,
     /// Frames timed.
     pub frames: usize,
+    /// The encoder precision asked for.
+    pub precision: Precision,
     /// Mean ms per frame: resize + encoder + keys.
     pub encode_ms: f64,
+    /// Encode, per frame.
+    pub encode: StageStats,
     /// Mean ms per frame: memory readout.
     pub readout_ms: f64,
+    /// Readout, per frame.
+    pub readout: StageStats,
     /// Mean ms per frame: upsampling + arg-max (+ memory write).
     pub upsample_ms: f64,
+    /// Upsample, per frame.
+    pub upsample: StageStats,
     /// Per-frame total, median ms.
     pub total_p50_ms: f64,
     /// Per-frame total, 99th percentile ms.
@@ -197,26 +253,28 @@ pub fn bench_engine(cfg: &EngineConfig, opts: &EngineBenchOptions) -> Result<Eng
     tracker.step(&clip[1.min(clip.len() - 1)], &mut out)?;
     let before = tracker.stage_times();
     let mut totals = Vec::with_capacity(opts.frames);
+    let mut stages: [Vec<f64>; 3] = std::array::from_fn(|_| Vec::with_capacity(opts.frames));
+    let to_ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     for i in 0..opts.frames {
         // Ping-pong through the clip so that motion stays continuous.
         let period = 2 * (clip.len() - 1).max(1);
         let k = (i + 2) % period;
         let idx = if k < clip.len() { k } else { period - k };
+        let t0 = tracker.stage_times();
         let t = Instant::now();
         tracker.step(&clip[idx], &mut out)?;
         totals.push(t.elapsed().as_secs_f64() * 1e3);
+        let t1 = tracker.stage_times();
+        stages[0].push(to_ms(t1.encode - t0.encode));
+        stages[1].push(to_ms(t1.readout - t0.readout));
+        stages[2].push(to_ms(t1.upsample - t0.upsample));
     }
     let after = tracker.stage_times();
     let n = opts.frames.max(1) as f64;
     let ms = |a: std::time::Duration, b: std::time::Duration| (a - b).as_secs_f64() * 1e3 / n;
-    totals.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        totals
-            .get(((totals.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
     let mean_total = totals.iter().sum::<f64>() / n;
+    let total = StageStats::of(&mut totals);
+    let [encode, readout, upsample] = stages.map(|mut v| StageStats::of(&mut v));
     Ok(EngineBenchReport {
         model: cfg.model_path().display().to_string(),
         size: cfg.size,
@@ -224,11 +282,15 @@ pub fn bench_engine(cfg: &EngineConfig, opts: &EngineBenchOptions) -> Result<Eng
         objects: tracker.object_ids().len(),
         threads: cfg.thread_count(),
         frames: opts.frames,
+        precision: cfg.precision,
         encode_ms: ms(after.encode, before.encode),
+        encode,
         readout_ms: ms(after.readout, before.readout),
+        readout,
         upsample_ms: ms(after.upsample, before.upsample),
-        total_p50_ms: pct(0.5),
-        total_p99_ms: pct(0.99),
+        upsample,
+        total_p50_ms: total.p50_ms,
+        total_p99_ms: total.p99_ms,
         fps: if mean_total > 0.0 {
             1e3 / mean_total
         } else {

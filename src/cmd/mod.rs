@@ -41,7 +41,8 @@ pub struct EngineArgs {
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
     /// Where the encoder and readout run (overrides engine.backend): auto
-    /// (an OpenCL GPU that passes the self-test, else the CPU), opencl, cpu.
+    /// (ONNX Runtime, else an OpenCL GPU, else tract: the first that passes
+    /// the self-test), onnxruntime, opencl, cpu.
     #[arg(long, value_enum)]
     backend: Option<BackendChoice>,
     /// Override any engine key, e.g. --set top_k=10 (repeatable).

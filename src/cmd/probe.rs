@@ -1,6 +1,7 @@
 //! `vosd probe`: the cameras this machine has (V4L2 device nodes and
-//! their formats) and its compute devices (OpenCL platforms and devices,
-//! and the backend `auto` would choose).
+//! their formats) and its compute backends (the ONNX Runtime library, its
+//! version and execution providers; OpenCL platforms and devices), and the
+//! backend `auto` would choose.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -40,13 +41,28 @@ pub fn video_nodes(dev: &Path, sysfs: &Path) -> Vec<VideoNode> {
     nodes.into_iter().map(|(_, v)| v).collect()
 }
 
-/// Runs `vosd probe`: the cameras of `/dev`, then the compute devices.
-pub fn run() {
+/// `vosd probe`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct ProbeArgs {
+    /// A vosd configuration whose `engine.onnxruntime_library` is the
+    /// library to report (default: the search `auto` does).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Runs `vosd probe`: the cameras of `/dev`, then the compute backends.
+pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
+    let engine = match &args.config {
+        Some(p) => vosd::config::DaemonConfig::load(p)?.engine,
+        None => vosd_engine::config::EngineConfig::default(),
+    };
     print!(
         "{}",
         report(Path::new("/dev"), Path::new("/sys/class/video4linux"))
     );
-    print!("{}", compute_report());
+    let library = engine.device_options().onnxruntime_library;
+    print!("{}", compute_report(library.as_deref()));
+    Ok(())
 }
 
 /// The camera report `vosd probe` prints.
@@ -75,12 +91,32 @@ pub fn report(dev: &Path, sysfs: &Path) -> String {
     out
 }
 
-/// The compute devices: OpenCL platforms and devices, and which backend
-/// `backend = "auto"` would choose and why.
-pub fn compute_report() -> String {
-    use vosd_engine::backend::{survey_devices, AutoChoice};
-    let survey = survey_devices();
+/// The compute backends: the ONNX Runtime library (loaded from `library`,
+/// else found by the search), the OpenCL platforms and devices, and which
+/// backend `backend = "auto"` would choose and why.
+pub fn compute_report(library: Option<&Path>) -> String {
+    use vosd_engine::backend::{survey_devices, survey_onnxruntime, AutoChoice};
     let mut out = String::new();
+    let ort = survey_onnxruntime(library);
+    let ort_choice = match &ort.library {
+        Ok(lib) => {
+            let _ = writeln!(
+                out,
+                "onnxruntime: {} (from {}), version {}",
+                lib.path.display(),
+                lib.source,
+                lib.version
+            );
+            let _ = writeln!(out, "    execution providers: {}", lib.providers.join(", "));
+            Some(lib.order.clone())
+        }
+        Err(e) => {
+            let _ = writeln!(out, "onnxruntime: {e}");
+            let _ = writeln!(out, "    {}", onnxruntime_hint(&ort.python_packages));
+            None
+        }
+    };
+    let survey = survey_devices();
     if survey.devices.is_empty() && survey.auto == AutoChoice::NoDevice {
         let _ = writeln!(
             out,
@@ -90,16 +126,64 @@ pub fn compute_report() -> String {
     for d in &survey.devices {
         let _ = writeln!(out, "{d}");
     }
-    let choice = match survey.auto {
-        AutoChoice::Device(name) => format!(
+    let opencl = match survey.auto {
+        AutoChoice::Device(ref name) => Some(format!(
             "opencl on \"{name}\" (the first GPU/accelerator; used if its self-test against tract passes at start)"
+        )),
+        AutoChoice::NoDevice => None,
+        AutoChoice::OnlyCpuDevices => None,
+        AutoChoice::NotBuilt => None,
+    };
+    let choice = match (ort_choice, opencl) {
+        (Some(order), _) if order.len() == 1 => format!(
+            "onnxruntime on its {} provider (used if its self-test against tract passes at start)",
+            order[0]
         ),
-        AutoChoice::NoDevice => "cpu (tract): no OpenCL device".to_string(),
-        AutoChoice::OnlyCpuDevices => "cpu (tract): only CPU OpenCL devices, where tract is faster (backend = \"opencl\" uses them anyway)".to_string(),
-        AutoChoice::NotBuilt => "cpu (tract): this vosd was built without the `opencl` feature".to_string(),
+        (Some(order), _) => format!(
+            "onnxruntime, on the first of its {} providers that starts (used if its self-test against tract passes at start)",
+            order.join(", ")
+        ),
+        (None, Some(opencl)) => opencl,
+        (None, None) => match survey.auto {
+            AutoChoice::OnlyCpuDevices => "cpu (tract): no ONNX Runtime, and only CPU OpenCL devices, where tract is faster (backend = \"opencl\" uses them anyway)".to_string(),
+            AutoChoice::NotBuilt => "cpu (tract): no ONNX Runtime, and this vosd was built without the `opencl` feature".to_string(),
+            _ => "cpu (tract): no ONNX Runtime and no OpenCL device".to_string(),
+        },
     };
     let _ = writeln!(out, "backend auto -> {choice}");
     out
+}
+
+/// What to do when no ONNX Runtime library loads: the Python packages
+/// found, else how to install one.
+fn onnxruntime_hint(python_packages: &[PathBuf]) -> String {
+    if let Some(found) = python_packages.first() {
+        return format!(
+            "a Python package ships {}: set engine.onnxruntime_library or ORT_DYLIB_PATH to it",
+            found.display()
+        );
+    }
+    match python_onnxruntime_dir() {
+        Some(dir) => format!(
+            "python3 finds onnxruntime in {dir}: set engine.onnxruntime_library or ORT_DYLIB_PATH to {dir}/capi/libonnxruntime.so.<version>"
+        ),
+        None => "install it with `pip install onnxruntime` (PC, Raspberry Pi), or NVIDIA's onnxruntime-gpu for JetPack (Jetson); see the README".to_string(),
+    }
+}
+
+/// Where `python3` imports `onnxruntime` from (asked once, here only: the
+/// daemon never runs Python).
+fn python_onnxruntime_dir() -> Option<String> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os, onnxruntime; print(os.path.dirname(onnxruntime.__file__))",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !dir.is_empty()).then_some(dir)
 }
 
 #[cfg(test)]

@@ -90,6 +90,24 @@ pub fn open_reader(name: &str, child: &mut Child, wait: Duration) -> ShmReader {
     }
 }
 
+/// Opens the segment, waiting for the daemon to create it; `None` if the
+/// daemon exits first (a start-up error the test expects).
+pub fn try_open_reader(name: &str, child: &mut Child, wait: Duration) -> Option<ShmReader> {
+    let t0 = Instant::now();
+    loop {
+        match ShmReader::open(name) {
+            Ok(r) => return Some(r),
+            Err(ShmError::NotFound { .. } | ShmError::NotReady { .. }) if t0.elapsed() < wait => {
+                if child.try_wait().unwrap().is_some() {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("open {name}: {e}"),
+        }
+    }
+}
+
 /// The child's stderr (after it exited).
 pub fn child_stderr(child: &mut Child) -> String {
     use std::io::Read;

@@ -102,3 +102,66 @@ fn a_missing_binary_is_a_clear_error() {
     assert!(err.contains("/nonexistent/vosd not found"), "{err}");
     assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn onnxruntime_library_is_copied_and_the_unit_points_at_it() {
+    // A stand-in for the pip wheel's capi folder: the library and a
+    // provider library beside it (the script copies files; it does not
+    // load them).
+    let wheel = tempfile::tempdir().unwrap();
+    let capi = wheel.path().join("onnxruntime/capi");
+    std::fs::create_dir_all(&capi).unwrap();
+    std::fs::write(capi.join("libonnxruntime.so.1.32.0"), b"lib").unwrap();
+    std::fs::write(capi.join("libonnxruntime_providers_shared.so"), b"p").unwrap();
+    std::fs::write(capi.join("__init__.py"), b"").unwrap();
+
+    let dest = tempfile::tempdir().unwrap();
+    let d = dest.path();
+    let lib = capi.join("libonnxruntime.so.1.32.0");
+    let out = script(
+        d,
+        &[
+            "--binary",
+            env!("CARGO_BIN_EXE_vosd"),
+            "--onnxruntime",
+            lib.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = d.join("usr/lib/vosd/onnxruntime");
+    assert!(dir.join("libonnxruntime.so.1.32.0").is_file());
+    assert!(dir.join("libonnxruntime_providers_shared.so").is_file());
+    assert!(!dir.join("__init__.py").exists(), "only the libraries");
+    let dropin =
+        std::fs::read_to_string(d.join("etc/systemd/system/vosd.service.d/onnxruntime.conf"))
+            .unwrap();
+    assert!(
+        dropin.contains(
+            "[Service]\nEnvironment=ORT_DYLIB_PATH=/usr/lib/vosd/onnxruntime/libonnxruntime.so.1.32.0"
+        ),
+        "{dropin}"
+    );
+
+    let out = script(d, &["--uninstall"]);
+    assert!(out.status.success());
+    let left = files_under(d);
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(std::fs::read_dir(d).unwrap().count(), 0, "directories left");
+
+    // A library path that does not exist is refused before anything lands.
+    let out = script(
+        d,
+        &[
+            "--binary",
+            env!("CARGO_BIN_EXE_vosd"),
+            "--onnxruntime",
+            "/nonexistent/libonnxruntime.so",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
+}

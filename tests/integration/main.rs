@@ -17,5 +17,7 @@ mod daemon_unit;
 mod encoder_parity;
 mod engine_davis;
 mod install;
+#[cfg(feature = "onnxruntime")]
+mod onnxruntime;
 #[cfg(feature = "opencl")]
 mod opencl;

@@ -236,7 +236,7 @@ fn auto_never_fails_and_cpu_is_tract() {
         BackendChoice::Auto,
         vosd_engine::encoder::DeviceOptions {
             timeout: Duration::from_secs(5),
-            half_storage: false,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -255,7 +255,7 @@ fn auto_never_fails_and_cpu_is_tract() {
         BackendChoice::Cpu,
         vosd_engine::encoder::DeviceOptions {
             timeout: Duration::from_secs(5),
-            half_storage: false,
+            ..Default::default()
         },
     )
     .unwrap();

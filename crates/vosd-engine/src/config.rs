@@ -64,9 +64,14 @@ pub struct EngineConfig {
     pub size: [usize; 2],
     /// Threads for the encoder and the readout; 0 = all cores.
     pub threads: usize,
-    /// Where the encoder and readout run: "auto" (an OpenCL GPU if one
-    /// passes the self-test, else tract on the CPU), "opencl" or "cpu".
+    /// Where the encoder and readout run: "auto" (ONNX Runtime, else an
+    /// OpenCL GPU, else tract: the first that starts and passes the
+    /// self-test), "onnxruntime", "opencl" or "cpu".
     pub backend: crate::backend::BackendChoice,
+    /// The libonnxruntime file to load; empty = `ORT_DYLIB_PATH`, then the
+    /// system library paths, then an installed `onnxruntime` Python
+    /// package.
+    pub onnxruntime_library: PathBuf,
     /// Longest wait for the OpenCL device to finish one frame's work before
     /// it counts as failed (and tract takes over), in milliseconds.
     pub device_timeout_ms: u64,
@@ -106,6 +111,7 @@ impl Default for EngineConfig {
             size: [512, 288],
             threads: 0,
             backend: crate::backend::BackendChoice::Auto,
+            onnxruntime_library: PathBuf::new(),
             device_timeout_ms: 5000,
             max_objects: 8,
             working_memory: 7,
@@ -232,6 +238,17 @@ impl EngineConfig {
             Precision::Int8 => "encoder_lite0_int8.onnx",
         };
         bundled_model_dir().join(name)
+    }
+
+    /// How the encoder opens a device backend.
+    pub fn device_options(&self) -> crate::backend::DeviceOptions {
+        crate::backend::DeviceOptions {
+            timeout: std::time::Duration::from_millis(self.device_timeout_ms),
+            half_storage: self.precision == Precision::Fp16,
+            threads: self.thread_count(),
+            onnxruntime_library: Some(self.onnxruntime_library.clone())
+                .filter(|p| !p.as_os_str().is_empty()),
+        }
     }
 
     /// Threads to use (resolves 0 to the number of cores).

@@ -11,7 +11,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 pub use crate::backend::compare::OutputError;
 use crate::backend::cpu::{ModelError, TractEncoder};
@@ -64,9 +63,15 @@ pub enum EncoderError {
     /// Running the model failed.
     #[error("encoder inference failed: {0}")]
     Run(String),
-    /// A device backend was asked for (`backend = "opencl"`) and cannot run.
-    #[error("OpenCL backend unavailable: {0}")]
-    Backend(String),
+    /// A device backend was asked for (`backend = "opencl"` or
+    /// `"onnxruntime"`) and cannot run.
+    #[error("{backend} backend unavailable: {reason}")]
+    Backend {
+        /// The backend asked for ("ONNX Runtime", "OpenCL").
+        backend: &'static str,
+        /// Why it cannot run.
+        reason: String,
+    },
     /// The input frame does not have the processing size.
     #[error("encoder input is {got_w}x{got_h}, expected {want_w}x{want_h}")]
     InputSize {
@@ -133,24 +138,7 @@ pub struct Encoder {
     status: BackendHandle,
 }
 
-/// How the encoder uses a device.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct DeviceOptions {
-    /// Longest wait for one frame's device work.
-    pub timeout: Duration,
-    /// Store activations as fp16 (`precision = "fp16"`; float graphs only).
-    pub half_storage: bool,
-}
-
-impl DeviceOptions {
-    /// The options `cfg` asks for.
-    pub fn from_config(cfg: &crate::config::EngineConfig) -> Self {
-        Self {
-            timeout: Duration::from_millis(cfg.device_timeout_ms),
-            half_storage: cfg.precision == crate::config::Precision::Fp16,
-        }
-    }
-}
+pub use crate::backend::DeviceOptions;
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -222,9 +210,11 @@ impl Encoder {
     }
 
     /// Loads `path` for tract (always: it is the fallback) and then, as
-    /// `choice` asks, moves the work to a device that passes the
-    /// self-test. `auto` keeps tract when no device qualifies; `opencl`
-    /// fails instead. `device` sets the frame timeout and fp16 storage.
+    /// `choice` asks, moves the work to the first device backend of
+    /// [`device_order`](crate::backend::device_order) that starts and
+    /// passes the self-test. `auto` keeps tract when none does, logging
+    /// why for each; `onnxruntime` and `opencl` fail instead. `device`
+    /// sets the frame timeout, fp16, threads and the ONNX Runtime library.
     pub fn load_with_backend(
         path: &Path,
         width: usize,
@@ -238,17 +228,35 @@ impl Encoder {
             encoder.lock().fallback.stay_on_cpu("backend = cpu");
             return Ok(encoder);
         }
-        let opened = crate::backend::open_device(choice, device.timeout).and_then(|d| {
-            encoder
-                .attach_device(d.clone(), device.half_storage)
-                .map(|()| d)
-        });
-        match opened {
-            Ok(d) => arm_failure_hook(&d),
-            Err(e) if choice != BackendChoice::Auto => {
-                return Err(EncoderError::Backend(e.to_string()))
+        let mut passed_over = Vec::new();
+        for &kind in crate::backend::device_order(choice) {
+            let opened = crate::backend::open_device(kind, choice, &device).and_then(|d| {
+                encoder
+                    .attach_device(d.clone(), device.half_storage)
+                    .map(|()| d)
+            });
+            match opened {
+                Ok(d) => {
+                    arm_failure_hook(&d);
+                    break;
+                }
+                Err(e) if choice != BackendChoice::Auto => {
+                    return Err(EncoderError::Backend {
+                        backend: kind.label(),
+                        reason: e.to_string(),
+                    })
+                }
+                Err(e) => {
+                    log::info!("backend auto: {} is not used: {e}", kind.label());
+                    passed_over.push(format!("{}: {e}", kind.label()));
+                }
             }
-            Err(e) => encoder.lock().fallback.stay_on_cpu(format!("auto: {e}")),
+        }
+        if encoder.device().is_none() {
+            encoder
+                .lock()
+                .fallback
+                .stay_on_cpu(format!("auto: {}", passed_over.join("; ")));
         }
         log::info!("encoder backend: {}", encoder.backend_status().describe());
         Ok(encoder)

@@ -109,7 +109,7 @@ impl Tracker {
             cfg.size[1],
             cfg.thread_count(),
             cfg.backend,
-            crate::encoder::DeviceOptions::from_config(cfg),
+            cfg.device_options(),
         )?;
         Self::with_encoder(cfg, Arc::new(encoder), frame_w, frame_h)
     }

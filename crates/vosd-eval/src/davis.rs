@@ -311,7 +311,7 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
                 config.size[1],
                 config.thread_count(),
                 config.backend,
-                vosd_engine::encoder::DeviceOptions::from_config(config),
+                config.device_options(),
             )?))
         }
         Predictions::Results(_) => None,

@@ -5,18 +5,24 @@
 use super::compare::OutputError;
 use super::{current, ActiveBackend, BackendError, BackendHandle, BackendStatus, Device};
 
-/// Environment variable of the fallback test hook: the device fails (as a
-/// lost device would) after this many uses (encoder runs and readouts).
+/// Environment variable of the OpenCL fallback test hook: the device fails
+/// (as a lost device would) after this many uses (encoder runs and
+/// readouts).
 pub const FAIL_HOOK_ENV: &str = "VOSD_TEST_FAIL_OPENCL_AFTER";
 
-/// Test hook (documented in docs/backends.md): when [`FAIL_HOOK_ENV`] holds
-/// a number `n`, makes `device` fail after `n` uses, to exercise the
+/// The same hook for the ONNX Runtime backend (its encoder runs).
+pub const FAIL_HOOK_ENV_ONNXRUNTIME: &str = "VOSD_TEST_FAIL_ONNXRUNTIME_AFTER";
+
+/// Test hook (documented in docs/backends.md): when the device kind's
+/// variable ([`FAIL_HOOK_ENV`], [`FAIL_HOOK_ENV_ONNXRUNTIME`]) holds a
+/// number `n`, makes `device` fail after `n` uses, to exercise the
 /// fallback in a running daemon.
 pub fn arm_failure_hook(device: &Device) {
-    let hook = std::env::var(FAIL_HOOK_ENV).ok();
+    let var = device.kind().fail_hook_env();
+    let hook = std::env::var(var).ok();
     if let Some(n) = hook.and_then(|v| v.parse().ok()) {
         log::warn!(
-            "{FAIL_HOOK_ENV}: the {} device will fail after {n} uses",
+            "{var}: the {} device will fail after {n} uses",
             device.kind().label()
         );
         device.inject_failure_after(n);

@@ -39,35 +39,44 @@
 //!
 //! # Choosing a backend
 //!
-//! `auto` opens the first OpenCL GPU or accelerator, checks it against
-//! tract with the self-test, and keeps tract if anything fails; `opencl`
-//! makes any failure to start an error; `cpu` never opens a device.
+//! [`device_order`] gives the device backends a choice tries, in order, and
+//! [`open_device`] opens one. `auto` tries ONNX Runtime (TensorRT, then
+//! CUDA, where the library has them and a GPU answers, then its CPU
+//! provider), then the first OpenCL GPU or accelerator, and keeps tract
+//! when none starts and passes the self-test; `onnxruntime` and `opencl`
+//! make any failure to start an error; `cpu` never opens a device.
 //!
-//! # A third backend
+//! # The backends
 //!
-//! ONNX Runtime (say) plugs in as one more [`Accelerator`]: its
-//! [`Accelerator::encoder`] builds an [`EncoderBackend`] from the same model
-//! bytes and spec (a session whose input is the tensor and whose outputs
-//! are the three maps), and its [`Accelerator::readout`] returns `None`
-//! when it has no readout of its own (the CPU readout then runs beside the
-//! device encoder, with no fallback). It adds a [`BackendChoice`] and an
-//! [`ActiveBackend`] variant, an arm in [`open_device`] (behind its own
-//! cargo feature, in this module only), and an [`Arithmetic`] for its
-//! self-test tolerance. The fallback, the self-tests, the status and the
-//! test hook stay as they are.
+//! - `onnxruntime` (cargo feature `onnxruntime`, on by default): the
+//!   encoder as an ONNX Runtime session; libonnxruntime is loaded at run
+//!   time. It has no readout of its own: [`Accelerator::readout`] returns
+//!   `None` and the CPU readout runs beside it.
+//! - `opencl` (cargo feature `opencl`, on by default): vosd's OpenCL
+//!   kernels for the encoder and the readout.
+//!
+//! Each adds a [`BackendChoice`] and an [`ActiveBackend`] variant, an arm
+//! in [`open_device`] (behind its cargo feature, in this module only), and
+//! an [`Arithmetic`] for its self-test tolerance. The fallback, the
+//! self-tests, the status and the test hook are shared.
 
 pub mod compare;
 pub mod cpu;
 pub mod fallback;
+#[cfg(feature = "onnxruntime")]
+pub mod onnxruntime;
 #[cfg(feature = "opencl")]
 pub mod opencl;
 pub mod self_test;
 mod status;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use fallback::{arm_failure_hook, Fallback, SelfTest, Tolerance, FAIL_HOOK_ENV};
+pub use fallback::{
+    arm_failure_hook, Fallback, SelfTest, Tolerance, FAIL_HOOK_ENV, FAIL_HOOK_ENV_ONNXRUNTIME,
+};
 pub use status::{current, ActiveBackend, BackendChoice, BackendHandle, BackendStatus};
 
 use crate::memory::MemoryStore;
@@ -76,6 +85,10 @@ use crate::readout::{GridSize, ReadoutParams};
 /// Why a backend could not start, or failed while running.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum BackendError {
+    /// The ONNX Runtime backend failed.
+    #[cfg(feature = "onnxruntime")]
+    #[error(transparent)]
+    Onnxruntime(#[from] onnxruntime::OrtError),
     /// The OpenCL backend failed.
     #[cfg(feature = "opencl")]
     #[error(transparent)]
@@ -83,7 +96,7 @@ pub enum BackendError {
     /// A self-test found the device's outputs too far from the CPU's.
     #[error("the encoder cannot run on {device}: {reason}")]
     SelfTest {
-        /// The device backend ("OpenCL").
+        /// The device backend ("OpenCL", "ONNX Runtime").
         device: &'static str,
         /// Which output differs, and by how much.
         reason: String,
@@ -228,16 +241,72 @@ pub trait Accelerator: Send + Sync + std::fmt::Debug {
 /// A shared handle on an opened device.
 pub type Device = Arc<dyn Accelerator>;
 
-/// Opens the device `choice` asks for: for `auto`, the first OpenCL GPU or
-/// accelerator; for `opencl`, the first OpenCL device of any kind. `cpu`
-/// opens none. `timeout` bounds the wait for one call's device work.
-pub fn open_device(choice: BackendChoice, timeout: Duration) -> Result<Device, BackendError> {
-    match choice {
-        BackendChoice::Cpu => Err(BackendError::Unavailable("backend = cpu".into())),
-        BackendChoice::Auto | BackendChoice::Opencl => {
-            open_opencl(choice == BackendChoice::Opencl, timeout)
+/// How a device backend is opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceOptions {
+    /// Longest wait for one call's OpenCL device work.
+    pub timeout: Duration,
+    /// Store activations as fp16 (OpenCL), or TensorRT's fp16 mode
+    /// (`precision = "fp16"`; float graphs only).
+    pub half_storage: bool,
+    /// Threads for ONNX Runtime's intra-op pool.
+    pub threads: usize,
+    /// `engine.onnxruntime_library`: the library to load (`None`: search).
+    pub onnxruntime_library: Option<PathBuf>,
+}
+
+impl Default for DeviceOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            half_storage: false,
+            threads: 1,
+            onnxruntime_library: None,
         }
     }
+}
+
+/// The device backends `choice` tries, best first (empty for `cpu`).
+pub fn device_order(choice: BackendChoice) -> &'static [ActiveBackend] {
+    match choice {
+        BackendChoice::Cpu => &[],
+        BackendChoice::Auto => &[ActiveBackend::Onnxruntime, ActiveBackend::Opencl],
+        BackendChoice::Onnxruntime => &[ActiveBackend::Onnxruntime],
+        BackendChoice::Opencl => &[ActiveBackend::Opencl],
+    }
+}
+
+/// Opens the device backend `kind` for `choice`: ONNX Runtime (its GPU
+/// providers too, unless `choice` is `cpu`), or OpenCL (for `auto` the
+/// first GPU or accelerator; for `opencl` the first device of any kind).
+pub fn open_device(
+    kind: ActiveBackend,
+    choice: BackendChoice,
+    options: &DeviceOptions,
+) -> Result<Device, BackendError> {
+    match kind {
+        ActiveBackend::Cpu => Err(BackendError::Unavailable("backend = cpu".into())),
+        ActiveBackend::Onnxruntime => open_onnxruntime(options),
+        ActiveBackend::Opencl => open_opencl(choice == BackendChoice::Opencl, options.timeout),
+    }
+}
+
+#[cfg(feature = "onnxruntime")]
+fn open_onnxruntime(options: &DeviceOptions) -> Result<Device, BackendError> {
+    let device = onnxruntime::OnnxRuntime::open(onnxruntime::OrtOptions {
+        library: options.onnxruntime_library.clone(),
+        threads: options.threads,
+        fp16: options.half_storage,
+        gpu: true,
+    })?;
+    Ok(device)
+}
+
+#[cfg(not(feature = "onnxruntime"))]
+fn open_onnxruntime(_options: &DeviceOptions) -> Result<Device, BackendError> {
+    Err(BackendError::Unavailable(
+        "this vosd was built without the `onnxruntime` feature".into(),
+    ))
 }
 
 #[cfg(feature = "opencl")]
@@ -252,7 +321,7 @@ fn open_opencl(_any_kind: bool, _timeout: Duration) -> Result<Device, BackendErr
     ))
 }
 
-/// What `auto` would choose on this machine.
+/// What `auto` would choose among OpenCL devices on this machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AutoChoice {
     /// The named device (the first GPU or accelerator); used if its
@@ -275,7 +344,8 @@ pub struct DeviceSurvey {
     pub auto: AutoChoice,
 }
 
-/// Lists the devices and what `auto` would choose (opens none).
+/// Lists the OpenCL devices and which one `auto` would choose (opens
+/// none).
 pub fn survey_devices() -> DeviceSurvey {
     #[cfg(feature = "opencl")]
     {
@@ -295,6 +365,64 @@ pub fn survey_devices() -> DeviceSurvey {
         DeviceSurvey {
             devices: Vec::new(),
             auto: AutoChoice::NotBuilt,
+        }
+    }
+}
+
+/// What `vosd probe` reports of ONNX Runtime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrtSurvey {
+    /// The loaded library, or why none loads (each place tried).
+    pub library: Result<OrtLibrary, String>,
+    /// `libonnxruntime.so*` files of installed Python packages (where the
+    /// search's last step looks).
+    pub python_packages: Vec<PathBuf>,
+}
+
+/// A loaded ONNX Runtime library.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrtLibrary {
+    /// Its path, as given to the loader.
+    pub path: PathBuf,
+    /// Where that path came from ("ORT_DYLIB_PATH", ...).
+    pub source: String,
+    /// Its version ("1.32.0").
+    pub version: String,
+    /// The execution providers it was built with.
+    pub providers: Vec<String>,
+    /// Those vosd uses, in the order it tries them ("TensorRT", "CUDA",
+    /// "CPU").
+    pub order: Vec<&'static str>,
+}
+
+/// Loads ONNX Runtime as the backend would (from `library`, else the
+/// search) and says what it is and offers.
+pub fn survey_onnxruntime(library: Option<&std::path::Path>) -> OrtSurvey {
+    #[cfg(feature = "onnxruntime")]
+    {
+        let loaded = onnxruntime::library::load(library)
+            .map(|rt| OrtLibrary {
+                path: rt.path.clone(),
+                source: rt.source.to_string(),
+                version: rt.version.clone(),
+                providers: rt.providers.clone(),
+                order: onnxruntime::providers::usable(&rt.providers)
+                    .into_iter()
+                    .map(|p| p.label())
+                    .collect(),
+            })
+            .map_err(|e| e.to_string());
+        OrtSurvey {
+            library: loaded,
+            python_packages: onnxruntime::python_package_libraries(),
+        }
+    }
+    #[cfg(not(feature = "onnxruntime"))]
+    {
+        let _ = library;
+        OrtSurvey {
+            library: Err("this vosd was built without the `onnxruntime` feature".into()),
+            python_packages: Vec::new(),
         }
     }
 }

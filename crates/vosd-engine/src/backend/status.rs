@@ -22,9 +22,14 @@ pub fn current(handle: &BackendHandle) -> BackendStatus {
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
-    /// An OpenCL GPU or accelerator if one passes the self-test, else tract.
+    /// ONNX Runtime (its GPU providers first), else an OpenCL GPU or
+    /// accelerator, else tract: the first that starts and passes the
+    /// self-test.
     #[default]
     Auto,
+    /// ONNX Runtime, on its best provider (TensorRT, CUDA, then the CPU);
+    /// failing to start it is an error.
+    Onnxruntime,
     /// OpenCL, on any device kind (PoCL's CPU device included); failing to
     /// start it is an error.
     Opencl,
@@ -36,6 +41,7 @@ impl std::fmt::Display for BackendChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Auto => "auto",
+            Self::Onnxruntime => "onnxruntime",
             Self::Opencl => "opencl",
             Self::Cpu => "cpu",
         })
@@ -46,6 +52,8 @@ impl std::fmt::Display for BackendChoice {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActiveBackend {
+    /// An ONNX Runtime session (the readout runs on the CPU beside it).
+    Onnxruntime,
     /// The OpenCL kernels.
     Opencl,
     /// tract on the CPU.
@@ -56,8 +64,18 @@ impl ActiveBackend {
     /// The backend's proper name, for log lines ("OpenCL", "tract").
     pub fn label(self) -> &'static str {
         match self {
+            Self::Onnxruntime => "ONNX Runtime",
             Self::Opencl => "OpenCL",
             Self::Cpu => "tract",
+        }
+    }
+
+    /// The environment variable of its fault-injection test hook
+    /// ([`crate::backend::arm_failure_hook`]).
+    pub fn fail_hook_env(self) -> &'static str {
+        match self {
+            Self::Onnxruntime => crate::backend::FAIL_HOOK_ENV_ONNXRUNTIME,
+            Self::Opencl | Self::Cpu => crate::backend::FAIL_HOOK_ENV,
         }
     }
 }
@@ -65,6 +83,7 @@ impl ActiveBackend {
 impl std::fmt::Display for ActiveBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Self::Onnxruntime => "onnxruntime",
             Self::Opencl => "opencl",
             Self::Cpu => "cpu",
         })
