@@ -276,7 +276,7 @@ pub fn bench_engine(cfg: &EngineConfig, opts: &EngineBenchOptions) -> Result<Eng
     let total = StageStats::of(&mut totals);
     let [encode, readout, upsample] = stages.map(|mut v| StageStats::of(&mut v));
     Ok(EngineBenchReport {
-        model: cfg.model_path().display().to_string(),
+        model: tracker.model_path().display().to_string(),
         size: cfg.size,
         frame_size: [w, h],
         objects: tracker.object_ids().len(),

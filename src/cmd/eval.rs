@@ -73,7 +73,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             };
             eprintln!(
                 "engine: {} at {}x{}, started from the first {}",
-                cfg.model_path().display(),
+                models_line(&cfg),
                 cfg.size[0],
                 cfg.size[1],
                 match args.init {
@@ -123,4 +123,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
         write_json(path, &report)?;
     }
     Ok(())
+}
+
+/// The encoder file(s) `cfg` runs: one, or with `precision = "auto"` the
+/// fp32 file and the int8 one ONNX Runtime runs.
+fn models_line(cfg: &vosd_engine::config::EngineConfig) -> String {
+    let (model, ort) = (cfg.model_path(), cfg.onnxruntime_model_path());
+    if model == ort {
+        model.display().to_string()
+    } else {
+        format!("{} (on ONNX Runtime: {})", model.display(), ort.display())
+    }
 }

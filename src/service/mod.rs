@@ -71,7 +71,7 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
     let tracker = Tracker::new(&cfg.engine, w, h).context("[engine]")?;
     log::info!(
         "engine: {} at {}x{}, loaded in {:.2} s",
-        cfg.engine.model_path().display(),
+        tracker.model_path().display(),
         cfg.engine.size[0],
         cfg.engine.size[1],
         t0.elapsed().as_secs_f64()

@@ -34,7 +34,7 @@ impl Notifier {
                 std::env::var("WATCHDOG_PID")
                     .ok()
                     .and_then(|p| p.trim().parse::<u32>().ok())
-                    .map_or(true, |p| p == std::process::id())
+                    .is_none_or(|p| p == std::process::id())
             })
             .map(Duration::from_micros);
         let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {

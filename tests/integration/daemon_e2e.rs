@@ -40,7 +40,7 @@ fn synthetic_run_published_masks_match_ground_truth() {
     let (n, ended, _skipped) = read_all(&mut reader, Duration::from_secs(90), |f| {
         scene.ground_truth(f.frame_number(), &mut gt);
         assert!(
-            last_frame.map_or(true, |l| f.frame_number() > l),
+            last_frame.is_none_or(|l| f.frame_number() > l),
             "frames out of order"
         );
         last_frame = Some(f.frame_number());

@@ -26,7 +26,7 @@ fn collect(fps: f64, watch_for: Duration, tag: &str) -> (Vec<(Duration, String)>
     let mut buf = [0u8; 512];
     let mut published_at_ready = 0;
     let mut ready_at = None;
-    while ready_at.map_or(true, |r: Instant| r.elapsed() < watch_for) {
+    while ready_at.is_none_or(|r: Instant| r.elapsed() < watch_for) {
         assert!(
             t0.elapsed() < Duration::from_secs(60),
             "no READY=1: {msgs:?}"

@@ -18,10 +18,15 @@ pub use prompt::BoxPromptConfig;
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// `encoder_lite0_fp32.onnx`: float weights (fastest on tract/CPU).
+    /// `int8` when ONNX Runtime runs the encoder (its integer kernels are
+    /// the fastest there, at the same accuracy), `fp32` on tract and
+    /// OpenCL.
     #[default]
+    Auto,
+    /// `encoder_lite0_fp32.onnx`: float weights (fastest on tract/CPU).
     Fp32,
-    /// `encoder_lite0_int8.onnx`: int8 QDQ weights (tract runs it in float).
+    /// `encoder_lite0_int8.onnx`: int8 QDQ weights (integer kernels on ONNX
+    /// Runtime and OpenCL; tract runs it in float, more slowly than fp32).
     Int8,
     /// `encoder_lite0_fp32.onnx` with its activations stored as fp16 on an
     /// OpenCL device (half the memory traffic); fp32 on the CPU.
@@ -107,7 +112,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             model: PathBuf::new(),
-            precision: Precision::Fp32,
+            precision: Precision::Auto,
             size: [512, 288],
             threads: 0,
             backend: crate::backend::BackendChoice::Auto,
@@ -228,14 +233,26 @@ impl EngineConfig {
         }
     }
 
-    /// The encoder file to load: `model` if set, else the bundled file.
+    /// The encoder file tract and OpenCL run: `model` if set, else the
+    /// bundled file for `precision` (`auto`: fp32).
     pub fn model_path(&self) -> PathBuf {
+        self.model_for(self.precision == Precision::Int8)
+    }
+
+    /// The encoder file ONNX Runtime runs: `model` if set, else the bundled
+    /// file for `precision` (`auto`: int8).
+    pub fn onnxruntime_model_path(&self) -> PathBuf {
+        self.model_for(matches!(self.precision, Precision::Int8 | Precision::Auto))
+    }
+
+    fn model_for(&self, int8: bool) -> PathBuf {
         if !self.model.as_os_str().is_empty() {
             return self.model.clone();
         }
-        let name = match self.precision {
-            Precision::Fp32 | Precision::Fp16 => "encoder_lite0_fp32.onnx",
-            Precision::Int8 => "encoder_lite0_int8.onnx",
+        let name = if int8 {
+            "encoder_lite0_int8.onnx"
+        } else {
+            "encoder_lite0_fp32.onnx"
         };
         bundled_model_dir().join(name)
     }
@@ -288,6 +305,30 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         EngineConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn auto_precision_is_int8_on_onnxruntime_only() {
+        let auto = EngineConfig::default();
+        assert_eq!(auto.precision, Precision::Auto);
+        assert!(auto.model_path().ends_with("encoder_lite0_fp32.onnx"));
+        assert!(auto
+            .onnxruntime_model_path()
+            .ends_with("encoder_lite0_int8.onnx"));
+        let fp32 = EngineConfig {
+            precision: Precision::Fp32,
+            ..Default::default()
+        };
+        assert_eq!(fp32.model_path(), fp32.onnxruntime_model_path());
+        let own = EngineConfig {
+            model: "/models/mine.onnx".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            own.onnxruntime_model_path(),
+            PathBuf::from("/models/mine.onnx")
+        );
+        assert_eq!(own.model_path(), PathBuf::from("/models/mine.onnx"));
     }
 
     #[test]

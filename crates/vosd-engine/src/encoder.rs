@@ -20,8 +20,8 @@ pub use crate::backend::self_test::{
 };
 pub use crate::backend::FAIL_HOOK_ENV;
 use crate::backend::{
-    arm_failure_hook, BackendChoice, BackendError, BackendHandle, BackendStatus, Device,
-    EncoderBackend, EncoderSpec, Fallback, OutputSpec,
+    arm_failure_hook, ActiveBackend, BackendChoice, BackendError, BackendHandle, BackendStatus,
+    Device, EncoderBackend, EncoderSpec, Fallback, OutputSpec,
 };
 use crate::frame::RgbFrame;
 use crate::geometry::Grid;
@@ -209,6 +209,69 @@ impl Encoder {
         })
     }
 
+    /// The encoder `cfg` asks for: its backend, and the file for its
+    /// precision on that backend. With `precision = "auto"` ONNX Runtime
+    /// runs the int8 file (checked against tract on the same file, which is
+    /// then its fallback) and tract and OpenCL the fp32 file, so `auto`
+    /// first tries ONNX Runtime on int8, then the rest of its order on
+    /// fp32.
+    pub fn from_config(cfg: &crate::config::EngineConfig) -> Result<Self, EncoderError> {
+        let [width, height] = cfg.size;
+        let threads = cfg.thread_count();
+        let (model, ort_model) = (cfg.model_path(), cfg.onnxruntime_model_path());
+        let order = crate::backend::device_order(cfg.backend);
+        let (first, rest) = match order.split_first() {
+            Some((first, rest)) if *first == ActiveBackend::Onnxruntime && ort_model != model => {
+                (first, rest)
+            }
+            _ => {
+                return Self::load_trying(
+                    &model,
+                    [width, height],
+                    threads,
+                    cfg.backend,
+                    order,
+                    cfg.device_options(),
+                )
+                .map(Self::log_choice)
+            }
+        };
+        let on_ort = Self::load_trying(
+            &ort_model,
+            [width, height],
+            threads,
+            cfg.backend,
+            std::slice::from_ref(first),
+            cfg.device_options(),
+        )?;
+        if on_ort.device().is_some() || rest.is_empty() {
+            return Ok(on_ort.log_choice());
+        }
+        let why = on_ort.backend_status().reason;
+        log::info!(
+            "backend auto: {why}; trying the rest on {}",
+            model.display()
+        );
+        let encoder = Self::load_trying(
+            &model,
+            [width, height],
+            threads,
+            cfg.backend,
+            rest,
+            cfg.device_options(),
+        )?;
+        if encoder.device().is_none() {
+            let reason = encoder.backend_status().reason;
+            let rest_why = reason.strip_prefix("auto: ").unwrap_or(&reason);
+            let why = why.strip_prefix("auto: ").unwrap_or(&why);
+            encoder
+                .lock()
+                .fallback
+                .stay_on_cpu(format!("auto: {why}; {rest_why}"));
+        }
+        Ok(encoder.log_choice())
+    }
+
     /// Loads `path` for tract (always: it is the fallback) and then, as
     /// `choice` asks, moves the work to the first device backend of
     /// [`device_order`](crate::backend::device_order) that starts and
@@ -223,13 +286,27 @@ impl Encoder {
         choice: BackendChoice,
         device: DeviceOptions,
     ) -> Result<Self, EncoderError> {
+        let order = crate::backend::device_order(choice);
+        Self::load_trying(path, [width, height], threads, choice, order, device)
+            .map(Self::log_choice)
+    }
+
+    /// [`Encoder::load_with_backend`] over the device backends `order`.
+    fn load_trying(
+        path: &Path,
+        [width, height]: [usize; 2],
+        threads: usize,
+        choice: BackendChoice,
+        order: &[ActiveBackend],
+        device: DeviceOptions,
+    ) -> Result<Self, EncoderError> {
         let encoder = Self::load(path, width, height, threads)?;
         if choice == BackendChoice::Cpu {
             encoder.lock().fallback.stay_on_cpu("backend = cpu");
             return Ok(encoder);
         }
         let mut passed_over = Vec::new();
-        for &kind in crate::backend::device_order(choice) {
+        for &kind in order {
             let opened = crate::backend::open_device(kind, choice, &device).and_then(|d| {
                 encoder
                     .attach_device(d.clone(), device.half_storage)
@@ -258,8 +335,22 @@ impl Encoder {
                 .fallback
                 .stay_on_cpu(format!("auto: {}", passed_over.join("; ")));
         }
-        log::info!("encoder backend: {}", encoder.backend_status().describe());
         Ok(encoder)
+    }
+
+    /// Logs the backend this encoder ended up on, and its file.
+    fn log_choice(self) -> Self {
+        log::info!(
+            "encoder backend: {} ({})",
+            self.backend_status().describe(),
+            self.path.display()
+        );
+        self
+    }
+
+    /// The encoder file it runs.
+    pub fn model_path(&self) -> &Path {
+        &self.path
     }
 
     fn lock(&self) -> MutexGuard<'_, Backends> {
@@ -407,13 +498,25 @@ impl Encoder {
 }
 
 /// Writes `image` as the encoder's input: channels-first, scaled to [0, 1]
-/// and normalised with [`MEAN`] and [`STD`].
+/// and normalised with [`MEAN`] and [`STD`] (through a table of the 256
+/// values per channel: the same numbers as the formula, without its
+/// per-pixel division).
 fn normalise(image: &RgbFrame, dst: &mut [f32]) {
+    let table: [[f32; 256]; 3] =
+        std::array::from_fn(|c| std::array::from_fn(|v| (v as f32 / 255.0 - MEAN[c]) / STD[c]));
     let plane = image.width * image.height;
-    for (i, px) in image.data.chunks_exact(3).enumerate() {
-        for c in 0..3 {
-            dst[c * plane + i] = (px[c] as f32 / 255.0 - MEAN[c]) / STD[c];
-        }
+    let (red, rest) = dst.split_at_mut(plane);
+    let (green, blue) = rest.split_at_mut(plane);
+    for (((px, r), g), b) in image
+        .data
+        .chunks_exact(3)
+        .zip(red.iter_mut())
+        .zip(green.iter_mut())
+        .zip(blue.iter_mut())
+    {
+        *r = table[0][px[0] as usize];
+        *g = table[1][px[1] as usize];
+        *b = table[2][px[2] as usize];
     }
 }
 

@@ -11,7 +11,7 @@ use crate::backend::self_test::readout_fallback;
 use crate::backend::{BackendError, Fallback, ReadoutBackend};
 use crate::config::{EngineConfig, MemoryValues, Upsampling};
 use crate::encoder::{Encoder, EncoderError, Features};
-use crate::frame::{resize_bilinear, LabelMask, RgbFrame};
+use crate::frame::{LabelMask, Resizer, RgbFrame};
 use crate::geometry::{Grid, GridAxis};
 use crate::keys::{KeyBuilder, KEY_DIM};
 use crate::memory::MemoryStore;
@@ -83,6 +83,8 @@ pub struct Tracker {
     frame_h: usize,
     grid: Grid,
     proc_image: RgbFrame,
+    /// Frame size to processing size, prepared once.
+    resizer: Resizer,
     features: Features,
     keys: KeyBuilder,
     query: Vec<f32>,
@@ -103,14 +105,7 @@ impl Tracker {
     /// `frame_w`×`frame_h`.
     pub fn new(cfg: &EngineConfig, frame_w: usize, frame_h: usize) -> Result<Self, EngineError> {
         cfg.validate()?;
-        let encoder = Encoder::load_with_backend(
-            &cfg.model_path(),
-            cfg.size[0],
-            cfg.size[1],
-            cfg.thread_count(),
-            cfg.backend,
-            cfg.device_options(),
-        )?;
+        let encoder = Encoder::from_config(cfg)?;
         Self::with_encoder(cfg, Arc::new(encoder), frame_w, frame_h)
     }
 
@@ -158,6 +153,7 @@ impl Tracker {
             frame_h,
             grid,
             proc_image: RgbFrame::new(pw, ph),
+            resizer: Resizer::new(frame_w, frame_h, pw, ph),
             features: encoder.new_features(),
             keys: KeyBuilder::new(&encoder),
             query: vec![0.0; cells * KEY_DIM],
@@ -215,6 +211,11 @@ impl Tracker {
         self.times
     }
 
+    /// The encoder file it runs (which one `precision = "auto"` chose).
+    pub fn model_path(&self) -> &std::path::Path {
+        self.encoder.model_path()
+    }
+
     /// The stride-8 feature grid.
     pub fn grid(&self) -> Grid {
         self.grid
@@ -237,7 +238,7 @@ impl Tracker {
 
     /// Encodes `frame` into `self.query` (L2-normalised stride-8 keys).
     fn encode(&mut self, frame: &RgbFrame) -> Result<(), EngineError> {
-        resize_bilinear(frame, &mut self.proc_image);
+        self.resizer.resize(frame, &mut self.proc_image);
         self.encoder.encode(&self.proc_image, &mut self.features)?;
         self.keys.build(&self.features, &mut self.query);
         Ok(())
@@ -477,7 +478,7 @@ impl Tracker {
         // Unused channels stay zero, so the arg-max over the active ones is enough.
         self.upsampler
             .upsample_active(&self.probs, channels, active, &self.labels, frame, out);
-        if self.frame_index % self.cfg.mem_every as u64 == 0 {
+        if self.frame_index.is_multiple_of(self.cfg.mem_every as u64) {
             if self.cfg.memory_values == MemoryValues::Mask {
                 self.mask_to_cells(out);
             }

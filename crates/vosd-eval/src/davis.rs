@@ -305,14 +305,7 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
     let encoder = match &source {
         Predictions::Segment { config, .. } => {
             config.validate()?;
-            Some(Arc::new(Encoder::load_with_backend(
-                &config.model_path(),
-                config.size[0],
-                config.size[1],
-                config.thread_count(),
-                config.backend,
-                config.device_options(),
-            )?))
+            Some(Arc::new(Encoder::from_config(config)?))
         }
         Predictions::Results(_) => None,
     };

@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn wheel_libraries_sort_newest_first() {
-        let mut v = vec![
+        let mut v = [
             PathBuf::from("/a/libonnxruntime.so.1.9.0"),
             PathBuf::from("/b/libonnxruntime.so.1.32.0"),
         ];

@@ -217,7 +217,7 @@ impl Lowering {
 
     /// Input `i` of `node` as a scalar constant, `None` when absent.
     fn scalar_input(&self, node: &NodeProto, i: usize) -> Result<Option<f32>, String> {
-        if node.input.get(i).map_or(true, |n| n.is_empty()) {
+        if node.input.get(i).is_none_or(|n| n.is_empty()) {
             return Ok(None);
         }
         match self.value(node, i)? {
@@ -269,8 +269,8 @@ impl Lowering {
         };
         if w_shape.len() != 4
             || w_shape[2..] != [geom.kernel, geom.kernel]
-            || geom.in_c % groups != 0
-            || geom.out_c % groups != 0
+            || !geom.in_c.is_multiple_of(groups)
+            || !geom.out_c.is_multiple_of(groups)
             || w_shape[1] != geom.in_per_group()
         {
             return Err(bad(format!(
