@@ -10,7 +10,7 @@
 //! - [`session`] is the encoder: one session per input size, its options
 //!   set once, its tensors allocated at start.
 //!
-//! The memory readout stays vosd's own: [`OnnxRuntime::readout`] returns
+//! The memory readout stays vosd's own: its `Accelerator::readout` returns
 //! `None`, so the CPU readout runs beside this encoder. The self-test
 //! against tract, the switch to tract on a failure and the status are the
 //! backend seam's ([`crate::backend::Fallback`]).
