@@ -4,45 +4,17 @@
 //! its own. The engine stage runs a segmenter without the encoder (the
 //! inference library allocates inside; see docs/daemon.md).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+
+use counting_alloc::{assert_counter_works, counting, take_count};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
 use vosd::pipeline::{Pipeline, PipelineConfig, SegmentError, Segmenter};
 use vosd::source::synthetic::{Synthetic, SyntheticConfig};
 use vosd_engine::frame::{LabelMask, RgbFrame};
 use vosd_shm::{PublishConfig, ShmWriter};
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-struct Counting;
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 /// Shifts the first mask one pixel right per frame: real per-frame work
 /// on the mask, without an encoder.
@@ -79,11 +51,7 @@ impl Segmenter for Shift {
 
 #[test]
 fn steady_state_does_not_allocate() {
-    // The counter works.
-    COUNTING.store(true, Ordering::SeqCst);
-    drop(std::hint::black_box(vec![0u8; 64]));
-    COUNTING.store(false, Ordering::SeqCst);
-    assert!(ALLOCS.swap(0, Ordering::SeqCst) >= 1);
+    assert_counter_works();
 
     let (w, h) = (320, 240);
     let stop = Arc::new(AtomicBool::new(false));
@@ -127,15 +95,15 @@ fn steady_state_does_not_allocate() {
     // Count over a number of frames, not a span of time: an emulated or
     // loaded machine is slower, never wrong.
     const COUNTED_FRAMES: u64 = 200;
-    COUNTING.store(true, Ordering::SeqCst);
+    counting(true);
     let t1 = Instant::now();
     while stats.published.load(Ordering::Relaxed) < p0 + COUNTED_FRAMES
         && t1.elapsed() < Duration::from_secs(60)
     {
         std::thread::sleep(Duration::from_millis(10));
     }
-    COUNTING.store(false, Ordering::SeqCst);
-    let allocs = ALLOCS.load(Ordering::SeqCst);
+    counting(false);
+    let allocs = take_count();
     let (p1, c1) = (
         stats.published.load(Ordering::Relaxed),
         stats.captured.load(Ordering::Relaxed),

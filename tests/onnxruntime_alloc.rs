@@ -6,49 +6,16 @@
 //! without the library (`VOSD_REQUIRE_ONNXRUNTIME=1` fails instead).
 #![cfg(feature = "onnxruntime")]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
+use counting_alloc::{assert_counter_works, counting, take_count};
 use vosd_engine::backend::{open_device, ActiveBackend, BackendChoice, DeviceOptions};
 use vosd_engine::encoder::{self_test_image, Encoder};
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-struct Counting;
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
 #[test]
 fn encoding_a_frame_does_not_allocate() {
-    // The counter works.
-    COUNTING.store(true, Ordering::SeqCst);
-    drop(std::hint::black_box(vec![0u8; 64]));
-    COUNTING.store(false, Ordering::SeqCst);
-    assert!(ALLOCS.swap(0, Ordering::SeqCst) >= 1);
+    assert_counter_works();
 
     let options = DeviceOptions {
         threads: 2,
@@ -80,12 +47,12 @@ fn encoding_a_frame_does_not_allocate() {
             enc.encode(&image, &mut feats).unwrap();
         }
         let frames = 20;
-        COUNTING.store(true, Ordering::SeqCst);
+        counting(true);
         for _ in 0..frames {
             enc.encode(&image, &mut feats).unwrap();
         }
-        COUNTING.store(false, Ordering::SeqCst);
-        let allocs = ALLOCS.swap(0, Ordering::SeqCst);
+        counting(false);
+        let allocs = take_count();
         eprintln!("{file}: {allocs} allocations in {frames} frames");
         assert_eq!(allocs, 0, "{file}: {allocs} allocations in {frames} frames");
     }

@@ -29,6 +29,37 @@ pub fn arm_failure_hook(device: &Device) {
     }
 }
 
+/// The countdown behind [`Accelerator::inject_failure_after`] and
+/// [`Accelerator::check_injected`], shared by every device backend.
+///
+/// [`Accelerator::inject_failure_after`]: super::Accelerator::inject_failure_after
+/// [`Accelerator::check_injected`]: super::Accelerator::check_injected
+#[derive(Debug, Default)]
+pub struct InjectedFailure(std::sync::Mutex<Option<u64>>);
+
+impl InjectedFailure {
+    /// Makes the `n+1`-th later [`InjectedFailure::fires`] return true.
+    pub fn arm(&self, n: u64) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(n);
+    }
+
+    /// Counts one use down; true (once) when the armed failure is due.
+    pub fn fires(&self) -> bool {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match *slot {
+            Some(0) => {
+                *slot = None;
+                true
+            }
+            Some(n) => {
+                *slot = Some(n - 1);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
 /// How close a device's outputs must come to the CPU's.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Tolerance {

@@ -75,7 +75,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use fallback::{
-    arm_failure_hook, Fallback, SelfTest, Tolerance, FAIL_HOOK_ENV, FAIL_HOOK_ENV_ONNXRUNTIME,
+    arm_failure_hook, Fallback, InjectedFailure, SelfTest, Tolerance, FAIL_HOOK_ENV,
+    FAIL_HOOK_ENV_ONNXRUNTIME,
 };
 pub use status::{current, ActiveBackend, BackendChoice, BackendHandle, BackendStatus};
 
@@ -297,7 +298,6 @@ fn open_onnxruntime(options: &DeviceOptions) -> Result<Device, BackendError> {
         library: options.onnxruntime_library.clone(),
         threads: options.threads,
         fp16: options.half_storage,
-        gpu: true,
     })?;
     Ok(device)
 }

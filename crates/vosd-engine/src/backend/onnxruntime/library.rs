@@ -171,11 +171,6 @@ fn version_of(path: &Path) -> Vec<u32> {
 /// a library installed since).
 static LOADED: Mutex<Option<&'static Runtime>> = Mutex::new(None);
 
-/// The loaded runtime, if a backend has loaded one (does not load).
-pub fn loaded() -> Option<&'static Runtime> {
-    *LOADED.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Loads the library from the first candidate that works (see the module
 /// docs) and makes the process's environment on it; the runtime if one is
 /// loaded already. The error lists every place tried and why it failed.

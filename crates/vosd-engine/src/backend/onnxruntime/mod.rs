@@ -20,12 +20,14 @@ pub mod providers;
 pub mod session;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
-pub use library::{loaded, python_package_libraries, Runtime, DYLIB_ENV};
+pub use library::{python_package_libraries, Runtime, DYLIB_ENV};
 pub use providers::Provider;
 
-use super::{ActiveBackend, BackendError, EncoderBackend, EncoderSpec, ReadoutBackend};
+use super::{
+    ActiveBackend, BackendError, EncoderBackend, EncoderSpec, InjectedFailure, ReadoutBackend,
+};
 use crate::memory::MemoryStore;
 use crate::readout::GridSize;
 use session::{OrtEncoder, SessionOptions};
@@ -59,9 +61,6 @@ pub struct OrtOptions {
     pub threads: usize,
     /// TensorRT's fp16 mode (`precision = "fp16"`).
     pub fp16: bool,
-    /// Also try the GPU providers (TensorRT, CUDA) when the library has
-    /// them; else the CPU provider only.
-    pub gpu: bool,
 }
 
 /// The loaded ONNX Runtime, as a device of the backend seam.
@@ -77,7 +76,7 @@ pub struct OnnxRuntime {
     /// provider"), once one runs.
     named: OnceLock<String>,
     /// Test hook: fail the use after this many.
-    inject_after: Mutex<Option<u64>>,
+    injected: InjectedFailure,
 }
 
 impl OnnxRuntime {
@@ -85,10 +84,7 @@ impl OnnxRuntime {
     /// to try.
     pub fn open(options: OrtOptions) -> Result<Arc<Self>, OrtError> {
         let runtime = library::load(options.library.as_deref())?;
-        let mut providers = providers::usable(&runtime.providers);
-        if !options.gpu {
-            providers.retain(|p| !p.is_gpu());
-        }
+        let providers = providers::usable(&runtime.providers);
         if providers.is_empty() {
             return Err(OrtError::Session(format!(
                 "{} lists no provider vosd can use ({})",
@@ -103,7 +99,7 @@ impl OnnxRuntime {
             providers,
             base_name: name,
             named: OnceLock::new(),
-            inject_after: Mutex::new(None),
+            injected: InjectedFailure::default(),
         }))
     }
 
@@ -177,22 +173,14 @@ impl super::Accelerator for OnnxRuntime {
     }
 
     fn inject_failure_after(&self, n: u64) {
-        *self.inject_after.lock().unwrap_or_else(|e| e.into_inner()) = Some(n);
+        self.injected.arm(n);
     }
 
     fn check_injected(&self) -> Result<(), BackendError> {
-        let mut slot = self.inject_after.lock().unwrap_or_else(|e| e.into_inner());
-        match *slot {
-            Some(0) => {
-                *slot = None;
-                Err(OrtError::Injected.into())
-            }
-            Some(n) => {
-                *slot = Some(n - 1);
-                Ok(())
-            }
-            None => Ok(()),
+        if self.injected.fires() {
+            return Err(OrtError::Injected.into());
         }
+        Ok(())
     }
 }
 

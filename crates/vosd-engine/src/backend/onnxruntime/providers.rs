@@ -37,11 +37,6 @@ impl Provider {
             Self::Cpu => "CPU",
         }
     }
-
-    /// Whether it runs on a GPU (and needs a device that answers).
-    pub fn is_gpu(self) -> bool {
-        self != Self::Cpu
-    }
 }
 
 /// The providers of [`PREFERENCE`] that `available` (the library's list)

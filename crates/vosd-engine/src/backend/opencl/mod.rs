@@ -258,7 +258,7 @@ pub struct Gpu {
     /// Longest wait for one frame's work.
     timeout: Duration,
     /// Test hook: fail the next `Gpu::check_injected` call after this many.
-    inject_after: Mutex<Option<u64>>,
+    injected: crate::backend::InjectedFailure,
     /// Whether both programs came from vosd's kernel cache.
     pub kernels_from_cache: bool,
 }
@@ -332,7 +332,7 @@ impl Gpu {
             encoder_program,
             readout_program,
             timeout,
-            inject_after: Mutex::new(None),
+            injected: Default::default(),
             kernels_from_cache,
         }))
     }
@@ -376,24 +376,16 @@ impl Gpu {
     /// would (tests of the fallback; the uses are counted by
     /// [`super::Fallback::run`]).
     pub fn inject_failure_after(&self, n: u64) {
-        *self.inject_after.lock().unwrap_or_else(|e| e.into_inner()) = Some(n);
+        self.injected.arm(n);
     }
 
     /// Counts down an injected failure; `Err` when it fires (the fallback
     /// asks before every use of the device).
     fn check_injected(&self) -> Result<(), OpenclError> {
-        let mut slot = self.inject_after.lock().unwrap_or_else(|e| e.into_inner());
-        match *slot {
-            Some(0) => {
-                *slot = None;
-                Err(OpenclError::Injected)
-            }
-            Some(n) => {
-                *slot = Some(n - 1);
-                Ok(())
-            }
-            None => Ok(()),
+        if self.injected.fires() {
+            return Err(OpenclError::Injected);
         }
+        Ok(())
     }
 
     /// Waits until everything enqueued so far has run, polling so that a
