@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 
 use vosd::config::DaemonConfig;
 use vosd_engine::backend::BackendChoice;
-use vosd_engine::config::{EngineConfig, Precision};
+use vosd_engine::config::{EngineConfig, Method, Precision};
 
 /// Engine options shared by the commands that segment.
 #[derive(clap::Args, Debug, Clone)]
@@ -45,7 +45,12 @@ pub struct EngineArgs {
     /// the self-test), onnxruntime, opencl, cpu.
     #[arg(long, value_enum)]
     backend: Option<BackendChoice>,
-    /// Override any engine key, e.g. --set top_k=10 (repeatable).
+    /// The engine (overrides engine.method): memory-network (the trained
+    /// network) or label-propagation.
+    #[arg(long, value_enum)]
+    method: Option<Method>,
+    /// Override any engine key, e.g. --set top_k=10 or
+    /// --set memory_network.top_k=20 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
 }
@@ -124,6 +129,9 @@ impl EngineArgs {
         }
         if let Some(b) = self.backend {
             e.backend = b;
+        }
+        if let Some(m) = self.method {
+            e.method = m;
         }
         e.validate()?;
         Ok(e)

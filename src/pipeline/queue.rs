@@ -44,6 +44,9 @@ pub(super) struct MaskBuf {
     pub(super) mask: LabelMask,
     /// Ids of the objects tracked in it (capacity 256, never reallocated).
     pub(super) ids: Vec<u8>,
+    /// The segmenter's confidence per object, in the order of `ids`
+    /// (capacity 256); empty when the segmenter gives none.
+    pub(super) confidences: Vec<f32>,
 }
 
 impl MaskBuf {
@@ -53,6 +56,7 @@ impl MaskBuf {
             meta: FrameMeta::default(),
             mask: LabelMask::new(width, height),
             ids: Vec::with_capacity(256),
+            confidences: Vec::with_capacity(256),
         }
     }
 }

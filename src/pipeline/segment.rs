@@ -27,6 +27,12 @@ pub trait Segmenter: Send {
     fn step(&mut self, frame: &RgbFrame, out: &mut LabelMask) -> Result<(), SegmentError>;
     /// Ids of the objects being tracked.
     fn object_ids(&self) -> &[u8];
+    /// Each object's confidence in the last frame (the order of
+    /// [`Segmenter::object_ids`]); empty when the segmenter has none (then
+    /// the published confidence comes from the object's area).
+    fn confidences(&self) -> &[f32] {
+        &[]
+    }
     /// Sets object `id`'s mask (pixels of `mask` equal to `id`) in `frame`,
     /// the frame last segmented: adds the object or corrects it.
     fn set_object_mask(
@@ -61,6 +67,9 @@ impl Segmenter for Tracker {
     }
     fn object_ids(&self) -> &[u8] {
         Tracker::object_ids(self)
+    }
+    fn confidences(&self) -> &[f32] {
+        Tracker::confidences(self)
     }
     fn set_object_mask(
         &mut self,
@@ -151,6 +160,7 @@ impl SegmentStage {
             };
             o.meta = f.meta;
             o.ids.clear();
+            o.confidences.clear();
             let result = self.segment(&mut progress, &f, &mut o);
             // Control commands apply to this frame, after it was segmented
             // (the segmenter's state is this frame's).
@@ -217,9 +227,10 @@ impl SegmentStage {
                 o.mask.data.fill(0);
                 Ok(())
             }
-            _ => segmenter
-                .step(&f.rgb, &mut o.mask)
-                .map(|()| o.ids.extend_from_slice(segmenter.object_ids())),
+            _ => segmenter.step(&f.rgb, &mut o.mask).map(|()| {
+                o.ids.extend_from_slice(segmenter.object_ids());
+                o.confidences.extend_from_slice(segmenter.confidences());
+            }),
         }
     }
 

@@ -73,7 +73,9 @@ struct Track {
 /// mask; velocity (px/s) from a constant-velocity Kalman filter on the
 /// centroid; visibility `occluded` when the area falls below 30 % of the
 /// object's typical area or the object has no pixels, `lost` when it has had
-/// none for `lost_after`; confidence = area / typical area (capped at 1).
+/// none for `lost_after`; confidence = the segmenter's (the memory
+/// network's probability) when it gives one, else area / typical area
+/// (capped at 1).
 /// While out of sight, the centroid is the filter's prediction (where the
 /// object is expected back) and the velocity is kept.
 pub(super) struct StateTracker {
@@ -101,7 +103,7 @@ impl StateTracker {
         states.clear();
         let (w, h) = (out.mask.width, out.mask.height);
         let now = out.meta.capture_ns;
-        for &id in out.ids.iter().take(max) {
+        for (n, &id) in out.ids.iter().enumerate().take(max) {
             let mut s = ObjectState::from_mask(&out.mask.data, w, h, id);
             let t = &mut self.tracks[id as usize];
             let dt = if t.at_ns > 0 && now > t.at_ns {
@@ -147,7 +149,10 @@ impl StateTracker {
                 } else {
                     t.area_avg = 0.8 * t.area_avg + 0.2 * area;
                 }
-                s.confidence = ratio.min(1.0);
+                s.confidence = match out.confidences.get(n) {
+                    Some(&c) => c.clamp(0.0, 1.0),
+                    None => ratio.min(1.0),
+                };
                 s.velocity = [t.axes[0].v, t.axes[1].v];
                 t.at_ns = now.max(1);
                 t.seen_ns = now;
@@ -164,6 +169,28 @@ mod tests {
     use vosd_engine::frame::LabelMask;
 
     #[test]
+    fn the_segmenters_confidence_is_published_when_given() {
+        let (w, h) = (8usize, 8usize);
+        let mut t = StateTracker::new(1.0);
+        let mut states = Vec::new();
+        let mut out = MaskBuf {
+            meta: FrameMeta::default(),
+            mask: LabelMask::new(w, h),
+            ids: vec![3, 5],
+            confidences: vec![0.25, 0.75],
+        };
+        out.mask.data[0] = 3;
+        out.mask.data[63] = 5;
+        t.update(&out, &mut states, 8);
+        assert_eq!(states[0].confidence, 0.25);
+        assert_eq!(states[1].confidence, 0.75);
+        // None given: the area ratio (1 on a first sighting).
+        out.confidences.clear();
+        t.update(&out, &mut states, 8);
+        assert_eq!(states[0].confidence, 1.0);
+    }
+
+    #[test]
     fn state_tracker_velocity_and_visibility() {
         let (w, h) = (60usize, 20usize);
         let mut t = StateTracker::new(0.35);
@@ -172,6 +199,7 @@ mod tests {
             meta: FrameMeta::default(),
             mask: LabelMask::new(w, h),
             ids: vec![1],
+            confidences: Vec::new(),
         };
         let square = |mask: &mut LabelMask, x0: usize, size: usize| {
             mask.data.fill(0);
@@ -241,6 +269,7 @@ mod tests {
             meta: FrameMeta::default(),
             mask: LabelMask::new(320, 240),
             ids: ids.clone(),
+            confidences: Vec::new(),
         };
         let period_ns = 1_000_000_000 / 30;
         let mut prev: Vec<Option<[f32; 2]>> = vec![None; ids.len()];

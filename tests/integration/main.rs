@@ -17,6 +17,7 @@ mod daemon_unit;
 mod encoder_parity;
 mod engine_davis;
 mod install;
+mod memnet;
 #[cfg(feature = "onnxruntime")]
 mod onnxruntime;
 #[cfg(feature = "opencl")]

@@ -5,12 +5,14 @@
 //! Unknown keys are an error (a typo must not silently fall back to a
 //! default).
 
+mod memory_network;
 mod prompt;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use memory_network::{MemoryNetworkConfig, Method};
 pub use prompt::BoxPromptConfig;
 
 /// Which encoder file to use when `model` is not given.
@@ -59,6 +61,10 @@ pub enum MemoryValues {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
+    /// Which engine segments: the trained memory network
+    /// (`[engine.memory_network]`) or label propagation (the readout keys
+    /// below).
+    pub method: Method,
     /// Encoder ONNX file; empty = the bundled file for `precision`.
     pub model: PathBuf,
     /// Bundled encoder to use when `model` is empty.
@@ -106,11 +112,15 @@ pub struct EngineConfig {
     /// The box prompt (`[engine.prompt]`): how a box becomes an object's
     /// first mask.
     pub prompt: BoxPromptConfig,
+    /// The memory network (`[engine.memory_network]`), used when `method`
+    /// is `memory-network`.
+    pub memory_network: MemoryNetworkConfig,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
+            method: Method::default(),
             model: PathBuf::new(),
             precision: Precision::Auto,
             size: [512, 288],
@@ -130,6 +140,7 @@ impl Default for EngineConfig {
             edge_sigma_color: 20.0,
             edge_sigma_space: 1.0,
             prompt: BoxPromptConfig::default(),
+            memory_network: MemoryNetworkConfig::default(),
         }
     }
 }
@@ -220,6 +231,7 @@ impl EngineConfig {
         if self.threads > 256 {
             return bad("threads", "must be at most 256");
         }
+        self.memory_network.validate()?;
         self.prompt.validate()
     }
 

@@ -1,22 +1,27 @@
-//! The tracker: encoder + memory + readout + upsampling, frame by frame.
+//! The tracker: the engine a stream runs, frame by frame, whichever
+//! method `engine.method` picks.
 //!
-//! `Tracker::start` takes the first frame and its label mask; each
-//! `Tracker::step` segments the next frame into a label mask of frame size.
-//! All buffers are allocated in `Tracker::new`; steps reuse them.
+//! [`Tracker::start`] takes the first frame and its label mask; each
+//! [`Tracker::step`] segments the next frame into a label mask of frame
+//! size; [`Tracker::set_object_mask`] and [`Tracker::remove_object`]
+//! change the objects between frames. The methods:
+//! - [`MemoryNetwork`] (`memory-network`, the default): the trained
+//!   network of [`crate::memnet`];
+//! - [`LabelPropagation`] (`label-propagation`): the encoder's features
+//!   as keys and the soft masks as values ([`crate::label_propagation`]).
+//!
+//! The checks every method makes of a mask or an object id are here, once.
+//! All buffers are allocated when a tracker is made; steps reuse them.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::backend::self_test::readout_fallback;
-use crate::backend::{BackendError, Fallback, ReadoutBackend};
-use crate::config::{EngineConfig, MemoryValues, Upsampling};
-use crate::encoder::{Encoder, EncoderError, Features};
-use crate::frame::{LabelMask, Resizer, RgbFrame};
-use crate::geometry::{Grid, GridAxis};
-use crate::keys::{KeyBuilder, KEY_DIM};
-use crate::memory::MemoryStore;
-use crate::readout::GridSize;
-use crate::upsample::Upsampler;
+use crate::backend::BackendError;
+use crate::config::{EngineConfig, Method};
+use crate::encoder::{Encoder, EncoderError};
+use crate::frame::{LabelMask, RgbFrame};
+pub use crate::label_propagation::LabelPropagation;
+pub use crate::memnet::MemoryNetwork;
 
 /// Why the tracker cannot start or step.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +35,13 @@ pub enum EngineError {
     /// The memory readout failed (on the CPU, after any device fallback).
     #[error("memory readout failed: {0}")]
     Readout(BackendError),
+    /// The memory network's heads cannot be loaded.
+    #[error(transparent)]
+    Heads(#[from] crate::memnet::heads::HeadError),
+    /// A memory network head failed (on the CPU, after any device
+    /// fallback).
+    #[error("memory network failed: {0}")]
+    Network(BackendError),
     /// A frame does not have the size the tracker was made for.
     #[error("frame is {got_w}x{got_h}, expected {want_w}x{want_h}")]
     FrameSize {
@@ -63,46 +75,128 @@ pub enum EngineError {
 }
 
 /// Time spent per stage since the tracker was made (for benchmarks).
+/// Stages a method does not have stay zero.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StageTimes {
-    /// Resize + encoder + key building.
+    /// Resize + encoder (+ label propagation's key building).
     pub encode: Duration,
+    /// Memory network: the key projection.
+    pub key: Duration,
     /// Memory readout.
     pub readout: Duration,
-    /// Upsampling to frame size + arg-max.
+    /// Memory network: the decoder, all objects.
+    pub decode: Duration,
+    /// Soft aggregation (memory network), upsampling to frame size and
+    /// arg-max.
     pub upsample: Duration,
+    /// Memory network: the value encoder, all objects (for the frames
+    /// stored in memory).
+    pub value: Duration,
     /// Frames stepped.
     pub frames: u64,
 }
 
-/// Semi-supervised VOS tracker for one video stream.
+
+/// The ids of a first-frame `mask` for frames of `size`: an error when it
+/// does not fit, labels nothing, or more than `max_objects` objects.
+pub(crate) fn first_mask_ids(
+    mask: &LabelMask,
+    (frame_w, frame_h): (usize, usize),
+    max_objects: usize,
+) -> Result<Vec<u8>, EngineError> {
+    if mask.width != frame_w || mask.height != frame_h || mask.data.len() != frame_w * frame_h {
+        return Err(EngineError::MaskSize {
+            mask_w: mask.width,
+            mask_h: mask.height,
+            frame_w,
+            frame_h,
+        });
+    }
+    let ids = mask.object_ids();
+    if ids.is_empty() {
+        return Err(EngineError::Objects(
+            "the first-frame mask is empty: it labels no object".into(),
+        ));
+    }
+    if ids.len() > max_objects {
+        return Err(EngineError::Objects(format!(
+            "the first-frame mask labels {} objects but max_objects is {max_objects}",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
+/// Object `id`'s pixels of `mask` alone: an error for id 0, a mask of
+/// another size than `size`, or no such pixel.
+pub(crate) fn object_only(
+    mask: &LabelMask,
+    id: u8,
+    (frame_w, frame_h): (usize, usize),
+) -> Result<LabelMask, EngineError> {
+    if id == 0 {
+        return Err(EngineError::Objects("object id 0 is the background".into()));
+    }
+    if mask.width != frame_w || mask.height != frame_h || mask.data.len() != frame_w * frame_h {
+        return Err(EngineError::MaskSize {
+            mask_w: mask.width,
+            mask_h: mask.height,
+            frame_w,
+            frame_h,
+        });
+    }
+    let mut only = LabelMask::new(frame_w, frame_h);
+    let mut any = false;
+    for (o, &v) in only.data.iter_mut().zip(&mask.data) {
+        if v == id {
+            *o = id;
+            any = true;
+        }
+    }
+    if !any {
+        return Err(EngineError::Objects(format!(
+            "the mask of object {id} is empty"
+        )));
+    }
+    Ok(only)
+}
+
+/// An error unless one more object fits beside `tracked` ones.
+pub(crate) fn check_room(id: u8, tracked: usize, max_objects: usize) -> Result<(), EngineError> {
+    if tracked >= max_objects {
+        return Err(EngineError::Objects(format!(
+            "cannot add object {id}: {tracked} objects are tracked and max_objects is {max_objects}"
+        )));
+    }
+    Ok(())
+}
+
+/// One engine of either method, behind one interface.
+enum Engine {
+    LabelPropagation(LabelPropagation),
+    MemoryNetwork(MemoryNetwork),
+}
+
+/// Calls `$call` on whichever engine `$t` runs.
+macro_rules! each {
+    ($t:expr, $e:ident => $call:expr) => {
+        match $t {
+            Engine::LabelPropagation($e) => $call,
+            Engine::MemoryNetwork($e) => $call,
+        }
+    };
+}
+
+/// Semi-supervised VOS tracker for one video stream, running the method
+/// of `engine.method`.
 pub struct Tracker {
-    cfg: EngineConfig,
-    encoder: Arc<Encoder>,
-    frame_w: usize,
-    frame_h: usize,
-    grid: Grid,
-    proc_image: RgbFrame,
-    /// Frame size to processing size, prepared once.
-    resizer: Resizer,
-    features: Features,
-    keys: KeyBuilder,
-    query: Vec<f32>,
-    probs: Vec<f32>,
-    confidence: Vec<f32>,
-    /// The readout: on the encoder's device while it passes, else the CPU.
-    readout: Fallback<dyn ReadoutBackend>,
-    memory: MemoryStore,
-    upsampler: Upsampler,
-    /// `labels[k]` = object id of value channel `k` (`labels[0]` = 0).
-    labels: Vec<u8>,
-    frame_index: u64,
-    times: StageTimes,
+    engine: Engine,
+    method: Method,
 }
 
 impl Tracker {
-    /// Loads the encoder named by `cfg` and prepares a tracker for frames of
-    /// `frame_w`×`frame_h`.
+    /// Loads the encoder (and the method's networks) named by `cfg` and
+    /// prepares a tracker for frames of `frame_w`×`frame_h`.
     pub fn new(cfg: &EngineConfig, frame_w: usize, frame_h: usize) -> Result<Self, EngineError> {
         cfg.validate()?;
         let encoder = Encoder::from_config(cfg)?;
@@ -117,234 +211,81 @@ impl Tracker {
         frame_w: usize,
         frame_h: usize,
     ) -> Result<Self, EngineError> {
-        cfg.validate()?;
-        if frame_w == 0 || frame_h == 0 {
-            return Err(EngineError::FrameSize {
-                got_w: frame_w,
-                got_h: frame_h,
-                want_w: 1,
-                want_h: 1,
-            });
-        }
-        let grid = encoder.grids()[1];
-        let (pw, ph) = (encoder.width(), encoder.height());
-        let cells = grid.len();
-        let channels = cfg.max_objects + 1;
-        let memory = MemoryStore::new(cells, KEY_DIM, channels, cfg.working_memory);
-        let readout_grid = GridSize {
-            width: grid.x.cells,
-            height: grid.y.cells,
-        };
-        let readout = readout_fallback(
-            readout_grid,
-            &memory,
-            &cfg.readout_params(),
-            cfg.thread_count(),
-            encoder.device(),
-            encoder.backend_handle(),
-        );
-        let edge = match cfg.upsampling {
-            Upsampling::EdgeAware => Some((cfg.edge_sigma_color, cfg.edge_sigma_space)),
-            Upsampling::Bilinear => None,
+        let engine = match cfg.method {
+            Method::LabelPropagation => Engine::LabelPropagation(LabelPropagation::with_encoder(
+                cfg, encoder, frame_w, frame_h,
+            )?),
+            Method::MemoryNetwork => {
+                Engine::MemoryNetwork(MemoryNetwork::new(cfg, encoder, frame_w, frame_h)?)
+            }
         };
         Ok(Self {
-            cfg: cfg.clone(),
-            frame_w,
-            frame_h,
-            grid,
-            proc_image: RgbFrame::new(pw, ph),
-            resizer: Resizer::new(frame_w, frame_h, pw, ph),
-            features: encoder.new_features(),
-            keys: KeyBuilder::new(&encoder),
-            query: vec![0.0; cells * KEY_DIM],
-            probs: vec![0.0; cells * channels],
-            confidence: vec![0.0; cells],
-            readout,
-            memory,
-            upsampler: Upsampler::new(grid, pw, ph, frame_w, frame_h, edge),
-            labels: Vec::with_capacity(channels),
-            encoder,
-            frame_index: 0,
-            times: StageTimes::default(),
+            engine,
+            method: cfg.method,
         })
     }
 
-    /// The backend running the encoder and readout now, and why.
+    /// The method it runs.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The backend running the encoder and the rest, and why.
     pub fn backend_status(&self) -> crate::backend::BackendStatus {
-        self.encoder.backend_status()
+        self.encoder().backend_status()
     }
 
     /// The encoder (shared with other trackers of the same size).
     pub fn encoder(&self) -> &Arc<Encoder> {
-        &self.encoder
-    }
-
-    /// Runs the readout for the current query, on the device while the
-    /// encoder uses one, else (or after a device failure) on the CPU.
-    fn run_readout(&mut self) -> Result<(), EngineError> {
-        let params = self.cfg.readout_params();
-        let Self {
-            readout,
-            query,
-            memory,
-            probs,
-            confidence,
-            ..
-        } = self;
-        readout
-            .run(|r| r.readout(query, memory, &params, probs, confidence))
-            .map_err(EngineError::Readout)
+        each!(&self.engine, e => e.encoder())
     }
 
     /// Object ids being tracked, in channel order.
     pub fn object_ids(&self) -> &[u8] {
-        self.labels.get(1..).unwrap_or(&[])
+        each!(&self.engine, e => e.object_ids())
     }
 
-    /// Bytes held by the memory store (constant for a tracker).
+    /// Each tracked object's confidence in the last frame, in the order of
+    /// [`Tracker::object_ids`] (memory network: its mean probability where
+    /// it wins; label propagation: none, an empty slice).
+    pub fn confidences(&self) -> &[f32] {
+        match &self.engine {
+            Engine::LabelPropagation(_) => &[],
+            Engine::MemoryNetwork(e) => e.confidences(),
+        }
+    }
+
+    /// Bytes held by the memory (constant for a tracker).
     pub fn memory_bytes(&self) -> usize {
-        self.memory.bytes()
+        each!(&self.engine, e => e.memory_bytes())
     }
 
     /// Cumulative per-stage times of `step`.
     pub fn stage_times(&self) -> StageTimes {
-        self.times
+        each!(&self.engine, e => e.stage_times())
     }
 
     /// The encoder file it runs (which one `precision = "auto"` chose).
     pub fn model_path(&self) -> &std::path::Path {
-        self.encoder.model_path()
-    }
-
-    /// The stride-8 feature grid.
-    pub fn grid(&self) -> Grid {
-        self.grid
-    }
-
-    fn check_frame(&self, frame: &RgbFrame) -> Result<(), EngineError> {
-        if frame.width != self.frame_w
-            || frame.height != self.frame_h
-            || frame.data.len() != frame.width * frame.height * 3
-        {
-            return Err(EngineError::FrameSize {
-                got_w: frame.width,
-                got_h: frame.height,
-                want_w: self.frame_w,
-                want_h: self.frame_h,
-            });
-        }
-        Ok(())
-    }
-
-    /// Encodes `frame` into `self.query` (L2-normalised stride-8 keys).
-    fn encode(&mut self, frame: &RgbFrame) -> Result<(), EngineError> {
-        self.resizer.resize(frame, &mut self.proc_image);
-        self.encoder.encode(&self.proc_image, &mut self.features)?;
-        self.keys.build(&self.features, &mut self.query);
-        Ok(())
-    }
-
-    /// Fraction of each channel's pixels in each stride-8 cell's footprint,
-    /// into `self.probs`.
-    fn mask_to_cells(&mut self, mask: &LabelMask) {
-        let mut probs = std::mem::take(&mut self.probs);
-        self.mask_to_cells_into(mask, &mut probs);
-        self.probs = probs;
-    }
-
-    /// Fraction of each channel's pixels in each stride-8 cell's footprint,
-    /// into `out` (`cells × channels`); ids without a channel count as
-    /// background.
-    fn mask_to_cells_into(&self, mask: &LabelMask, out: &mut [f32]) {
-        let channels = self.memory.channels();
-        let (gw, gh) = (self.grid.x.cells, self.grid.y.cells);
-        let (sx, sy) = (
-            self.frame_w as f32 / self.proc_image.width as f32,
-            self.frame_h as f32 / self.proc_image.height as f32,
-        );
-        let span = |axis: &GridAxis, i: usize, scale: f32, n: usize| {
-            let half = axis.stride as f32 / 2.0;
-            let a = ((axis.centre(i) - half + 0.5) * scale).floor().max(0.0) as usize;
-            let b = (((axis.centre(i) + half + 0.5) * scale).ceil() as usize).min(n);
-            (a.min(n.saturating_sub(1)), b.max(a + 1).min(n))
-        };
-        let mut id_to_channel = [usize::MAX; 256];
-        for (k, &id) in self.labels.iter().enumerate() {
-            id_to_channel[id as usize] = k;
-        }
-        for gy in 0..gh {
-            let (y0, y1) = span(&self.grid.y, gy, sy, self.frame_h);
-            for gx in 0..gw {
-                let (x0, x1) = span(&self.grid.x, gx, sx, self.frame_w);
-                let cell = &mut out[(gy * gw + gx) * channels..(gy * gw + gx + 1) * channels];
-                cell.fill(0.0);
-                let mut n = 0.0;
-                for y in y0..y1 {
-                    for &id in &mask.data[y * self.frame_w + x0..y * self.frame_w + x1] {
-                        let ch = id_to_channel[id as usize];
-                        cell[if ch == usize::MAX { 0 } else { ch }] += 1.0;
-                        n += 1.0;
-                    }
-                }
-                if n > 0.0 {
-                    cell.iter_mut().for_each(|v| *v /= n);
-                } else {
-                    cell[0] = 1.0;
-                }
-            }
-        }
+        self.encoder().model_path()
     }
 
     /// Starts tracking: `mask` labels the objects in `frame` (ids 1..=255,
     /// at most `max_objects` of them). Memory is reset.
     pub fn start(&mut self, frame: &RgbFrame, mask: &LabelMask) -> Result<(), EngineError> {
-        self.check_frame(frame)?;
-        if mask.width != self.frame_w
-            || mask.height != self.frame_h
-            || mask.data.len() != mask.width * mask.height
-        {
-            return Err(EngineError::MaskSize {
-                mask_w: mask.width,
-                mask_h: mask.height,
-                frame_w: self.frame_w,
-                frame_h: self.frame_h,
-            });
-        }
-        let ids = mask.object_ids();
-        if ids.is_empty() {
-            return Err(EngineError::Objects(
-                "the first-frame mask is empty: it labels no object".into(),
-            ));
-        }
-        if ids.len() > self.cfg.max_objects {
-            return Err(EngineError::Objects(format!(
-                "the first-frame mask labels {} objects but max_objects is {}",
-                ids.len(),
-                self.cfg.max_objects
-            )));
-        }
-        self.labels.clear();
-        self.labels.push(0);
-        self.labels.extend_from_slice(&ids);
-        self.encode(frame)?;
-        self.mask_to_cells(mask);
-        self.frame_index = 0;
-        self.memory.set_first(0, &self.query, &self.probs);
-        Ok(())
+        each!(&mut self.engine, e => e.start(frame, mask))
     }
 
-    fn channel_of(&self, id: u8) -> Option<usize> {
-        if id == 0 {
-            return None;
-        }
-        self.labels.iter().position(|&l| l == id)
+    /// Segments the next frame into `out` (resized to the frame if needed).
+    pub fn step(&mut self, frame: &RgbFrame, out: &mut LabelMask) -> Result<(), EngineError> {
+        each!(&mut self.engine, e => e.step(frame, out))
     }
 
-    /// Sets object `id`'s mask (the pixels of `mask` equal to `id`) in the
-    /// frame last given to [`Tracker::step`]: a new object is added (up to
-    /// `max_objects`), a tracked one is corrected. That frame becomes the
-    /// permanent memory frame, holding this mask and the other objects'
-    /// current (soft) masks; working memory restarts from it. Before any
+    /// Sets object `id`'s mask (the pixels of `mask` equal to `id`) in
+    /// `frame`, the frame last given to [`Tracker::step`]: a new object is
+    /// added (up to `max_objects`), a tracked one is corrected. That frame
+    /// becomes the permanent memory frame, holding this mask and the other
+    /// objects' current masks; working memory restarts from it. Before any
     /// object is tracked this is [`Tracker::start`] on `frame` with this
     /// object alone.
     pub fn set_object_mask(
@@ -353,143 +294,26 @@ impl Tracker {
         id: u8,
         mask: &LabelMask,
     ) -> Result<(), EngineError> {
-        if id == 0 {
-            return Err(EngineError::Objects("object id 0 is the background".into()));
-        }
-        if mask.width != self.frame_w || mask.height != self.frame_h {
-            return Err(EngineError::MaskSize {
-                mask_w: mask.width,
-                mask_h: mask.height,
-                frame_w: self.frame_w,
-                frame_h: self.frame_h,
-            });
-        }
-        let mut only = LabelMask::new(self.frame_w, self.frame_h);
-        let mut any = false;
-        for (o, &v) in only.data.iter_mut().zip(&mask.data) {
-            if v == id {
-                *o = id;
-                any = true;
-            }
-        }
-        if !any {
-            return Err(EngineError::Objects(format!(
-                "the mask of object {id} is empty"
-            )));
-        }
-        if self.labels.len() < 2 {
-            return self.start(frame, &only);
-        }
-        let k = match self.channel_of(id) {
-            Some(k) => k,
-            None => {
-                if self.labels.len() > self.cfg.max_objects {
-                    return Err(EngineError::Objects(format!(
-                        "cannot add object {id}: {} objects are tracked and max_objects is {}",
-                        self.labels.len() - 1,
-                        self.cfg.max_objects
-                    )));
-                }
-                self.labels.push(id);
-                self.labels.len() - 1
-            }
-        };
-        let channels = self.memory.channels();
-        let mut fraction = vec![0.0; self.probs.len()];
-        self.mask_to_cells_into(&only, &mut fraction);
-        for (cell, f) in self
-            .probs
-            .chunks_exact_mut(channels)
-            .zip(fraction.chunks_exact(channels))
-        {
-            // The object's old mass goes to the background, then the new
-            // mask takes its share of the cell from every channel.
-            cell[0] += cell[k];
-            cell[k] = 0.0;
-            let f = f[k];
-            cell.iter_mut().for_each(|v| *v *= 1.0 - f);
-            cell[k] += f;
-        }
-        self.memory
-            .set_first(self.frame_index, &self.query, &self.probs);
-        Ok(())
+        each!(&mut self.engine, e => e.set_object_mask(frame, id, mask))
     }
 
     /// Derives object `id`'s mask in `frame` from a box `[x, y, width,
     /// height]` (frame pixels) with the box prompt ([`crate::prompt`]),
-    /// using this tracker's encoder and the `[engine.prompt]` settings. Pass the result to
-    /// [`Tracker::set_object_mask`] to track it.
+    /// using this tracker's encoder and the `[engine.prompt]` settings. Pass
+    /// the result to [`Tracker::set_object_mask`] to track it.
     pub fn mask_from_box(
         &self,
         frame: &RgbFrame,
         id: u8,
         bbox: [u32; 4],
     ) -> Result<LabelMask, crate::prompt::PromptError> {
-        let [x, y, w, h] = bbox.map(|v| v as usize);
-        let prompt = crate::prompt::BoxPrompt::new(x, y, x + w, y + h);
-        crate::prompt::mask_from_box(&self.encoder, frame, prompt, id, &self.cfg.prompt)
+        each!(&self.engine, e => e.mask_from_box(frame, id, bbox))
     }
 
-    /// Stops tracking object `id`: in every stored frame its probability
-    /// goes to the background, and the last object's channel takes its
-    /// place. Removing the last object leaves the tracker without objects
-    /// (then [`Tracker::step`] is an error until an object is set again).
+    /// Stops tracking object `id`. Removing the last object leaves the
+    /// tracker without objects (then [`Tracker::step`] is an error until an
+    /// object is set again).
     pub fn remove_object(&mut self, id: u8) -> Result<(), EngineError> {
-        let Some(k) = self.channel_of(id) else {
-            return Err(EngineError::Objects(format!("object {id} is not tracked")));
-        };
-        let last = self.labels.len() - 1;
-        let channels = self.memory.channels();
-        let move_channel = |cell: &mut [f32]| {
-            let (vk, vlast) = (cell[k], cell[last]);
-            cell[0] += vk;
-            cell[last] = 0.0;
-            cell[k] = if k == last { 0.0 } else { vlast };
-        };
-        self.memory
-            .values_mut()
-            .chunks_exact_mut(channels)
-            .for_each(move_channel);
-        self.probs.chunks_exact_mut(channels).for_each(move_channel);
-        self.labels.swap_remove(k);
-        if self.labels.len() < 2 {
-            self.labels.clear();
-        }
-        Ok(())
-    }
-
-    /// Segments the next frame into `out` (resized to the frame if needed).
-    pub fn step(&mut self, frame: &RgbFrame, out: &mut LabelMask) -> Result<(), EngineError> {
-        if self.labels.len() < 2 {
-            return Err(EngineError::NotStarted);
-        }
-        self.check_frame(frame)?;
-        self.frame_index += 1;
-        let t0 = Instant::now();
-        self.encode(frame)?;
-        let t1 = Instant::now();
-        self.run_readout()?;
-        let t2 = Instant::now();
-        if out.width != self.frame_w || out.height != self.frame_h {
-            *out = LabelMask::new(self.frame_w, self.frame_h);
-        }
-        let channels = self.memory.channels();
-        let active = self.labels.len();
-        // Unused channels stay zero, so the arg-max over the active ones is enough.
-        self.upsampler
-            .upsample_active(&self.probs, channels, active, &self.labels, frame, out);
-        if self.frame_index.is_multiple_of(self.cfg.mem_every as u64) {
-            if self.cfg.memory_values == MemoryValues::Mask {
-                self.mask_to_cells(out);
-            }
-            self.memory
-                .push_working(self.frame_index, &self.query, &self.probs);
-        }
-        let t3 = Instant::now();
-        self.times.encode += t1 - t0;
-        self.times.readout += t2 - t1;
-        self.times.upsample += t3 - t2;
-        self.times.frames += 1;
-        Ok(())
+        each!(&mut self.engine, e => e.remove_object(id))
     }
 }

@@ -18,6 +18,8 @@ pub mod frame;
 pub mod geometry;
 pub mod imageio;
 pub mod keys;
+pub mod label_propagation;
+pub mod memnet;
 pub mod memory;
 pub mod prng;
 pub mod prompt;

@@ -76,14 +76,15 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 
 /// A small ascending list of the best `(score, index)` pairs.
 #[derive(Clone, Debug)]
-struct TopK {
+pub(crate) struct TopK {
     len: usize,
     k: usize,
     items: [(f32, u32); MAX_TOP_K],
 }
 
 impl TopK {
-    fn new(k: usize) -> Self {
+    /// An empty list keeping the best `k` (1..=[`MAX_TOP_K`]).
+    pub(crate) fn new(k: usize) -> Self {
         Self {
             len: 0,
             k: k.clamp(1, MAX_TOP_K),
@@ -91,8 +92,9 @@ impl TopK {
         }
     }
 
+    /// Offers a pair; kept when among the best `k` so far.
     #[inline]
-    fn push(&mut self, score: f32, index: u32) {
+    pub(crate) fn push(&mut self, score: f32, index: u32) {
         let mut i = if self.len < self.k {
             self.len += 1;
             self.len - 1
@@ -115,7 +117,8 @@ impl TopK {
         self.items[i] = (score, index);
     }
 
-    fn as_slice(&self) -> &[(f32, u32)] {
+    /// The kept pairs, ascending by score.
+    pub(crate) fn as_slice(&self) -> &[(f32, u32)] {
         &self.items[..self.len]
     }
 }

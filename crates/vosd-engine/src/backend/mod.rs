@@ -63,6 +63,7 @@
 pub mod compare;
 pub mod cpu;
 pub mod fallback;
+pub mod net;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
 #[cfg(feature = "opencl")]
@@ -230,6 +231,18 @@ pub trait Accelerator: Send + Sync + std::fmt::Debug {
         grid: GridSize,
         memory: &MemoryStore,
     ) -> Result<Option<Box<dyn ReadoutBackend>>, BackendError>;
+
+    /// The small network of `spec` from the ONNX `model` bytes on this
+    /// device (the memory network's heads), or `None` when the device runs
+    /// no such networks (the CPU runs them beside it).
+    fn net(
+        self: Arc<Self>,
+        model: &[u8],
+        spec: &net::NetSpec,
+    ) -> Result<Option<Box<dyn net::NetBackend>>, BackendError> {
+        let _ = (model, spec);
+        Ok(None)
+    }
 
     /// Test hook: makes the `n+1`-th later use fail, as a lost device would
     /// ([`Fallback::run`] counts the uses; self-tests do not).

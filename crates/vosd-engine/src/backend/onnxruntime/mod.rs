@@ -16,6 +16,7 @@
 //! backend seam's ([`crate::backend::Fallback`]).
 
 pub mod library;
+pub mod net;
 pub mod providers;
 pub mod session;
 
@@ -25,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 pub use library::{python_package_libraries, Runtime, DYLIB_ENV};
 pub use providers::Provider;
 
+use super::net::{NetBackend, NetSpec};
 use super::{
     ActiveBackend, BackendError, EncoderBackend, EncoderSpec, InjectedFailure, ReadoutBackend,
 };
@@ -170,6 +172,21 @@ impl super::Accelerator for OnnxRuntime {
         _memory: &MemoryStore,
     ) -> Result<Option<Box<dyn ReadoutBackend>>, BackendError> {
         Ok(None)
+    }
+
+    fn net(
+        self: Arc<Self>,
+        model: &[u8],
+        spec: &NetSpec,
+    ) -> Result<Option<Box<dyn NetBackend>>, BackendError> {
+        let net = net::open(
+            self.runtime,
+            &self.providers,
+            model,
+            spec,
+            self.options.threads,
+        )?;
+        Ok(Some(Box::new(net)))
     }
 
     fn inject_failure_after(&self, n: u64) {

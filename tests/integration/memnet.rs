@@ -1,0 +1,254 @@
+//! The memory network (`engine.method = "memory-network"`): each stage
+//! against the PyTorch model's outputs (the committed test vector,
+//! models/memnet/testvector.json), and the engine on real DAVIS frames.
+
+use std::path::{Path, PathBuf};
+
+use crate::common;
+
+use vosd_engine::backend::{BackendStatus, Device};
+use vosd_engine::config::{bundled_model_dir, EngineConfig, Method};
+use vosd_engine::engine::Tracker;
+use vosd_engine::frame::{LabelMask, RgbFrame};
+use vosd_engine::imageio::{load_mask, load_rgb};
+use vosd_engine::memnet::attention::Attention;
+use vosd_engine::memnet::bank::MemoryBank;
+use vosd_engine::memnet::heads::{HeadGrids, Heads};
+use vosd_engine::memnet::masks::aggregate;
+use vosd_eval::metrics::jaccard;
+
+fn memnet_dir() -> PathBuf {
+    bundled_model_dir().join("memnet")
+}
+
+/// A test-vector tensor (raw little-endian f32).
+fn tensor(name: &str) -> Vec<f32> {
+    let path = memnet_dir().join("testdata").join(format!("{name}.f32"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// Largest error relative to the reference's largest magnitude.
+fn rel_error(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+        / scale
+}
+
+fn heads_on(device: Option<Device>) -> (Heads, HeadGrids) {
+    let grids = HeadGrids::new(200, 120);
+    let cfg = vosd_engine::config::MemoryNetworkConfig::default();
+    let status = std::sync::Arc::new(std::sync::Mutex::new(BackendStatus::cpu("test")));
+    (Heads::load(&cfg, &grids, device, status).unwrap(), grids)
+}
+
+/// Every stage of one step at 200x120 against PyTorch: the heads (run by
+/// `heads`), vosd's top-k readout and soft aggregation.
+fn check_testvector(mut heads: Heads, grids: HeadGrids, bound: f32) {
+    let (c4, c16) = (grids.cells4(), grids.cells16());
+    let mut key0 = vec![0.0; 64 * c16];
+    heads.key.run(&[&tensor("frame0_feat16")], &mut key0).unwrap();
+    assert!(rel_error(&key0, &tensor("frame0_key")) < bound, "key");
+    let (masks, others) = (tensor("frame0_mask"), tensor("frame0_others"));
+    let want_value = tensor("frame0_value");
+    let mut bank = MemoryBank::new(c16, 64, 64, 2, 1, 5, false);
+    let (slot, entry) = bank.spare();
+    entry.keys.copy_from_slice(&tensor("frame0_key"));
+    for n in 0..2 {
+        let out = &mut entry.values[n * 64 * c16..(n + 1) * 64 * c16];
+        let feat16 = tensor("frame0_feat16");
+        let inputs: [&[f32]; 3] = [
+            &feat16,
+            &masks[n * c4..(n + 1) * c4],
+            &others[n * c4..(n + 1) * c4],
+        ];
+        heads.value.run(&inputs, out).unwrap();
+        let want = &want_value[n * 64 * c16..(n + 1) * 64 * c16];
+        assert!(rel_error(out, want) < bound, "value of object {n}");
+    }
+    // The readout from PyTorch's own values, so that its error is the
+    // readout's alone.
+    entry.values.copy_from_slice(&want_value);
+    MemoryBank::finish_keys(entry, 64, c16);
+    bank.set_first(slot);
+    let mut readout = vec![0.0; 2 * 64 * c16];
+    Attention::new(c16, bank.max_len(), 30, 2).read(&tensor("frame1_key"), &bank, 2, &mut readout);
+    let e = rel_error(&readout, &tensor("frame1_readout"));
+    assert!(e < 1e-4, "readout: {e}");
+    let want_readout = tensor("frame1_readout");
+    let (f16, f8, f4) = (
+        tensor("frame1_feat16"),
+        tensor("frame1_feat8"),
+        tensor("frame1_feat4"),
+    );
+    let mut logits = vec![0.0; 2 * c4];
+    for n in 0..2 {
+        let r = &want_readout[n * 64 * c16..(n + 1) * 64 * c16];
+        heads
+            .decoder
+            .run(&[r, &f16, &f8, &f4], &mut logits[n * c4..(n + 1) * c4])
+            .unwrap();
+    }
+    let e = rel_error(&logits, &tensor("frame1_logits"));
+    assert!(e < bound, "decoder: {e}");
+    let mut probs = vec![0.0; 3 * c4];
+    aggregate(&tensor("frame1_logits"), 2, c4, &mut probs);
+    let e = rel_error(&probs, &tensor("frame1_probs"));
+    assert!(e < 1e-5, "aggregation: {e}");
+}
+
+#[test]
+fn every_stage_matches_the_pytorch_test_vector_on_tract() {
+    let (heads, grids) = heads_on(None);
+    check_testvector(heads, grids, 1e-4);
+}
+
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn every_stage_matches_the_pytorch_test_vector_on_onnxruntime() {
+    use vosd_engine::backend::{open_device, ActiveBackend, BackendChoice, DeviceOptions};
+    let device = match open_device(
+        ActiveBackend::Onnxruntime,
+        BackendChoice::Onnxruntime,
+        &DeviceOptions::default(),
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            assert!(
+                std::env::var_os("VOSD_REQUIRE_ONNXRUNTIME").is_none(),
+                "VOSD_REQUIRE_ONNXRUNTIME is set but ONNX Runtime cannot start: {e}"
+            );
+            eprintln!("SKIP memnet on ONNX Runtime: {e}");
+            return;
+        }
+    };
+    let (heads, grids) = heads_on(Some(device));
+    assert!(
+        heads.key.on_device() && heads.value.on_device() && heads.decoder.on_device(),
+        "the heads did not pass their self-test on ONNX Runtime"
+    );
+    check_testvector(heads, grids, 1e-4);
+}
+
+fn davis_files(root: &Path, seq: &str, n: usize) -> Vec<(PathBuf, PathBuf)> {
+    (0..n)
+        .map(|i| {
+            (
+                root.join(format!("JPEGImages/480p/{seq}/{i:05}.jpg")),
+                root.join(format!("Annotations/480p/{seq}/{i:05}.png")),
+            )
+        })
+        .collect()
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        method: Method::MemoryNetwork,
+        size: [512, 288],
+        ..Default::default()
+    }
+}
+
+/// Mean J of object 1 over `files[1..]`, tracked from frame 0.
+fn mean_j(cfg: &EngineConfig, files: &[(PathBuf, PathBuf)]) -> f64 {
+    let frame0 = load_rgb(&files[0].0).unwrap();
+    let mut tracker = Tracker::new(cfg, frame0.width, frame0.height).unwrap();
+    assert_eq!(tracker.method(), Method::MemoryNetwork);
+    tracker.start(&frame0, &load_mask(&files[0].1).unwrap()).unwrap();
+    let mut out = LabelMask::new(frame0.width, frame0.height);
+    let mut js = Vec::new();
+    for (img, ann) in &files[1..] {
+        tracker.step(&load_rgb(img).unwrap(), &mut out).unwrap();
+        let gt = load_mask(ann).unwrap();
+        let p: Vec<bool> = out.data.iter().map(|&v| v == 1).collect();
+        let g: Vec<bool> = gt.data.iter().map(|&v| v == 1).collect();
+        js.push(jaccard(&p, &g).unwrap());
+        assert_eq!(tracker.confidences().len(), 1);
+    }
+    js.iter().sum::<f64>() / js.len() as f64
+}
+
+#[test]
+fn tracks_a_real_sequence() {
+    let Some(root) = common::davis_root() else {
+        eprintln!("SKIP memnet on DAVIS: ../shared/data/davis2016 not found");
+        return;
+    };
+    let j = mean_j(&config(), &davis_files(&root, "dog-agility", 25));
+    eprintln!("memory network, dog-agility, 24 frames: mean J {j:.3}");
+    assert!(j > 0.75, "mean J {j:.3} on dog-agility is too low");
+}
+
+/// Two objects pasted on a textured background move, cross and part: the
+/// soft aggregation keeps each on its own id.
+#[test]
+fn two_objects_on_a_composition_keep_their_ids() {
+    let (w, h) = (320, 192);
+    let texture = |x: usize, y: usize| -> [u8; 3] {
+        let v = ((x * 7 + y * 13) % 64) as u8 + 40;
+        [v, v / 2 + 60, 120 - v / 2]
+    };
+    // Object 1: a red disc moving right; object 2: a blue square moving left.
+    let place = |t: usize| ((40 + 6 * t, 90), (260 - 6 * t, 60));
+    let render = |t: usize| {
+        let mut f = RgbFrame::new(w, h);
+        let mut m = LabelMask::new(w, h);
+        let ((ax, ay), (bx, by)) = place(t);
+        for y in 0..h {
+            for x in 0..w {
+                let mut px = texture(x, y);
+                let (dx, dy) = (x as i64 - ax as i64, y as i64 - ay as i64);
+                if dx * dx + dy * dy <= 22 * 22 {
+                    px = [220, 40, 40];
+                    m.data[y * w + x] = 1;
+                }
+                if x.abs_diff(bx) <= 18 && y.abs_diff(by) <= 18 {
+                    px = [40, 60, 220];
+                    m.data[y * w + x] = 2;
+                }
+                f.data[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
+            }
+        }
+        (f, m)
+    };
+    let cfg = EngineConfig {
+        size: [320, 192],
+        ..config()
+    };
+    let (f0, m0) = render(0);
+    let mut tracker = Tracker::new(&cfg, w, h).unwrap();
+    tracker.start(&f0, &m0).unwrap();
+    let mut out = LabelMask::new(w, h);
+    for t in 1..30 {
+        let (f, gt) = render(t);
+        tracker.step(&f, &mut out).unwrap();
+        for id in [1u8, 2] {
+            let p: Vec<bool> = out.data.iter().map(|&v| v == id).collect();
+            let g: Vec<bool> = gt.data.iter().map(|&v| v == id).collect();
+            let j = jaccard(&p, &g).unwrap();
+            assert!(j > 0.5, "frame {t}: object {id} has J {j:.3}");
+        }
+    }
+    // Removing object 2 leaves only object 1 in the masks.
+    tracker.remove_object(2).unwrap();
+    assert_eq!(tracker.object_ids(), &[1]);
+    let (f, _) = render(30);
+    tracker.step(&f, &mut out).unwrap();
+    assert!(out.data.iter().all(|&v| v != 2));
+    assert!(out.data.contains(&1));
+    // Adding it back from its true mask brings it back.
+    let (f, gt) = render(31);
+    tracker.set_object_mask(&f, 2, &gt).unwrap();
+    let (f, gt) = render(32);
+    tracker.step(&f, &mut out).unwrap();
+    let p: Vec<bool> = out.data.iter().map(|&v| v == 2).collect();
+    let g: Vec<bool> = gt.data.iter().map(|&v| v == 2).collect();
+    assert!(jaccard(&p, &g).unwrap() > 0.5);
+}
