@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use vosd::source::synthetic::{Scene, SyntheticConfig};
 use vosd_engine::backend::BackendChoice;
-use vosd_engine::config::{EngineConfig, Precision};
-use vosd_engine::engine::Tracker;
+use vosd_engine::config::{EngineConfig, Method, Precision};
+use vosd_engine::engine::{StageTimes, Tracker};
 use vosd_engine::frame::{LabelMask, RgbFrame};
 use vosd_engine::imageio::{list_images, load_mask, load_rgb};
 
@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// fp32,int8 (default: the configured precision).
     #[arg(long, value_enum, value_delimiter = ',')]
     precisions: Vec<Precision>,
+    /// Run each of these engines, e.g. --methods
+    /// memory-network,label-propagation (default: the configured method).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    methods: Vec<Method>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -77,18 +81,30 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         args.precisions
     };
-    let mut reports = Vec::with_capacity(backends.len() * precisions.len());
-    for &backend in &backends {
-        for &precision in &precisions {
-            let cfg = EngineConfig {
-                backend,
-                precision,
-                ..cfg.clone()
-            };
-            let r = bench_engine(&cfg, &opts)
-                .with_context(|| format!("backend {backend}, precision {precision:?}"))?;
-            print_bench(&r);
-            reports.push(r);
+    let methods = if args.methods.is_empty() {
+        vec![cfg.method]
+    } else {
+        args.methods
+    };
+    let mut reports = Vec::with_capacity(methods.len() * backends.len() * precisions.len());
+    for &method in &methods {
+        for &backend in &backends {
+            for &precision in &precisions {
+                let cfg = EngineConfig {
+                    method,
+                    backend,
+                    precision,
+                    ..cfg.clone()
+                };
+                let r = bench_engine(&cfg, &opts).with_context(|| {
+                    format!(
+                        "{}, backend {backend}, precision {precision:?}",
+                        method.label()
+                    )
+                })?;
+                print_bench(&r);
+                reports.push(r);
+            }
         }
     }
     if let Some(path) = &args.json {
@@ -103,6 +119,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
 /// Prints one engine benchmark's figures.
 fn print_bench(r: &EngineBenchReport) {
+    println!("method     {}", r.method.label());
     println!("model      {}", r.model);
     println!("backend    {}", r.backend.describe());
     println!(
@@ -115,9 +132,12 @@ fn print_bench(r: &EngineBenchReport) {
             t.p50_ms, t.p99_ms
         )
     };
-    stage("encode", r.encode_ms, &r.encode);
-    stage("readout", r.readout_ms, &r.readout);
-    stage("upsample", r.upsample_ms, &r.upsample);
+    for (name, s) in STAGES.iter().zip(&r.stages) {
+        // A stage the method does not have is not printed.
+        if r.method == Method::MemoryNetwork || !MEMNET_ONLY.contains(name) {
+            stage(name, s.mean_ms, &s.stats);
+        }
+    }
     println!(
         "total      p50 {:.1} ms, p99 {:.1} ms",
         r.total_p50_ms, r.total_p99_ms
@@ -128,6 +148,29 @@ fn print_bench(r: &EngineBenchReport) {
         r.memory_bytes as f64 / (1024.0 * 1024.0)
     );
     println!();
+}
+
+/// The stages timed, in the order of a frame ([`StageTimes`]'s fields):
+/// resize + encoder (+ label propagation's keys), the memory network's key
+/// projection, the readout, the decoder, aggregation + upsampling +
+/// arg-max, the value encoder (frames kept in memory).
+pub const STAGES: [&str; 6] = ["encode", "key", "readout", "decode", "upsample", "value"];
+/// The stages only the memory network has.
+const MEMNET_ONLY: [&str; 3] = ["key", "decode", "value"];
+
+/// `t`'s durations in the order of [`STAGES`].
+fn stage_durations(t: &StageTimes) -> [std::time::Duration; 6] {
+    [t.encode, t.key, t.readout, t.decode, t.upsample, t.value]
+}
+
+/// One stage's figures.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StageReport {
+    /// Mean ms per frame.
+    pub mean_ms: f64,
+    /// Per-frame percentiles.
+    #[serde(flatten)]
+    pub stats: StageStats,
 }
 
 /// One stage's per-frame times.
@@ -184,18 +227,12 @@ pub struct EngineBenchReport {
     pub frames: usize,
     /// The encoder precision asked for.
     pub precision: Precision,
-    /// Mean ms per frame: resize + encoder + keys.
-    pub encode_ms: f64,
-    /// Encode, per frame.
-    pub encode: StageStats,
-    /// Mean ms per frame: memory readout.
-    pub readout_ms: f64,
-    /// Readout, per frame.
-    pub readout: StageStats,
-    /// Mean ms per frame: upsampling + arg-max (+ memory write).
-    pub upsample_ms: f64,
-    /// Upsample, per frame.
-    pub upsample: StageStats,
+    /// The engine.
+    pub method: Method,
+    /// Names of the stages, in the order of `stages`.
+    pub stage_names: [&'static str; 6],
+    /// Each stage's figures (see [`STAGES`]).
+    pub stages: [StageReport; 6],
     /// Per-frame total, median ms.
     pub total_p50_ms: f64,
     /// Per-frame total, 99th percentile ms.
@@ -253,7 +290,7 @@ pub fn bench_engine(cfg: &EngineConfig, opts: &EngineBenchOptions) -> Result<Eng
     tracker.step(&clip[1.min(clip.len() - 1)], &mut out)?;
     let before = tracker.stage_times();
     let mut totals = Vec::with_capacity(opts.frames);
-    let mut stages: [Vec<f64>; 3] = std::array::from_fn(|_| Vec::with_capacity(opts.frames));
+    let mut stages: [Vec<f64>; 6] = std::array::from_fn(|_| Vec::with_capacity(opts.frames));
     let to_ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     for i in 0..opts.frames {
         // Ping-pong through the clip so that motion stays continuous.
@@ -265,16 +302,22 @@ pub fn bench_engine(cfg: &EngineConfig, opts: &EngineBenchOptions) -> Result<Eng
         tracker.step(&clip[idx], &mut out)?;
         totals.push(t.elapsed().as_secs_f64() * 1e3);
         let t1 = tracker.stage_times();
-        stages[0].push(to_ms(t1.encode - t0.encode));
-        stages[1].push(to_ms(t1.readout - t0.readout));
-        stages[2].push(to_ms(t1.upsample - t0.upsample));
+        let (d0, d1) = (stage_durations(&t0), stage_durations(&t1));
+        for ((v, a), b) in stages.iter_mut().zip(d0).zip(d1) {
+            v.push(to_ms(b - a));
+        }
     }
     let after = tracker.stage_times();
     let n = opts.frames.max(1) as f64;
     let ms = |a: std::time::Duration, b: std::time::Duration| (a - b).as_secs_f64() * 1e3 / n;
     let mean_total = totals.iter().sum::<f64>() / n;
     let total = StageStats::of(&mut totals);
-    let [encode, readout, upsample] = stages.map(|mut v| StageStats::of(&mut v));
+    let (d0, d1) = (stage_durations(&before), stage_durations(&after));
+    let mut means = d1.iter().zip(d0).map(|(a, b)| ms(*a, b));
+    let stages = stages.map(|mut v| StageReport {
+        mean_ms: means.next().unwrap_or(0.0),
+        stats: StageStats::of(&mut v),
+    });
     Ok(EngineBenchReport {
         model: tracker.model_path().display().to_string(),
         size: cfg.size,
@@ -283,12 +326,9 @@ pub fn bench_engine(cfg: &EngineConfig, opts: &EngineBenchOptions) -> Result<Eng
         threads: cfg.thread_count(),
         frames: opts.frames,
         precision: cfg.precision,
-        encode_ms: ms(after.encode, before.encode),
-        encode,
-        readout_ms: ms(after.readout, before.readout),
-        readout,
-        upsample_ms: ms(after.upsample, before.upsample),
-        upsample,
+        method: cfg.method,
+        stage_names: STAGES,
+        stages,
         total_p50_ms: total.p50_ms,
         total_p99_ms: total.p99_ms,
         fps: if mean_total > 0.0 {

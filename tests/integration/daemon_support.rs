@@ -20,12 +20,14 @@ pub fn unique_shm(tag: &str) -> String {
     format!("/vosd-test-{tag}-{}-{n}", std::process::id())
 }
 
-/// A daemon configuration: synthetic 320×240 source, engine 256×144.
+/// A daemon configuration: synthetic 320×240 source, engine 512×384 (the
+/// memory network, trained on DAVIS at 512×288, loses the scene's small
+/// shapes at 256×192: docs/engine.md).
 pub fn config_text(shm: &str, fps: f64, frames: u64, extra_pipeline: &str) -> String {
     format!(
         r#"
 [engine]
-size = [256, 192]
+size = [512, 384]
 max_objects = 4
 threads = 2
 

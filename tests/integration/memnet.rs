@@ -252,3 +252,48 @@ fn two_objects_on_a_composition_keep_their_ids() {
     let g: Vec<bool> = gt.data.iter().map(|&v| v == 2).collect();
     assert!(jaccard(&p, &g).unwrap() > 0.5);
 }
+
+/// The demo's synthetic scene (320x240, three textured shapes that move,
+/// cross and part) at the demo's processing size, 512x384: every object
+/// stays tracked. (At 256x144 the shapes span about two stride-16 cells
+/// and the network loses one of them at once; see docs/engine.md.)
+#[test]
+fn follows_the_synthetic_scene_at_the_demo_size() {
+    use vosd::source::synthetic::{Scene, SyntheticConfig};
+    let scene = Scene::new(&SyntheticConfig {
+        width: 320,
+        height: 240,
+        fps: 12.0,
+        seed: 1,
+        objects: 3,
+        frames: 60,
+        noise: 4,
+    })
+    .unwrap();
+    let cfg = EngineConfig {
+        size: [512, 384],
+        ..config()
+    };
+    let (mut f, mut m) = (RgbFrame::new(320, 240), LabelMask::new(320, 240));
+    scene.render(0, Some(&mut f), Some(&mut m));
+    let mut tracker = Tracker::new(&cfg, 320, 240).unwrap();
+    tracker.start(&f, &m).unwrap();
+    let mut out = LabelMask::new(320, 240);
+    let mut js = [Vec::new(), Vec::new(), Vec::new()];
+    for k in 1..60u64 {
+        scene.render(k, Some(&mut f), Some(&mut m));
+        tracker.step(&f, &mut out).unwrap();
+        for (id, j) in (1..=3u8).zip(&mut js) {
+            let p: Vec<bool> = out.data.iter().map(|&v| v == id).collect();
+            let g: Vec<bool> = m.data.iter().map(|&v| v == id).collect();
+            j.push(jaccard(&p, &g).unwrap());
+        }
+    }
+    for (id, j) in (1..=3).zip(&js) {
+        let mean = j.iter().sum::<f64>() / j.len() as f64;
+        let worst = j.iter().copied().fold(1.0, f64::min);
+        eprintln!("synthetic object {id}: mean J {mean:.3}, worst {worst:.3}");
+        // Measured: mean 0.93-0.98, worst above 0.8.
+        assert!(mean > 0.85 && worst > 0.5, "object {id}: mean J {mean:.3}, worst {worst:.3}");
+    }
+}

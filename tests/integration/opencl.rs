@@ -134,8 +134,11 @@ fn int8_kernels_match_onnxruntime_integer_kernels() {
     );
 }
 
+/// Label propagation, whose readout also runs on the device (the memory
+/// network's heads run beside an OpenCL encoder on the CPU).
 fn config(backend: BackendChoice) -> EngineConfig {
     EngineConfig {
+        method: vosd_engine::config::Method::LabelPropagation,
         size: [256, 144],
         threads: 2,
         backend,
@@ -273,7 +276,10 @@ fn daemon_keeps_publishing_when_the_device_fails() {
     let shm = unique_shm("oclfail");
     let frames = 40;
     let text = config_text(&shm, 10.0, frames, "")
-        .replace("[engine]\n", "[engine]\nbackend = \"opencl\"\n");
+        .replace(
+            "[engine]\n",
+            "[engine]\nbackend = \"opencl\"\nmethod = \"label-propagation\"\n",
+        );
     let cfg = write_config(dir.path(), &text);
     let mut child = spawn_daemon(&cfg, &[(vosd_engine::encoder::FAIL_HOOK_ENV, "6")]);
     let mut reader = open_reader(&shm, &mut child, Duration::from_secs(60));
@@ -331,6 +337,8 @@ fn bench_prints_stage_times_for_each_backend() {
     let out = crate::common::target_command(env!("CARGO_BIN_EXE_vosd"))
         .args([
             "bench",
+            "--method",
+            "label-propagation",
             "--backends",
             "cpu,opencl",
             "--frames",

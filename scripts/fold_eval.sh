@@ -1,0 +1,36 @@
+#!/bin/sh
+# The fold protocol for the engine (issue 13): each fold's 10 sequences are
+# scored by `vosd eval` with the memory network trained on the other two
+# folds (training/runs/fold-X/onnx, from `training/train.py --fold X
+# --export ...`) and with label propagation, at one processing size.
+# Run-time memory settings are candidates (below); scripts/fold_select.py
+# then chooses one per held-out fold on the other two folds' scores and
+# reports the held-out fold with it (choose on two, report the third,
+# rotate).
+#   scripts/fold_eval.sh OUT_DIR [WxH]      (default 512x288)
+# Needs target/ci/vosd (cargo build --profile ci) or $VOSD.
+set -eu
+out=${1:?usage: fold_eval.sh OUT_DIR [WxH]}
+size=${2:-512x288}
+cd "$(dirname "$0")/.."
+vosd=${VOSD:-target/ci/vosd}
+davis=${DAVIS:-../shared/data/davis2016}
+folds=${FOLDS:-../shared/data/davis2016-folds.txt}
+mkdir -p "$out"
+seqs() { grep "^fold-$1:" "$folds" | cut -d: -f2 | tr -d ' '; }
+# name: --set arguments of a memory setting
+candidates="default: wm0-prev:--set=memory_network.working_memory=0 wm0:--set=memory_network.working_memory=0,--set=memory_network.keep_previous=false"
+for f in a b c; do
+  s=$(seqs $f)
+  [ -f "$out/lp-$f-$size.json" ] || "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" \
+      --method label-propagation --json "$out/lp-$f-$size.json" > "$out/lp-$f-$size.log" 2>&1
+  for c in $candidates; do
+    name=${c%%:*}; sets=$(echo "${c#*:}" | tr ',' ' ')
+    j="$out/mn-$f-$name-$size.json"
+    [ -f "$j" ] && continue
+    # shellcheck disable=SC2086
+    "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" --method memory-network \
+        --set "memory_network.model_dir=\"$PWD/training/runs/fold-$f/onnx\"" $sets \
+        --json "$j" > "$out/mn-$f-$name-$size.log" 2>&1
+  done
+done
