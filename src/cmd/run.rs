@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use vosd::config::DaemonConfig;
 use vosd::service::{self, Notifier};
+use vosd_engine::config::Method;
 
 /// `vosd run`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -32,6 +33,18 @@ pub fn run(args: RunArgs) -> Result<()> {
                 args.config.display(),
                 model.display()
             );
+        }
+        if cfg.engine.method == Method::MemoryNetwork {
+            for head in ["key", "value", "decoder"] {
+                let file = cfg.engine.memory_network.file(head);
+                if !file.is_file() {
+                    bail!(
+                        "{}: the memory network's {head} {}: no such file (set engine.memory_network.model_dir, VOSD_MODEL_DIR, or engine.method = \"label-propagation\")",
+                        args.config.display(),
+                        file.display()
+                    );
+                }
+            }
         }
         println!("{}: ok (model {})", args.config.display(), model.display());
         return Ok(());

@@ -339,9 +339,7 @@ impl MemoryNetwork {
         for j in 0..cells4 {
             self.probs[j] += self.probs[k * cells4 + j];
             self.probs[k * cells4 + j] = self.probs[last * cells4 + j];
-            if k != last {
-                self.probs[last * cells4 + j] = 0.0;
-            }
+            self.probs[last * cells4 + j] = 0.0;
         }
         self.confidence.swap(k - 1, last - 1);
         self.labels.swap_remove(k);

@@ -61,25 +61,13 @@ impl ProbUpsampler {
                 bilinear(src, gw, columns, rows, dst);
             });
         let planes = &self.planes;
-        let pick = |values: &dyn Fn(usize) -> f32| {
-            let mut best = 0;
-            let mut top = values(0);
-            for c in 1..channels {
-                let v = values(c);
-                if v > top {
-                    top = v;
-                    best = c;
-                }
-            }
-            labels[best]
-        };
         if (fw, fh) == (pw, ph) {
             out.data
                 .par_chunks_mut(fw)
                 .enumerate()
                 .for_each(|(y, row)| {
                     for (x, o) in row.iter_mut().enumerate() {
-                        *o = pick(&|c| planes[c * plane + y * pw + x]);
+                        *o = labels[arg_max(channels, |c| planes[c * plane + y * pw + x])];
                     }
                 });
             return;
@@ -90,15 +78,32 @@ impl ProbUpsampler {
             .zip(rows.par_iter())
             .for_each(|(row, &(r0, r1, wy))| {
                 for (o, &(c0, c1, wx)) in row.iter_mut().zip(columns) {
-                    *o = pick(&|c| {
+                    let best = arg_max(channels, |c| {
                         let p = &planes[c * plane..];
                         let a = p[r0 * pw + c0] * (1.0 - wx) + p[r0 * pw + c1] * wx;
                         let b = p[r1 * pw + c0] * (1.0 - wx) + p[r1 * pw + c1] * wx;
                         a * (1.0 - wy) + b * wy
                     });
+                    *o = labels[best];
                 }
             });
     }
+}
+
+/// The channel of the largest `value(c)` for `c` in `0..channels` (the
+/// first on ties).
+#[inline(always)]
+fn arg_max(channels: usize, value: impl Fn(usize) -> f32) -> usize {
+    let mut best = 0;
+    let mut top = value(0);
+    for c in 1..channels {
+        let v = value(c);
+        if v > top {
+            top = v;
+            best = c;
+        }
+    }
+    best
 }
 
 /// Bilinear resize of one `src` plane (`width` columns) with the given
