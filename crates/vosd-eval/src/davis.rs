@@ -139,6 +139,9 @@ pub struct SequenceReport {
     /// box-derived first mask and the true first mask.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_mask_iou: Option<f64>,
+    /// Per object (in the order scored), T × 5 of each pair of consecutive
+    /// evaluated frames; NaN (`null`) where a mask has no contour.
+    pub t_per_frame: Vec<Vec<f64>>,
 }
 
 /// Overall figures (official aggregation: mean over all objects).
@@ -223,6 +226,7 @@ fn sequence_report(
         objects: s.objects.len(),
         fps,
         first_mask_iou,
+        t_per_frame: s.objects.iter().map(|o| o.t_per_frame.clone()).collect(),
     }
 }
 
@@ -388,9 +392,10 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
             .with_context(|| format!("scoring {name}"))?;
         let report = sequence_report(&s, pred_data.len(), fps, first_mask_iou);
         eprintln!(
-            "{name:<20} J {:.3}  F {:.3}  frames {:>3}  {}{}",
+            "{name:<20} J {:.3}  F {:.3}  T {:.3}  frames {:>3}  {}{}",
             report.scores.j_mean,
             report.scores.f_mean,
+            report.scores.t_mean,
             report.frames,
             if fps > 0.0 {
                 format!("{fps:.1} fps")

@@ -9,9 +9,13 @@
 //!   radius [`boundary_radius`] (`ceil(0.008 * sqrt(H² + W²))`, 8 at 854×480).
 //! * [`statistics`] is the toolkit's `db_statistics` (numpy `nanmean`,
 //!   `linspace`, round-half-to-even and its `uint8` bin indices included).
+//! * T ([`t_stability`], the toolkit's `db_eval_t_stab`) is the temporal
+//!   (in)stability of consecutive predicted masks: shape-context descriptors
+//!   of their longest contours matched along the contour; lower is better.
 //! * [`score_sequence`] and [`overall`] reproduce the semi-supervised
 //!   evaluation: first and last frame skipped, one J/F series per object,
-//!   final figures averaged over all objects of all sequences.
+//!   final figures averaged over all objects of all sequences; T as DAVIS
+//!   2016 computes it (consecutive pairs of the evaluated frames, × 5).
 //!
 //! Masks are row-major, `width * height` pixels. Sums are done the way numpy
 //! does them (pairwise summation), so the figures agree with the Python
@@ -24,21 +28,27 @@
 //! The code is split by concept into private modules whose public items are
 //! re-exported here: `region` (J), `contour` (boundary map, dilation radius,
 //! F), `stats` (numpy-exact sums and means, decay bins, [`statistics`]) and
-//! `sequence` (per-object and per-sequence scoring, [`overall`]).
+//! `sequence` (per-object and per-sequence scoring, [`overall`]), `polycont`
+//! (mask to contours for T) and `temporal` (T).
 
 use thiserror::Error;
 
 mod contour;
+mod polycont;
 mod region;
 mod sequence;
 mod stats;
+mod temporal;
 #[cfg(test)]
 mod test_support;
 
 pub use contour::{boundary_map, boundary_radius, f_measure};
 pub use region::jaccard;
-pub use sequence::{overall, score_sequence, ObjectScores, Overall, SequenceScores};
+pub use sequence::{
+    overall, score_annotated, score_sequence, ObjectScores, ObjectStart, Overall, SequenceScores,
+};
 pub use stats::{statistics, Statistics};
+pub use temporal::{t_stability, T_SCALE};
 
 /// Errors of the metric functions: every one of them is an input whose
 /// sizes do not fit together.

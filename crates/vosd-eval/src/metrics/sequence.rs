@@ -1,12 +1,14 @@
-//! Semi-supervised scoring: J and F of every object over the evaluated
-//! frames of a sequence ([`score_sequence`]), and the final figures over a
-//! set of sequences ([`overall`]).
+//! Semi-supervised scoring: J, F and T of every object over the evaluated
+//! frames of a sequence ([`score_sequence`] for DAVIS, [`score_annotated`]
+//! for sparse annotations and objects that appear later), and the final
+//! figures over a set of sequences ([`overall`]).
 
 use serde::Serialize;
 
 use super::contour::f_measure;
 use super::region::jaccard;
-use super::stats::{np_mean, statistics, Statistics};
+use super::stats::{nanmean, np_mean, statistics, Statistics};
+use super::temporal::{descriptor, t_between, T_SCALE};
 use super::MetricsError;
 
 /// Scores of one object over the evaluated frames of a sequence.
@@ -22,6 +24,12 @@ pub struct ObjectScores {
     pub j_per_frame: Vec<f64>,
     /// F of each evaluated frame (frames 1..n-1 of the sequence).
     pub f_per_frame: Vec<f64>,
+    /// Mean of the non-NaN values of `t_per_frame` (NaN when none): DAVIS
+    /// 2016's T, lower is better.
+    pub t_mean: f64,
+    /// T × [`T_SCALE`] of each pair of consecutive evaluated predictions
+    /// (NaN where either mask has no contour).
+    pub t_per_frame: Vec<f64>,
 }
 
 /// Scores of every requested object of one sequence.
@@ -41,6 +49,10 @@ pub struct SequenceScores {
 /// the masks `pred == id` and `gt == id`, and summarised by [`statistics`].
 /// With fewer than 3 frames no frame is evaluated: the per-frame series are
 /// empty and their statistics NaN.
+///
+/// T follows DAVIS 2016's `loader.py`: [`super::t_stability`] of `pred == id` on
+/// each pair of consecutive evaluated frames (1 and 2, ..., n-3 and n-2),
+/// times [`T_SCALE`]; its mean skips NaN (frames without a contour).
 ///
 /// Errors: [`MetricsError::FrameCountMismatch`] when the frame counts differ,
 /// [`MetricsError::FrameSize`] when a frame (any, skipped ones included) does
@@ -87,8 +99,13 @@ pub fn score_sequence(
             f: statistics(&[]),
             j_per_frame: Vec::with_capacity(evaluated.len()),
             f_per_frame: Vec::with_capacity(evaluated.len()),
+            t_mean: f64::NAN,
+            t_per_frame: Vec::new(),
         })
         .collect();
+    for obj in &mut objects {
+        obj.t_per_frame = t_series(pred, obj.id, evaluated.clone(), width, height);
+    }
     for t in evaluated {
         for obj in &mut objects {
             let p: Vec<bool> = pred[t].iter().map(|&v| v == obj.id).collect();
@@ -100,8 +117,108 @@ pub fn score_sequence(
     for obj in &mut objects {
         obj.j = statistics(&obj.j_per_frame);
         obj.f = statistics(&obj.f_per_frame);
+        obj.t_mean = nanmean(&obj.t_per_frame);
     }
     Ok(SequenceScores { objects })
+}
+
+/// T × [`T_SCALE`] of object `id` between each pair of consecutive frames
+/// of `frames` in `pred`.
+fn t_series(
+    pred: &[Vec<u8>],
+    id: u8,
+    frames: std::ops::Range<usize>,
+    width: usize,
+    height: usize,
+) -> Vec<f64> {
+    let descriptors: Vec<_> = frames
+        .map(|t| {
+            let m: Vec<bool> = pred[t].iter().map(|&v| v == id).collect();
+            descriptor(&m, width, height)
+        })
+        .collect();
+    descriptors
+        .windows(2)
+        .map(|w| match (&w[0], &w[1]) {
+            (Some(a), Some(b)) => t_between(a, b) * T_SCALE,
+            _ => f64::NAN,
+        })
+        .collect()
+}
+
+/// Where an object starts: its id and the first frame it is annotated in
+/// (the frame the engine is given its mask).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectStart {
+    /// Object id (label value in the masks).
+    pub id: u8,
+    /// Index of its first annotated frame.
+    pub first_frame: usize,
+}
+
+/// Scores a sequence whose annotations may be sparse and whose objects may
+/// appear after frame 0 (YouTube-VOS, SegTrack v2, a plain folder).
+///
+/// `gt[t]` is `None` for a frame without an annotation file. For each
+/// object, J and F are computed on every annotated frame after its first
+/// annotated frame (that frame is given to the engine, so it is not
+/// scored; the last frame is scored), as the YouTube-VOS evaluation does,
+/// and T on each pair of consecutive frames after it. An annotated frame
+/// where the object is absent counts like any other (J = 1 when the
+/// prediction is empty too). Same errors as [`score_sequence`].
+pub fn score_annotated(
+    pred: &[Vec<u8>],
+    gt: &[Option<Vec<u8>>],
+    width: usize,
+    height: usize,
+    objects: &[ObjectStart],
+) -> Result<SequenceScores, MetricsError> {
+    if pred.len() != gt.len() {
+        return Err(MetricsError::FrameCountMismatch {
+            pred: pred.len(),
+            gt: gt.len(),
+        });
+    }
+    let expected = width.checked_mul(height);
+    let frames = pred
+        .iter()
+        .map(|f| ("prediction", Some(f)))
+        .enumerate()
+        .chain(gt.iter().map(|f| ("ground truth", f.as_ref())).enumerate());
+    for (frame, (which, f)) in frames {
+        if let Some(f) = f.filter(|f| Some(f.len()) != expected) {
+            return Err(MetricsError::FrameSize {
+                which,
+                frame,
+                len: f.len(),
+                width,
+                height,
+            });
+        }
+    }
+    let mut out = Vec::with_capacity(objects.len());
+    for o in objects {
+        let (mut js, mut fs) = (Vec::new(), Vec::new());
+        for (t, g) in gt.iter().enumerate().skip(o.first_frame + 1) {
+            let Some(g) = g else { continue };
+            let p: Vec<bool> = pred[t].iter().map(|&v| v == o.id).collect();
+            let g: Vec<bool> = g.iter().map(|&v| v == o.id).collect();
+            js.push(jaccard(&p, &g)?);
+            fs.push(f_measure(&p, &g, width, height)?);
+        }
+        let start = (o.first_frame + 1).min(pred.len());
+        let ts = t_series(pred, o.id, start..pred.len(), width, height);
+        out.push(ObjectScores {
+            id: o.id,
+            j: statistics(&js),
+            f: statistics(&fs),
+            j_per_frame: js,
+            f_per_frame: fs,
+            t_mean: nanmean(&ts),
+            t_per_frame: ts,
+        });
+    }
+    Ok(SequenceScores { objects: out })
 }
 
 /// Final figures over a set of sequences (the toolkit's global results).
@@ -123,6 +240,9 @@ pub struct Overall {
     pub f_decay: f64,
     /// (j_mean + f_mean) / 2.
     pub jf_mean: f64,
+    /// Mean over the objects of their T mean, skipping NaN (objects never
+    /// with a contour), as DAVIS 2016 averages T (`nanmean`). Lower is better.
+    pub t_mean: f64,
 }
 
 /// Official aggregation: every field is numpy's `mean` over ALL objects of
@@ -143,6 +263,7 @@ pub fn overall(sequences: &[SequenceScores]) -> Overall {
         f_recall: field(|o| o.f.recall),
         f_decay: field(|o| o.f.decay),
         jf_mean: (j_mean + f_mean) / 2.0,
+        t_mean: nanmean(&objects.iter().map(|o| o.t_mean).collect::<Vec<_>>()),
     }
 }
 

@@ -20,7 +20,7 @@ pub struct Statistics {
 
 /// numpy's `np.add.reduce` of a contiguous float64 array: pairwise summation
 /// with an 8-way unrolled base case of at most 128 elements, added to 0.
-fn np_sum(a: &[f64]) -> f64 {
+pub(super) fn np_sum(a: &[f64]) -> f64 {
     fn pairwise(a: &[f64]) -> f64 {
         let n = a.len();
         if n < 8 {
@@ -56,7 +56,7 @@ fn np_sum(a: &[f64]) -> f64 {
 
 /// numpy's `nanmean` of a 1-D float64 array: NaNs replaced by 0, summed as
 /// numpy sums, divided by the count of non-NaN values (NaN when none).
-fn nanmean(a: &[f64]) -> f64 {
+pub(super) fn nanmean(a: &[f64]) -> f64 {
     let cleaned: Vec<f64> = a
         .iter()
         .map(|&v| if v.is_nan() { 0.0 } else { v })
