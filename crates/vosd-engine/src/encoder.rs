@@ -122,11 +122,10 @@ pub struct Features {
     pub s16: FeatureMap,
 }
 
-/// The backends and the input tensor they read, used under one lock.
+/// The backends, used under one lock. Each has its own input tensor, into
+/// which a frame is normalised just before it runs.
 struct Backends {
     fallback: Fallback<dyn EncoderBackend>,
-    /// The normalised frame (`3 × height × width`), reused.
-    input: Vec<f32>,
 }
 
 /// A loaded, optimised encoder for one processing size.
@@ -201,10 +200,7 @@ impl Encoder {
             spec,
             grids,
             path: path.into(),
-            backends: Mutex::new(Backends {
-                fallback,
-                input: vec![0.0; spec.input_len()],
-            }),
+            backends: Mutex::new(Backends { fallback }),
             status,
         })
     }
@@ -448,17 +444,25 @@ impl Encoder {
         self.check_size(image)?;
         self.check_features(out)?;
         let mut guard = self.lock();
-        let Backends { fallback, input } = &mut *guard;
-        normalise(image, input);
+        let fallback = &mut guard.fallback;
+        // The frame is normalised straight into the input tensor of the
+        // backend that runs it: a device call that fails is redone on the
+        // CPU, whose own input this fills then.
         let mut op = |b: &mut (dyn EncoderBackend + 'static)| {
-            b.encode(
-                &input[..],
-                [
-                    &mut out.s4.data[..],
-                    &mut out.s8.data[..],
-                    &mut out.s16.data[..],
-                ],
-            )
+            let input = b.input_mut()?;
+            if input.len() != image.data.len() {
+                return Err(BackendError::Unavailable(format!(
+                    "the encoder's input tensor has {} values, expected {}",
+                    input.len(),
+                    image.data.len()
+                )));
+            }
+            normalise(image, input);
+            b.run_input([
+                &mut out.s4.data[..],
+                &mut out.s8.data[..],
+                &mut out.s16.data[..],
+            ])
         };
         let ran = if cpu {
             op(fallback.cpu())
@@ -541,3 +545,6 @@ pub fn self_test_image(width: usize, height: usize) -> RgbFrame {
     }
     img
 }
+
+#[cfg(test)]
+mod tests;

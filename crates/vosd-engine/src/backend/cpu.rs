@@ -102,30 +102,26 @@ impl EncoderBackend for TractEncoder {
         Arithmetic::Fp32
     }
 
-    fn encode(&mut self, input: &[f32], outputs: [&mut [f32]; 3]) -> Result<(), BackendError> {
+    fn input_mut(&mut self) -> Result<&mut [f32], BackendError> {
         let run = |e: TractError| BackendError::Cpu(format!("{e:#}"));
-        let (w, h) = (self.spec.width, self.spec.height);
-        if input.len() != self.spec.input_len() {
-            return Err(BackendError::Cpu(format!(
-                "input has {} values, expected {}",
-                input.len(),
-                self.spec.input_len()
-            )));
-        }
         // Exclusive again once the previous run's values are gone; were it
         // not (tract kept a reference), a new tensor is made.
         if Arc::get_mut(&mut self.input).is_none() {
+            let (w, h) = (self.spec.width, self.spec.height);
             self.input = Arc::new(Tensor::zero::<f32>(&[1, 3, h, w]).map_err(run)?);
         }
         let tensor = Arc::get_mut(&mut self.input).ok_or_else(|| {
             BackendError::Cpu("the encoder's input tensor is still in use".into())
         })?;
         tensor
-            .try_as_plain_ram_mut()
+            .to_plain_array_view_mut::<f32>()
             .map_err(run)?
-            .as_slice_mut::<f32>()
-            .map_err(run)?
-            .copy_from_slice(input);
+            .into_slice()
+            .ok_or_else(|| BackendError::Cpu("the encoder's input tensor is not contiguous".into()))
+    }
+
+    fn run_input(&mut self, outputs: [&mut [f32]; 3]) -> Result<(), BackendError> {
+        let run = |e: TractError| BackendError::Cpu(format!("{e:#}"));
         let values = multithread_tract_scope(self.executor.clone(), || {
             self.plan.run(tvec!(TValue::from_const(self.input.clone())))
         })
@@ -143,6 +139,19 @@ impl EncoderBackend for TractEncoder {
             out.copy_from_slice(src);
         }
         Ok(())
+    }
+
+    fn encode(&mut self, input: &[f32], outputs: [&mut [f32]; 3]) -> Result<(), BackendError> {
+        let dst = self.input_mut()?;
+        if input.len() != dst.len() {
+            return Err(BackendError::Cpu(format!(
+                "input has {} values, expected {}",
+                input.len(),
+                dst.len()
+            )));
+        }
+        dst.copy_from_slice(input);
+        self.run_input(outputs)
     }
 }
 

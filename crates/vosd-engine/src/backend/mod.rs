@@ -182,13 +182,30 @@ impl EncoderSpec {
 ///
 /// `&mut self`: an implementation may keep per-call state (staging
 /// buffers, a session that runs mutably).
+///
+/// A frame is written straight into the backend's own input tensor
+/// ([`EncoderBackend::input_mut`]) and then run
+/// ([`EncoderBackend::run_input`]), so that the per-frame path copies no
+/// input; [`EncoderBackend::encode`] does both from a given slice.
 pub trait EncoderBackend: Send {
     /// The arithmetic it runs (its self-test tolerance).
     fn arithmetic(&self) -> Arithmetic;
 
-    /// Encodes `input` (the normalised image of the spec it was built for,
-    /// [`EncoderSpec::input_len`] values) into `outputs` (the three feature
+    /// The input tensor that [`EncoderBackend::run_input`] reads: the
+    /// normalised image of the spec it was built for,
+    /// [`EncoderSpec::input_len`] values, to be written in full before
+    /// each run (its contents are unspecified until then; ONNX Runtime's
+    /// and tract's own tensor, OpenCL's host staging buffer).
+    fn input_mut(&mut self) -> Result<&mut [f32], BackendError>;
+
+    /// Encodes the input as last written through
+    /// [`EncoderBackend::input_mut`] into `outputs` (the three feature
     /// maps, each of its [`OutputSpec::len`] values).
+    fn run_input(&mut self, outputs: [&mut [f32]; 3]) -> Result<(), BackendError>;
+
+    /// Encodes `input` (the normalised image of the spec it was built for,
+    /// [`EncoderSpec::input_len`] values) into `outputs`: a copy into the
+    /// input tensor and a run.
     fn encode(&mut self, input: &[f32], outputs: [&mut [f32]; 3]) -> Result<(), BackendError>;
 }
 

@@ -142,18 +142,12 @@ impl EncoderBackend for OrtEncoder {
         self.arithmetic
     }
 
-    fn encode(&mut self, input: &[f32], outputs: [&mut [f32]; 3]) -> Result<(), BackendError> {
+    fn input_mut(&mut self) -> Result<&mut [f32], BackendError> {
+        Ok(self.input.extract_tensor_mut().1)
+    }
+
+    fn run_input(&mut self, outputs: [&mut [f32]; 3]) -> Result<(), BackendError> {
         let run = |e: ort::Error| BackendError::from(OrtError::Run(e.to_string()));
-        let (_, dst) = self.input.extract_tensor_mut();
-        if dst.len() != input.len() {
-            return Err(OrtError::Run(format!(
-                "input has {} values, expected {}",
-                input.len(),
-                dst.len()
-            ))
-            .into());
-        }
-        dst.copy_from_slice(input);
         let values = self
             .session
             .run_with_options(ort::inputs![&self.input], &self.run_options)
@@ -175,5 +169,19 @@ impl EncoderBackend for OrtEncoder {
             out.copy_from_slice(src);
         }
         Ok(())
+    }
+
+    fn encode(&mut self, input: &[f32], outputs: [&mut [f32]; 3]) -> Result<(), BackendError> {
+        let dst = self.input_mut()?;
+        if dst.len() != input.len() {
+            return Err(OrtError::Run(format!(
+                "input has {} values, expected {}",
+                input.len(),
+                dst.len()
+            ))
+            .into());
+        }
+        dst.copy_from_slice(input);
+        self.run_input(outputs)
     }
 }

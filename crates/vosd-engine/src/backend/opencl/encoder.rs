@@ -37,6 +37,10 @@ pub struct OpenclEncoder {
     tensors: Vec<DeviceTensor>,
     kernels: Vec<Kernel>,
     _params: Params,
+    /// The host side of the input (`3 × H × W`), which
+    /// [`EncoderBackend::input_mut`] hands out and a run writes to the
+    /// device.
+    staging: Vec<f32>,
 }
 
 impl std::fmt::Debug for OpenclEncoder {
@@ -144,12 +148,14 @@ impl OpenclEncoder {
         for op in &graph.ops {
             kernels.push(Self::kernel(&gpu, &graph, &tensors, op, &mut params)?);
         }
+        let staging = vec![0.0; graph.tensors.first().map_or(0, |t| t.len())];
         Ok(Self {
             gpu,
             graph,
             tensors,
             kernels,
             _params: params,
+            staging,
         })
     }
 
@@ -446,6 +452,15 @@ impl OpenclEncoder {
 impl EncoderBackend for OpenclEncoder {
     fn arithmetic(&self) -> Arithmetic {
         OpenclEncoder::arithmetic(self)
+    }
+
+    fn input_mut(&mut self) -> Result<&mut [f32], BackendError> {
+        Ok(&mut self.staging)
+    }
+
+    fn run_input(&mut self, outputs: [&mut [f32]; 3]) -> Result<(), BackendError> {
+        let mut outputs = outputs;
+        Ok(self.run(&self.staging, &mut outputs)?)
     }
 
     fn encode(&mut self, input: &[f32], outputs: [&mut [f32]; 3]) -> Result<(), BackendError> {
