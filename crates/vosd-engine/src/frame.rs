@@ -82,12 +82,14 @@ pub fn resize_bilinear(src: &RgbFrame, dst: &mut RgbFrame) {
 }
 
 /// One output coordinate's bilinear taps: the two source indices (already
-/// multiplied by the pixel stride) and the weight of the second.
+/// multiplied by the pixel stride), the weight of the second and that of
+/// the first (`1 - w`, as the formula computes it).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Tap {
     i0: usize,
     i1: usize,
     w: f32,
+    w0: f32,
 }
 
 fn taps(src: usize, dst: usize, stride: usize) -> Vec<Tap> {
@@ -97,19 +99,31 @@ fn taps(src: usize, dst: usize, stride: usize) -> Vec<Tap> {
             let f = ((d as f32 + 0.5) * scale - 0.5).clamp(0.0, (src - 1) as f32);
             let i0 = f as usize;
             let i1 = (i0 + 1).min(src - 1);
+            let w = f - i0 as f32;
             Tap {
                 i0: i0 * stride,
                 i1: i1 * stride,
-                w: f - i0 as f32,
+                w,
+                w0: 1.0 - w,
             }
         })
         .collect()
 }
 
+/// Output pixels of a row that [`Resizer::resize`] interpolates at once
+/// (its two stack buffers of horizontal results are `3 ×` this many).
+const RUN: usize = 128;
+
 /// [`resize_bilinear`] between two fixed sizes, with its taps computed
 /// once: the per-frame resize of the tracker allocates nothing and skips
 /// the per-pixel coordinate arithmetic. Results are those of
 /// [`resize_bilinear`], bit for bit.
+///
+/// A row is done in two passes over runs of [`RUN`] pixels: the horizontal
+/// interpolation of both source rows (the same operations as the per-pixel
+/// formula, in the same order), then the vertical one, which the compiler
+/// vectorises. Equal sizes are a copy (the formula's weights are then 0
+/// and 1, and it returns every byte unchanged).
 #[derive(Clone, Debug)]
 pub struct Resizer {
     src: (usize, usize),
@@ -143,25 +157,56 @@ impl Resizer {
     pub fn resize(&self, src: &RgbFrame, dst: &mut RgbFrame) {
         if (src.width, src.height) != self.src
             || (dst.width, dst.height) != self.dst
+            || src.data.len() != src.width * src.height * 3
+            || dst.data.len() != dst.width * dst.height * 3
             || self.columns.is_empty()
         {
             return;
         }
-        let sw3 = src.width * 3;
+        if self.src == self.dst {
+            dst.data.copy_from_slice(&src.data);
+            return;
+        }
+        // One spare value: a pixel's four-value store reaches one past it.
+        let (mut top, mut bottom) = ([0f32; 3 * RUN + 1], [0f32; 3 * RUN + 1]);
         for (row, out) in self
             .rows
             .iter()
             .zip(dst.data.chunks_exact_mut(self.dst.0 * 3))
         {
-            let row0 = &src.data[row.i0..row.i0 + sw3];
-            let row1 = &src.data[row.i1..row.i1 + sw3];
-            let wy = row.w;
-            for (col, px) in self.columns.iter().zip(out.chunks_exact_mut(3)) {
-                let wx = col.w;
+            let (row0, row1) = (&src.data[row.i0..], &src.data[row.i1..]);
+            for (columns, out) in self.columns.chunks(RUN).zip(out.chunks_mut(3 * RUN)) {
+                horizontal(row0, columns, &mut top);
+                horizontal(row1, columns, &mut bottom);
+                for ((px, a), b) in out.iter_mut().zip(&top).zip(&bottom) {
+                    *px = (a * row.w0 + b * row.w + 0.5) as u8;
+                }
+            }
+        }
+    }
+}
+
+/// The horizontal half of the bilinear formula for one source row (`row`
+/// starts at the row and may run on to the end of the frame) at
+/// `columns`: `3 × columns.len()` values into `out`, which has one more.
+/// Each pixel is done as four values (its three and the next byte's,
+/// overwritten by the next pixel), which the compiler vectorises; the
+/// frame's last pixels, where a fourth byte is missing, three at a time.
+#[inline(always)]
+fn horizontal(row: &[u8], columns: &[Tap], out: &mut [f32]) {
+    for (x, col) in columns.iter().enumerate() {
+        let (i0, i1) = (col.i0, col.i1);
+        match (row.get(i0..i0 + 4), row.get(i1..i1 + 4)) {
+            (Some(p0), Some(p1)) => {
+                let mut v = [0f32; 4];
+                for k in 0..4 {
+                    v[k] = p0[k] as f32 * col.w0 + p1[k] as f32 * col.w;
+                }
+                out[3 * x..3 * x + 4].copy_from_slice(&v);
+            }
+            _ => {
                 for c in 0..3 {
-                    let a = row0[col.i0 + c] as f32 * (1.0 - wx) + row0[col.i1 + c] as f32 * wx;
-                    let b = row1[col.i0 + c] as f32 * (1.0 - wx) + row1[col.i1 + c] as f32 * wx;
-                    px[c] = (a * (1.0 - wy) + b * wy + 0.5) as u8;
+                    out[3 * x + c] = row[i0 + c] as f32 * col.w0 + row[i1 + c] as f32 * col.w;
                 }
             }
         }
@@ -207,6 +252,25 @@ mod tests {
             resize_bilinear(&src, &mut got);
             resize_reference(&src, &mut want);
             assert_eq!(got, want, "{w}x{h}");
+        }
+    }
+
+    #[test]
+    fn the_resizer_matches_the_formula_on_small_and_odd_sizes() {
+        // Sources a pixel wide or high (both taps on one pixel), and sizes
+        // where a run of pixels ends mid-row and the frame's last pixel
+        // lacks the byte after it.
+        for (sw, sh) in [(1, 1), (1, 5), (6, 1), (2, 2), (7, 3), (300, 7)] {
+            let mut src = RgbFrame::new(sw, sh);
+            for (i, v) in src.data.iter_mut().enumerate() {
+                *v = ((i * 97 + 13) % 256) as u8;
+            }
+            for (w, h) in [(1, 1), (3, 2), (5, 9), (129, 4), (257, 3), (sw, sh)] {
+                let (mut got, mut want) = (RgbFrame::new(w, h), RgbFrame::new(w, h));
+                Resizer::new(sw, sh, w, h).resize(&src, &mut got);
+                resize_reference(&src, &mut want);
+                assert_eq!(got, want, "{sw}x{sh} to {w}x{h}");
+            }
         }
     }
 
