@@ -1,11 +1,12 @@
-//! `vosd eval`: DAVIS J, F and J&F of the engine's masks, or of masks
-//! already on disk.
+//! `vosd eval`: J, F, J&F and T of the engine's masks, or of masks
+//! already on disk, on DAVIS, YouTube-VOS, SegTrack v2 or a plain folder.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use vosd_eval::davis::{evaluate, Davis, Init, Predictions};
+use vosd_eval::dataset::{Dataset, DatasetKind};
+use vosd_eval::davis::{Init, Predictions};
 
 use super::{write_json, EngineArgs};
 
@@ -23,9 +24,17 @@ pub enum InitArg {
 /// `vosd eval`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// DAVIS root (with JPEGImages/480p and Annotations/480p).
-    #[arg(long, value_name = "ROOT")]
-    davis: PathBuf,
+    /// Dataset root: DAVIS, YouTube-VOS, SegTrack v2 or a plain folder
+    /// (frames/ and masks/); the layout is detected unless --dataset names it.
+    #[arg(value_name = "ROOT", required_unless_present = "davis")]
+    root: Option<PathBuf>,
+    /// The layout of ROOT (default: detected).
+    #[arg(long, value_name = "KIND", value_parser = ["davis", "youtube-vos", "segtrack", "folder"])]
+    dataset: Option<String>,
+    /// DAVIS root (with JPEGImages/480p and Annotations/480p); the same as
+    /// `--dataset davis ROOT`.
+    #[arg(long, value_name = "ROOT", conflicts_with_all = ["root", "dataset"])]
+    davis: Option<PathBuf>,
     /// Split name (ImageSets/{2017,2016,480p}/NAME.txt); default: all sequences.
     #[arg(long)]
     split: Option<String>,
@@ -54,7 +63,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.init == InitArg::Box && args.results.is_some() {
         bail!("--init box starts the engine from boxes: it cannot be used with --results");
     }
-    let ds = Davis::open(&args.davis)?;
+    let ds = match (&args.davis, &args.root) {
+        (Some(root), _) => Dataset::open(root, Some(DatasetKind::Davis))?,
+        (None, Some(root)) => {
+            let kind = args.dataset.as_deref().map(str::parse).transpose()?;
+            Dataset::open(root, kind)?
+        }
+        (None, None) => bail!("give the dataset ROOT (or --davis ROOT)"),
+    };
     let names = match args.sequences {
         Some(s) => s,
         None => ds.sequence_names(args.split.as_deref())?,
@@ -88,13 +104,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
             }
         }
     };
-    let report = evaluate(&ds, &names, source)?;
+    let report = ds.evaluate(&names, source)?;
     let o = &report.overall.scores;
-    println!("{:<20} {:>7} {:>7}", "sequence", "J mean", "F mean");
+    println!(
+        "{:<20} {:>7} {:>7} {:>7}",
+        "sequence", "J mean", "F mean", "T mean"
+    );
     for (name, s) in &report.sequences {
         println!(
-            "{name:<20} {:>7.3} {:>7.3}",
-            s.scores.j_mean, s.scores.f_mean
+            "{name:<20} {:>7.3} {:>7.3} {:>7.3}",
+            s.scores.j_mean, s.scores.f_mean, s.scores.t_mean
         );
     }
     println!("J&F mean {:.3}", o.jf_mean);
@@ -105,6 +124,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
     println!(
         "F mean {:.3}  recall {:.3}  decay {:.3}",
         o.f_mean, o.f_recall, o.f_decay
+    );
+    println!(
+        "T mean {:.3} (temporal instability, lower is better)",
+        o.t_mean
     );
     if let Some(b) = &report.backend {
         println!("backend {}", b.describe());
