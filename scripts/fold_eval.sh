@@ -8,7 +8,8 @@
 # reports the held-out fold with it (choose on two, report the third,
 # rotate).
 #   scripts/fold_eval.sh OUT_DIR [WxH]      (default 512x288)
-# Needs target/ci/vosd (cargo build --profile ci) or $VOSD.
+# Needs target/ci/vosd (cargo build --profile ci) or $VOSD; $EVAL_ARGS is
+# passed to every `vosd eval` (e.g. "--backend cpu --precision fp32").
 set -eu
 out=${1:?usage: fold_eval.sh OUT_DIR [WxH]}
 size=${2:-512x288}
@@ -22,14 +23,15 @@ seqs() { grep "^fold-$1:" "$folds" | cut -d: -f2 | tr -d ' '; }
 candidates="default: wm0-prev:--set=memory_network.working_memory=0 wm0:--set=memory_network.working_memory=0,--set=memory_network.keep_previous=false"
 for f in a b c; do
   s=$(seqs $f)
+  # shellcheck disable=SC2086
   [ -f "$out/lp-$f-$size.json" ] || "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" \
-      --method label-propagation --json "$out/lp-$f-$size.json" > "$out/lp-$f-$size.log" 2>&1
+      ${EVAL_ARGS:-} --method label-propagation --json "$out/lp-$f-$size.json" > "$out/lp-$f-$size.log" 2>&1
   for c in $candidates; do
     name=${c%%:*}; sets=$(echo "${c#*:}" | tr ',' ' ')
     j="$out/mn-$f-$name-$size.json"
     [ -f "$j" ] && continue
     # shellcheck disable=SC2086
-    "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" --method memory-network \
+    "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" ${EVAL_ARGS:-} --method memory-network \
         --set "memory_network.model_dir=\"$PWD/training/runs/fold-$f/onnx\"" $sets \
         --json "$j" > "$out/mn-$f-$name-$size.log" 2>&1
   done

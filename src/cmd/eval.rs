@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
+use vosd_engine::config::{EngineConfig, Method};
 use vosd_eval::dataset::{Dataset, DatasetKind};
-use vosd_eval::davis::{Init, Predictions};
+use vosd_eval::davis::{EvalReport, Init, Predictions};
 
 use super::{write_json, EngineArgs};
 
@@ -50,6 +51,11 @@ pub struct EvalArgs {
     /// Write the figures as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Evaluate each of these engines in turn and compare them, e.g.
+    /// --methods memory-network,label-propagation (default: --method, else
+    /// engine.method).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    methods: Vec<Method>,
     /// Start each sequence from its first-frame mask, or from the bounding
     /// box of each object in it (box prompt: the mask is derived from the box).
     #[arg(long, value_enum, default_value_t = InitArg::Mask)]
@@ -78,17 +84,26 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if names.is_empty() {
         bail!("no sequences to evaluate");
     }
-    let (cfg, init);
-    let source = match &args.results {
-        Some(dir) => Predictions::Results(dir),
-        None => {
-            cfg = args.engine.resolve()?;
-            init = match args.init {
+    let Some(dir) = &args.results else {
+        let base = args.engine.resolve()?;
+        let methods = if args.methods.is_empty() {
+            vec![base.method]
+        } else {
+            args.methods.clone()
+        };
+        let mut reports = Vec::with_capacity(methods.len());
+        for &method in &methods {
+            let cfg = EngineConfig {
+                method,
+                ..base.clone()
+            };
+            let init = match args.init {
                 InitArg::Mask => Init::Mask,
                 InitArg::Box => Init::Box(cfg.prompt.clone()),
             };
             eprintln!(
-                "engine: {} at {}x{}, started from the first {}",
+                "engine: {} on {} at {}x{}, started from the first {}",
+                method.label(),
                 models_line(&cfg),
                 cfg.size[0],
                 cfg.size[1],
@@ -97,14 +112,62 @@ pub fn run(args: EvalArgs) -> Result<()> {
                     InitArg::Box => "boxes",
                 }
             );
-            Predictions::Segment {
+            let out = match (&args.out, methods.len()) {
+                (Some(dir), 1) => Some(dir.clone()),
+                (Some(dir), _) => Some(dir.join(method.label())),
+                (None, _) => None,
+            };
+            let source = Predictions::Segment {
                 config: &cfg,
-                out: args.out.as_deref(),
+                out: out.as_deref(),
                 init: &init,
+            };
+            let report = ds.evaluate(&names, source)?;
+            println!("== {} ==", method.label());
+            print_report(&report);
+            reports.push((method, report));
+        }
+        if reports.len() > 1 {
+            println!("== side by side ==");
+            println!(
+                "{:<20} {:>8} {:>7} {:>7} {:>8} {:>7}",
+                "method", "J&F", "J", "F", "J decay", "fps"
+            );
+            for (method, r) in &reports {
+                let o = &r.overall.scores;
+                println!(
+                    "{:<20} {:>8.3} {:>7.3} {:>7.3} {:>8.3} {:>7.2}",
+                    method.label(),
+                    o.jf_mean,
+                    o.j_mean,
+                    o.f_mean,
+                    o.j_decay,
+                    r.overall.fps
+                );
             }
         }
+        if let Some(path) = &args.json {
+            match reports.as_slice() {
+                [(_, one)] => write_json(path, one)?,
+                all => {
+                    let by_method: std::collections::BTreeMap<&str, &EvalReport> =
+                        all.iter().map(|(m, r)| (m.label(), r)).collect();
+                    write_json(path, &by_method)?
+                }
+            }
+        }
+        return Ok(());
     };
-    let report = ds.evaluate(&names, source)?;
+    let report = ds.evaluate(&names, Predictions::Results(dir))?;
+    print_report(&report);
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
+    }
+    Ok(())
+}
+
+/// Prints one evaluation's figures: per sequence, then overall.
+fn print_report(report: &EvalReport) {
     let o = &report.overall.scores;
     println!(
         "{:<20} {:>7} {:>7} {:>7}",
@@ -142,19 +205,22 @@ pub fn run(args: EvalArgs) -> Result<()> {
             report.sequences.len()
         );
     }
-    if let Some(path) = &args.json {
-        write_json(path, &report)?;
-    }
-    Ok(())
 }
 
 /// The encoder file(s) `cfg` runs: one, or with `precision = "auto"` the
 /// fp32 file and the int8 one ONNX Runtime runs.
-fn models_line(cfg: &vosd_engine::config::EngineConfig) -> String {
+fn models_line(cfg: &EngineConfig) -> String {
     let (model, ort) = (cfg.model_path(), cfg.onnxruntime_model_path());
-    if model == ort {
+    let encoder = if model == ort {
         model.display().to_string()
     } else {
         format!("{} (on ONNX Runtime: {})", model.display(), ort.display())
+    };
+    match cfg.method {
+        Method::MemoryNetwork => format!(
+            "{encoder}, heads {}",
+            cfg.memory_network.file("{key,value,decoder}").display()
+        ),
+        Method::LabelPropagation => encoder,
     }
 }

@@ -54,7 +54,10 @@ fn heads_on(device: Option<Device>) -> (Heads, HeadGrids) {
 fn check_testvector(mut heads: Heads, grids: HeadGrids, bound: f32) {
     let (c4, c16) = (grids.cells4(), grids.cells16());
     let mut key0 = vec![0.0; 64 * c16];
-    heads.key.run(&[&tensor("frame0_feat16")], &mut key0).unwrap();
+    heads
+        .key
+        .run(&[&tensor("frame0_feat16")], &mut key0)
+        .unwrap();
     assert!(rel_error(&key0, &tensor("frame0_key")) < bound, "key");
     let (masks, others) = (tensor("frame0_mask"), tensor("frame0_others"));
     let want_value = tensor("frame0_value");
@@ -161,7 +164,9 @@ fn mean_j(cfg: &EngineConfig, files: &[(PathBuf, PathBuf)]) -> f64 {
     let frame0 = load_rgb(&files[0].0).unwrap();
     let mut tracker = Tracker::new(cfg, frame0.width, frame0.height).unwrap();
     assert_eq!(tracker.method(), Method::MemoryNetwork);
-    tracker.start(&frame0, &load_mask(&files[0].1).unwrap()).unwrap();
+    tracker
+        .start(&frame0, &load_mask(&files[0].1).unwrap())
+        .unwrap();
     let mut out = LabelMask::new(frame0.width, frame0.height);
     let mut js = Vec::new();
     for (img, ann) in &files[1..] {
@@ -259,6 +264,10 @@ fn two_objects_on_a_composition_keep_their_ids() {
 /// and the network loses one of them at once; see docs/engine.md.)
 #[test]
 fn follows_the_synthetic_scene_at_the_demo_size() {
+    if common::emulated() {
+        eprintln!("SKIP synthetic-scene test under emulation (the daemon tests cover the scene)");
+        return;
+    }
     use vosd::source::synthetic::{Scene, SyntheticConfig};
     let scene = Scene::new(&SyntheticConfig {
         width: 320,
@@ -294,7 +303,10 @@ fn follows_the_synthetic_scene_at_the_demo_size() {
         let worst = j.iter().copied().fold(1.0, f64::min);
         eprintln!("synthetic object {id}: mean J {mean:.3}, worst {worst:.3}");
         // Measured: mean 0.94-0.98, worst 0.70-0.97.
-        assert!(mean > 0.85 && worst > 0.5, "object {id}: mean J {mean:.3}, worst {worst:.3}");
+        assert!(
+            mean > 0.85 && worst > 0.5,
+            "object {id}: mean J {mean:.3}, worst {worst:.3}"
+        );
     }
 }
 
@@ -304,6 +316,10 @@ fn follows_the_synthetic_scene_at_the_demo_size() {
 /// as at the start; the memory's size never changes.
 #[test]
 fn long_stream_redetects_after_occlusion_in_fixed_memory() {
+    if common::emulated() {
+        eprintln!("SKIP long-stream memory test under emulation (3 000 frames)");
+        return;
+    }
     let Some(root) = common::davis_root() else {
         eprintln!("SKIP long-stream memory test: ../shared/data/davis2016 not found");
         return;

@@ -275,11 +275,10 @@ fn daemon_keeps_publishing_when_the_device_fails() {
     let dir = tempfile::tempdir().unwrap();
     let shm = unique_shm("oclfail");
     let frames = 40;
-    let text = config_text(&shm, 10.0, frames, "")
-        .replace(
-            "[engine]\n",
-            "[engine]\nbackend = \"opencl\"\nmethod = \"label-propagation\"\n",
-        );
+    let text = config_text(&shm, 10.0, frames, "").replace(
+        "[engine]\n",
+        "[engine]\nbackend = \"opencl\"\nmethod = \"label-propagation\"\n",
+    );
     let cfg = write_config(dir.path(), &text);
     let mut child = spawn_daemon(&cfg, &[(vosd_engine::encoder::FAIL_HOOK_ENV, "6")]);
     let mut reader = open_reader(&shm, &mut child, Duration::from_secs(60));

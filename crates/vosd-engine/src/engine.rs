@@ -96,7 +96,6 @@ pub struct StageTimes {
     pub frames: u64,
 }
 
-
 /// The ids of a first-frame `mask` for frames of `size`: an error when it
 /// does not fit, labels nothing, or more than `max_objects` objects.
 pub(crate) fn first_mask_ids(
@@ -171,10 +170,11 @@ pub(crate) fn check_room(id: u8, tracked: usize, max_objects: usize) -> Result<(
     Ok(())
 }
 
-/// One engine of either method, behind one interface.
+/// One engine of either method, behind one interface (boxed: each holds
+/// its buffers' headers and both are large).
 enum Engine {
-    LabelPropagation(LabelPropagation),
-    MemoryNetwork(MemoryNetwork),
+    LabelPropagation(Box<LabelPropagation>),
+    MemoryNetwork(Box<MemoryNetwork>),
 }
 
 /// Calls `$call` on whichever engine `$t` runs.
@@ -212,12 +212,12 @@ impl Tracker {
         frame_h: usize,
     ) -> Result<Self, EngineError> {
         let engine = match cfg.method {
-            Method::LabelPropagation => Engine::LabelPropagation(LabelPropagation::with_encoder(
+            Method::LabelPropagation => Engine::LabelPropagation(Box::new(
+                LabelPropagation::with_encoder(cfg, encoder, frame_w, frame_h)?,
+            )),
+            Method::MemoryNetwork => Engine::MemoryNetwork(Box::new(MemoryNetwork::new(
                 cfg, encoder, frame_w, frame_h,
-            )?),
-            Method::MemoryNetwork => {
-                Engine::MemoryNetwork(MemoryNetwork::new(cfg, encoder, frame_w, frame_h)?)
-            }
+            )?)),
         };
         Ok(Self {
             engine,

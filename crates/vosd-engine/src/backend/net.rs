@@ -56,11 +56,7 @@ pub trait NetBackend: Send {
 }
 
 /// Checks the lengths of a run's buffers against `spec`.
-pub fn check_buffers(
-    spec: &NetSpec,
-    inputs: &[&[f32]],
-    output: &[f32],
-) -> Result<(), String> {
+pub fn check_buffers(spec: &NetSpec, inputs: &[&[f32]], output: &[f32]) -> Result<(), String> {
     if inputs.len() != spec.inputs.len() {
         return Err(format!(
             "{}: {} inputs given, the network has {}",

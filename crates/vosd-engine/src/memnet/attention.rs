@@ -219,7 +219,15 @@ mod tests {
                 }
             }
             let query = rand(dim * cells);
-            let want = naive(&query, &keys, &values, dim, vdim, cells, top_k.min(MAX_TOP_K));
+            let want = naive(
+                &query,
+                &keys,
+                &values,
+                dim,
+                vdim,
+                cells,
+                top_k.min(MAX_TOP_K),
+            );
             let mut att = Attention::new(cells, bank.max_len(), top_k, 2);
             let mut out = vec![0.0; 2 * vdim * cells];
             att.read(&query, &bank, 1, &mut out);
@@ -228,7 +236,10 @@ mod tests {
                 .zip(&out)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0, f32::max);
-            assert!(worst < 1e-4, "frames {frames}, top_k {top_k}: max error {worst}");
+            assert!(
+                worst < 1e-4,
+                "frames {frames}, top_k {top_k}: max error {worst}"
+            );
         }
     }
 }

@@ -181,7 +181,8 @@ impl MemoryBank {
         let last = objects - 1;
         for e in &mut self.entries {
             if k != last {
-                e.values.copy_within(last * plane..(last + 1) * plane, k * plane);
+                e.values
+                    .copy_within(last * plane..(last + 1) * plane, k * plane);
             }
             e.values[last * plane..(last + 1) * plane].fill(0.0);
         }

@@ -330,7 +330,13 @@ impl MemoryNetwork {
     /// its probability goes to the background; the last object's channel
     /// takes its place.
     pub fn remove_object(&mut self, id: u8) -> Result<(), EngineError> {
-        let Some(k) = self.labels.iter().skip(1).position(|&l| l == id).map(|p| p + 1) else {
+        let Some(k) = self
+            .labels
+            .iter()
+            .skip(1)
+            .position(|&l| l == id)
+            .map(|p| p + 1)
+        else {
             return Err(EngineError::Objects(format!("object {id} is not tracked")));
         };
         let cells4 = self.grids.cells4();

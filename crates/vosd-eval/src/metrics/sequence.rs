@@ -8,6 +8,8 @@ use serde::Serialize;
 use super::contour::f_measure;
 use super::region::jaccard;
 use super::stats::{nanmean, np_mean, statistics, Statistics};
+use rayon::prelude::*;
+
 use super::temporal::{descriptor, t_between, T_SCALE};
 use super::MetricsError;
 
@@ -123,7 +125,8 @@ pub fn score_sequence(
 }
 
 /// T × [`T_SCALE`] of object `id` between each pair of consecutive frames
-/// of `frames` in `pred`.
+/// of `frames` in `pred`; frames and pairs are spread over rayon's threads
+/// (T costs far more than J and F).
 fn t_series(
     pred: &[Vec<u8>],
     id: u8,
@@ -132,13 +135,14 @@ fn t_series(
     height: usize,
 ) -> Vec<f64> {
     let descriptors: Vec<_> = frames
+        .into_par_iter()
         .map(|t| {
             let m: Vec<bool> = pred[t].iter().map(|&v| v == id).collect();
             descriptor(&m, width, height)
         })
         .collect();
     descriptors
-        .windows(2)
+        .par_windows(2)
         .map(|w| match (&w[0], &w[1]) {
             (Some(a), Some(b)) => t_between(a, b) * T_SCALE,
             _ => f64::NAN,

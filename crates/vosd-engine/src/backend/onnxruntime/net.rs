@@ -89,8 +89,8 @@ impl OrtNet {
             .iter()
             .map(|i| shape_tensor(&i.shape))
             .collect::<Result<Vec<_>, _>>()?;
-        let selector =
-            OutputSelector::default().preallocate(spec.output.name, shape_tensor(&spec.output.shape)?);
+        let selector = OutputSelector::default()
+            .preallocate(spec.output.name, shape_tensor(&spec.output.shape)?);
         let run_options = RunOptions::new()
             .map_err(session_err)?
             .with_outputs(selector);
@@ -106,7 +106,7 @@ impl OrtNet {
 impl NetBackend for OrtNet {
     fn run(&mut self, inputs: &[&[f32]], output: &mut [f32]) -> Result<(), BackendError> {
         let run = |e: ort::Error| BackendError::from(OrtError::Run(e.to_string()));
-        check_buffers(&self.spec, inputs, output).map_err(|e| OrtError::Run(e))?;
+        check_buffers(&self.spec, inputs, output).map_err(OrtError::Run)?;
         for (tensor, src) in self.inputs.iter_mut().zip(inputs) {
             let (_, dst) = tensor.extract_tensor_mut();
             dst.copy_from_slice(src);
@@ -132,7 +132,10 @@ impl NetBackend for OrtNet {
         }
         .map_err(run)?;
         let value = values.get(self.spec.output.name).ok_or_else(|| {
-            BackendError::from(OrtError::Run(format!("no output {}", self.spec.output.name)))
+            BackendError::from(OrtError::Run(format!(
+                "no output {}",
+                self.spec.output.name
+            )))
         })?;
         let (_, src) = value.try_extract_tensor::<f32>().map_err(run)?;
         if src.len() != output.len() {
