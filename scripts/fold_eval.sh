@@ -25,13 +25,13 @@ for f in a b c; do
   s=$(seqs $f)
   # shellcheck disable=SC2086
   [ -f "$out/lp-$f-$size.json" ] || "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" \
-      ${EVAL_ARGS:-} --method label-propagation --json "$out/lp-$f-$size.json" > "$out/lp-$f-$size.log" 2>&1
+      --no-t ${EVAL_ARGS:-} --method label-propagation --json "$out/lp-$f-$size.json" > "$out/lp-$f-$size.log" 2>&1
   for c in $candidates; do
     name=${c%%:*}; sets=$(echo "${c#*:}" | tr ',' ' ')
     j="$out/mn-$f-$name-$size.json"
     [ -f "$j" ] && continue
     # shellcheck disable=SC2086
-    "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" ${EVAL_ARGS:-} --method memory-network \
+    "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" --no-t ${EVAL_ARGS:-} --method memory-network \
         --set "memory_network.model_dir=\"$PWD/training/runs/fold-$f/onnx\"" $sets \
         --json "$j" > "$out/mn-$f-$name-$size.log" 2>&1
   done

@@ -60,6 +60,10 @@ pub struct EvalArgs {
     /// box of each object in it (box prompt: the mask is derived from the box).
     #[arg(long, value_enum, default_value_t = InitArg::Mask)]
     init: InitArg,
+    /// Skip the temporal stability T of the engine's masks (by far the
+    /// slowest measure: J and F only; T is then NaN).
+    #[arg(long)]
+    no_t: bool,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -121,6 +125,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 config: &cfg,
                 out: out.as_deref(),
                 init: &init,
+                temporal: !args.no_t,
             };
             let report = ds.evaluate(&names, source)?;
             println!("== {} ==", method.label());

@@ -161,6 +161,7 @@ fn j_and_f_match_tract_on_two_train_sequences() {
                 config: &cfg,
                 out: None,
                 init: &Init::Mask,
+                temporal: false,
             },
         )
         .unwrap();

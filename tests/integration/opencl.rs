@@ -165,6 +165,7 @@ fn eval_on_opencl_matches_cpu_on_two_sequences() {
                 config: &cfg,
                 out: None,
                 init: &Init::Mask,
+                temporal: false,
             },
         )
         .unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::metrics::{jaccard, overall, score_sequence, Overall, SequenceScores};
+use crate::metrics::{jaccard, overall, score_sequence_with, Overall, SequenceScores};
 use vosd_engine::config::EngineConfig;
 use vosd_engine::encoder::Encoder;
 use vosd_engine::engine::Tracker;
@@ -209,6 +209,8 @@ pub enum Predictions<'a> {
         out: Option<&'a Path>,
         /// What each sequence starts from.
         init: &'a Init,
+        /// Also score the temporal stability T (by far the slowest measure).
+        temporal: bool,
     },
     /// Read existing masks from DIR/SEQUENCE/NNNNN.png.
     Results(&'a Path),
@@ -340,7 +342,9 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
         let ids = gt[0].object_ids();
         let mut first_mask_iou = None;
         let (preds, fps) = match &source {
-            Predictions::Segment { config, out, init } => {
+            Predictions::Segment {
+                config, out, init, ..
+            } => {
                 let encoder = encoder.as_ref().expect("encoder loaded for Segment");
                 let first = match init {
                     Init::Mask => gt[0].clone(),
@@ -388,7 +392,11 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
         };
         let pred_data: Vec<Vec<u8>> = preds.into_iter().map(|m| m.data).collect();
         let gt_data: Vec<Vec<u8>> = gt.into_iter().map(|m| m.data).collect();
-        let s = score_sequence(&pred_data, &gt_data, w, h, &ids)
+        let temporal = match &source {
+            Predictions::Segment { temporal, .. } => *temporal,
+            Predictions::Results(_) => true,
+        };
+        let s = score_sequence_with(&pred_data, &gt_data, w, h, &ids, temporal)
             .with_context(|| format!("scoring {name}"))?;
         let report = sequence_report(&s, pred_data.len(), fps, first_mask_iou);
         eprintln!(

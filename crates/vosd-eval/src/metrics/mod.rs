@@ -45,7 +45,8 @@ mod test_support;
 pub use contour::{boundary_map, boundary_radius, f_measure};
 pub use region::jaccard;
 pub use sequence::{
-    overall, score_annotated, score_sequence, ObjectScores, ObjectStart, Overall, SequenceScores,
+    overall, score_annotated, score_sequence, score_sequence_with, ObjectScores, ObjectStart,
+    Overall, SequenceScores,
 };
 pub use stats::{statistics, Statistics};
 pub use temporal::{t_stability, T_SCALE};

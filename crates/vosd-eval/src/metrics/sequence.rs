@@ -66,6 +66,19 @@ pub fn score_sequence(
     height: usize,
     object_ids: &[u8],
 ) -> Result<SequenceScores, MetricsError> {
+    score_sequence_with(pred, gt, width, height, object_ids, true)
+}
+
+/// [`score_sequence`], with T only when `temporal` (T costs far more than
+/// J and F; without it `t_mean` is NaN and `t_per_frame` empty).
+pub fn score_sequence_with(
+    pred: &[Vec<u8>],
+    gt: &[Vec<u8>],
+    width: usize,
+    height: usize,
+    object_ids: &[u8],
+    temporal: bool,
+) -> Result<SequenceScores, MetricsError> {
     if pred.len() != gt.len() {
         return Err(MetricsError::FrameCountMismatch {
             pred: pred.len(),
@@ -105,8 +118,10 @@ pub fn score_sequence(
             t_per_frame: Vec::new(),
         })
         .collect();
-    for obj in &mut objects {
-        obj.t_per_frame = t_series(pred, obj.id, evaluated.clone(), width, height);
+    if temporal {
+        for obj in &mut objects {
+            obj.t_per_frame = t_series(pred, obj.id, evaluated.clone(), width, height);
+        }
     }
     for t in evaluated {
         for obj in &mut objects {
