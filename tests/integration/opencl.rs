@@ -276,9 +276,11 @@ fn daemon_keeps_publishing_when_the_device_fails() {
     let dir = tempfile::tempdir().unwrap();
     let shm = unique_shm("oclfail");
     let frames = 40;
+    // Label propagation at 256x192: PoCL's CPU device runs about 1 frame a
+    // second at the daemon tests' 512x384.
     let text = config_text(&shm, 10.0, frames, "").replace(
-        "[engine]\n",
-        "[engine]\nbackend = \"opencl\"\nmethod = \"label-propagation\"\n",
+        "[engine]\nsize = [512, 384]\n",
+        "[engine]\nsize = [256, 192]\nbackend = \"opencl\"\nmethod = \"label-propagation\"\n",
     );
     let cfg = write_config(dir.path(), &text);
     let mut child = spawn_daemon(&cfg, &[(vosd_engine::encoder::FAIL_HOOK_ENV, "6")]);
