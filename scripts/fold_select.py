@@ -16,7 +16,7 @@ import sys
 def jf(path):
     with open(path) as f:
         r = json.load(f)
-    s = r["overall"]["scores"]
+    s = r["overall"]
     return s["jf_mean"], s["j_mean"], s["f_mean"], s["j_decay"]
 
 

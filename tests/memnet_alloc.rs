@@ -16,8 +16,8 @@ use vosd_engine::encoder::self_test_image;
 /// vosd's readout, aggregation, upsampling and memory), with two objects,
 /// allocates nothing in vosd's own code. The only allocations are the
 /// packing buffers that matrixmultiply makes inside each matrix product of
-/// the readout (one per block of query cells and memory frame: measured 34
-/// a frame here), so the bound is that, not zero.
+/// the readout (at most one per block of query cells and memory frame: 7
+/// memory frames × up to 5 blocks here), so the bound is that, not zero.
 #[test]
 fn a_memory_network_step_does_not_allocate() {
     use vosd_engine::config::{EngineConfig, Method};

@@ -17,8 +17,9 @@ use rayon::prelude::*;
 use super::bank::MemoryBank;
 use crate::readout::{TopK, MAX_TOP_K};
 
-/// Query cells per task of the first pass.
-const BLOCK: usize = 32;
+/// Query cells per task of the first pass (each matrix product packs the
+/// memory frame's keys once per block: larger blocks pack less often).
+const BLOCK: usize = 128;
 /// Most memory frames a query reads (the first, up to 32 working frames,
 /// the previous one).
 const MAX_ENTRIES: usize = 34;
