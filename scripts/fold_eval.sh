@@ -20,7 +20,10 @@ folds=${FOLDS:-../shared/data/davis2016-folds.txt}
 mkdir -p "$out"
 seqs() { grep "^fold-$1:" "$folds" | cut -d: -f2 | tr -d ' '; }
 # name: --set arguments of a memory setting
-candidates="default: wm0-prev:--set=memory_network.working_memory=0 wm0:--set=memory_network.working_memory=0,--set=memory_network.keep_previous=false"
+# (default: the shipped settings; wm0-prev: first + previous frame only;
+# wm0: first frame only; fp32: the default memory with the fp32 encoder,
+# where `precision = "auto"` runs int8 on ONNX Runtime.)
+candidates="default: wm0-prev:--set=memory_network.working_memory=0 wm0:--set=memory_network.working_memory=0,--set=memory_network.keep_previous=false fp32:--precision=fp32"
 for f in a b c; do
   s=$(seqs $f)
   # shellcheck disable=SC2086

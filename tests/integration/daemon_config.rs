@@ -53,7 +53,7 @@ fn bad_values_are_named() {
         ("mode = 0o600", "mode = 0o7777", "publish.mode"),
         ("slots = 64", "slots = 1", "publish.slots"),
         ("max_objects = 8", "max_objects = 2", "publish.max_objects"),
-        ("size = [512, 384]", "size = [256, 1]", "engine.size"),
+        ("[engine]\nsize = [", "[engine]\nsize = [1, ", "engine.size"),
         (
             "stats_interval_s = 1",
             "stats_interval_s = -1",
