@@ -278,10 +278,13 @@ fn daemon_keeps_publishing_when_the_device_fails() {
     let frames = 40;
     // Label propagation at 256x192: PoCL's CPU device runs about 1 frame a
     // second at the daemon tests' 512x384.
-    let text = config_text(&shm, 10.0, frames, "").replace(
-        "[engine]\nsize = [512, 384]\n",
-        "[engine]\nsize = [256, 192]\nbackend = \"opencl\"\nmethod = \"label-propagation\"\n",
-    );
+    let text = config_text(&shm, 10.0, frames, "")
+        .replacen(
+            "size = [512, 384]",
+            "size = [256, 192]\nmethod = \"label-propagation\"",
+            1,
+        )
+        .replace("[engine]\n", "[engine]\nbackend = \"opencl\"\n");
     let cfg = write_config(dir.path(), &text);
     let mut child = spawn_daemon(&cfg, &[(vosd_engine::encoder::FAIL_HOOK_ENV, "6")]);
     let mut reader = open_reader(&shm, &mut child, Duration::from_secs(60));
