@@ -96,6 +96,25 @@ pub struct StageTimes {
     pub frames: u64,
 }
 
+/// An error unless `frame` is a whole RGB frame of `size`.
+pub(crate) fn check_frame(
+    frame: &RgbFrame,
+    (frame_w, frame_h): (usize, usize),
+) -> Result<(), EngineError> {
+    if frame.width != frame_w
+        || frame.height != frame_h
+        || frame.data.len() != frame.width * frame.height * 3
+    {
+        return Err(EngineError::FrameSize {
+            got_w: frame.width,
+            got_h: frame.height,
+            want_w: frame_w,
+            want_h: frame_h,
+        });
+    }
+    Ok(())
+}
+
 /// The ids of a first-frame `mask` for frames of `size`: an error when it
 /// does not fit, labels nothing, or more than `max_objects` objects.
 pub(crate) fn first_mask_ids(

@@ -14,7 +14,9 @@ use crate::backend::self_test::readout_fallback;
 use crate::backend::{Fallback, ReadoutBackend};
 use crate::config::{EngineConfig, MemoryValues, Upsampling};
 use crate::encoder::{Encoder, Features};
-use crate::engine::{check_room, first_mask_ids, object_only, EngineError, StageTimes};
+use crate::engine::{
+    check_frame, check_room, first_mask_ids, object_only, EngineError, StageTimes,
+};
 use crate::frame::{LabelMask, Resizer, RgbFrame};
 use crate::geometry::{Grid, GridAxis};
 use crate::keys::{KeyBuilder, KEY_DIM};
@@ -169,18 +171,7 @@ impl LabelPropagation {
     }
 
     fn check_frame(&self, frame: &RgbFrame) -> Result<(), EngineError> {
-        if frame.width != self.frame_w
-            || frame.height != self.frame_h
-            || frame.data.len() != frame.width * frame.height * 3
-        {
-            return Err(EngineError::FrameSize {
-                got_w: frame.width,
-                got_h: frame.height,
-                want_w: self.frame_w,
-                want_h: self.frame_h,
-            });
-        }
-        Ok(())
+        check_frame(frame, (self.frame_w, self.frame_h))
     }
 
     /// Encodes `frame` into `self.query` (L2-normalised stride-8 keys).

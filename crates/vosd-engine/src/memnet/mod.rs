@@ -38,7 +38,9 @@ use std::time::Instant;
 
 use crate::config::EngineConfig;
 use crate::encoder::{Encoder, Features};
-use crate::engine::{check_room, first_mask_ids, object_only, EngineError, StageTimes};
+use crate::engine::{
+    check_frame, check_room, first_mask_ids, object_only, EngineError, StageTimes,
+};
 use crate::frame::{LabelMask, Resizer, RgbFrame};
 use attention::Attention;
 use bank::MemoryBank;
@@ -170,18 +172,7 @@ impl MemoryNetwork {
     }
 
     fn check_frame(&self, frame: &RgbFrame) -> Result<(), EngineError> {
-        if frame.width != self.frame_w
-            || frame.height != self.frame_h
-            || frame.data.len() != frame.width * frame.height * 3
-        {
-            return Err(EngineError::FrameSize {
-                got_w: frame.width,
-                got_h: frame.height,
-                want_w: self.frame_w,
-                want_h: self.frame_h,
-            });
-        }
-        Ok(())
+        check_frame(frame, (self.frame_w, self.frame_h))
     }
 
     /// Resizes and encodes `frame` into `self.features`.
