@@ -1,6 +1,6 @@
 //! The one configuration model of vosd: [`DaemonConfig`], a TOML file of
-//! optional tables `[engine]`, `[source]`, `[publish]`, `[pipeline]` and
-//! `[control]`.
+//! optional tables `[engine]`, `[source]`, `[publish]`, `[pipeline]`,
+//! `[control]` and `[discover]`.
 //!
 //! Every command reads the same file: `vosd segment`, `eval` and `bench`
 //! use its `[engine]`, `bench-pipeline` its `[engine]` and a synthetic
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::control::ControlConfig;
 use crate::pipeline::{PipelineConfig, PipelineConfigError};
 use crate::source::{SourceConfig, SourceError};
-use vosd_engine::config::EngineConfig;
+use vosd_engine::config::{DiscoverConfig, EngineConfig};
 use vosd_shm::{PublishOptionError, PublishOptions};
 
 pub use vosd_engine::config::{ConfigFileError, KeyError};
@@ -50,6 +50,10 @@ pub struct DaemonConfig {
     /// The control socket (absent or `socket = ""`: none).
     #[serde(default)]
     pub control: ControlConfig,
+    /// Unsupervised mode: present, the daemon discovers moving objects by
+    /// itself (the source's first-frame objects are not used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discover: Option<DiscoverConfig>,
 }
 
 /// The `source.KEY` error of a `[source]` check.
@@ -139,6 +143,9 @@ impl DaemonConfig {
         }
         self.pipeline.validate().map_err(pipeline_error)?;
         self.control.validate()?;
+        if let Some(d) = &self.discover {
+            d.validate(self.engine.max_objects)?;
+        }
         if let Some(p) = &self.publish {
             p.validate().map_err(publish_error)?;
             if (p.max_objects as usize) < self.engine.max_objects {
@@ -219,6 +226,21 @@ stats_interval_s = 2
                 Ok(c)
             })
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn discover_table_is_checked_against_the_engine() {
+        let c = parse(&format!("{GOOD}[discover]\nmin_persistence = 5\n")).unwrap();
+        assert_eq!(c.discover.unwrap().min_persistence, 5);
+        let e = parse(&format!("{GOOD}[discover]\nmax_objects = 99\n")).unwrap_err();
+        assert!(
+            e.contains("discover.max_objects") && e.contains("engine.max_objects"),
+            "{e}"
+        );
+        let e = parse(&format!("{GOOD}[discover]\nmin_area = 0\n")).unwrap_err();
+        assert!(e.contains("discover.min_area"), "{e}");
+        let e = parse(&format!("{GOOD}[discover]\nmin_aera = 0.1\n")).unwrap_err();
+        assert!(e.contains("min_aera"), "{e}");
     }
 
     #[test]

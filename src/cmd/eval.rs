@@ -60,6 +60,13 @@ pub struct EvalArgs {
     /// box of each object in it (box prompt: the mask is derived from the box).
     #[arg(long, value_enum, default_value_t = InitArg::Mask)]
     init: InitArg,
+    /// The unsupervised protocol: no mask is given; objects are discovered
+    /// ([discover] settings, `--set discover.KEY=VALUE`), and the union of
+    /// the discovered objects is scored as the foreground against the
+    /// annotations' union (DAVIS only). With --results: score existing
+    /// masks that way.
+    #[arg(long)]
+    unsupervised: bool,
     /// Skip the temporal stability T of the engine's masks (by far the
     /// slowest measure: J and F only; T is then NaN).
     #[arg(long)]
@@ -72,6 +79,9 @@ pub struct EvalArgs {
 pub fn run(args: EvalArgs) -> Result<()> {
     if args.init == InitArg::Box && args.results.is_some() {
         bail!("--init box starts the engine from boxes: it cannot be used with --results");
+    }
+    if args.init == InitArg::Box && args.unsupervised {
+        bail!("--unsupervised gives the engine no mask and no box: drop --init box");
     }
     let ds = match (&args.davis, &args.root) {
         (Some(root), _) => Dataset::open(root, Some(DatasetKind::Davis))?,
@@ -102,18 +112,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 ..base.clone()
             };
             let init = match args.init {
+                _ if args.unsupervised => Init::Discover(args.engine.discover()?),
                 InitArg::Mask => Init::Mask,
                 InitArg::Box => Init::Box(cfg.prompt.clone()),
             };
             eprintln!(
-                "engine: {} on {} at {}x{}, started from the first {}",
+                "engine: {} on {} at {}x{}, started from {}",
                 method.label(),
                 models_line(&cfg),
                 cfg.size[0],
                 cfg.size[1],
                 match args.init {
-                    InitArg::Mask => "mask",
-                    InitArg::Box => "boxes",
+                    _ if args.unsupervised => "nothing (unsupervised: objects are discovered)",
+                    InitArg::Mask => "the first mask",
+                    InitArg::Box => "the first boxes",
                 }
             );
             let out = match (&args.out, methods.len()) {
@@ -163,7 +175,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
         return Ok(());
     };
-    let report = ds.evaluate(&names, Predictions::Results(dir))?;
+    let source = if args.unsupervised {
+        Predictions::UnsupervisedResults(dir)
+    } else {
+        Predictions::Results(dir)
+    };
+    let report = ds.evaluate(&names, source)?;
     print_report(&report);
     if let Some(path) = &args.json {
         write_json(path, &report)?;

@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 
 use vosd::config::DaemonConfig;
 use vosd_engine::backend::BackendChoice;
-use vosd_engine::config::{EngineConfig, Method, Precision};
+use vosd_engine::config::{DiscoverConfig, EngineConfig, Method, Precision};
 
 /// Engine options shared by the commands that segment.
 #[derive(clap::Args, Debug, Clone)]
@@ -50,7 +50,8 @@ pub struct EngineArgs {
     #[arg(long, value_enum)]
     method: Option<Method>,
     /// Override any engine key, e.g. --set top_k=10 or
-    /// --set memory_network.top_k=20 (repeatable).
+    /// --set memory_network.top_k=20, or a key of [discover], e.g.
+    /// --set discover.min_persistence=5 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
 }
@@ -71,10 +72,14 @@ fn parse_size(s: &str) -> Result<[usize; 2]> {
     Ok([w, h])
 }
 
-/// `engine` with `--set KEY=VALUE` overrides applied: the table is parsed
-/// again with them, so that they go through the same key and type checks
-/// as the file.
-fn apply_sets(engine: &EngineConfig, sets: &[String]) -> Result<EngineConfig> {
+/// `table` (named `name` in messages) with `--set KEY=VALUE` overrides
+/// applied: the table is parsed again with them, so that they go through
+/// the same key and type checks as the file.
+fn apply_sets<T: serde::Serialize + serde::de::DeserializeOwned>(
+    engine: &T,
+    sets: &[&str],
+    name: &str,
+) -> Result<T> {
     let mut table = toml::Table::try_from(engine)?;
     for kv in sets {
         let (k, v) = kv
@@ -93,12 +98,17 @@ fn apply_sets(engine: &EngineConfig, sets: &[String]) -> Result<EngineConfig> {
             at = at
                 .get_mut(part)
                 .and_then(toml::Value::as_table_mut)
-                .with_context(|| format!("--set '{kv}': engine has no table '{part}'"))?;
+                .with_context(|| format!("--set '{kv}': {name} has no table '{part}'"))?;
         }
         at.insert(leaf.to_string(), value);
     }
-    table.try_into().context("--set")
+    table
+        .try_into()
+        .with_context(|| format!("--set: the {name} table"))
 }
+
+/// The `--set` overrides of the `[discover]` table (`discover.KEY=VALUE`).
+const DISCOVER_PREFIX: &str = "discover.";
 
 impl EngineArgs {
     /// The configuration file (`--config`), or the defaults without one.
@@ -113,10 +123,16 @@ impl EngineArgs {
     /// applied, checked.
     pub fn resolve(&self) -> Result<EngineConfig> {
         let file = self.daemon_config()?;
-        let mut e = if self.set.is_empty() {
+        let sets: Vec<&str> = self
+            .set
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.starts_with(DISCOVER_PREFIX))
+            .collect();
+        let mut e = if sets.is_empty() {
             file.engine
         } else {
-            apply_sets(&file.engine, &self.set)?
+            apply_sets(&file.engine, &sets, "engine")?
         };
         if let Some(s) = &self.size {
             e.size = parse_size(s)?;
@@ -135,6 +151,27 @@ impl EngineArgs {
         }
         e.validate()?;
         Ok(e)
+    }
+
+    /// The unsupervised mode's settings: the file's `[discover]` (or the
+    /// defaults) with the `--set discover.KEY=VALUE` flags applied,
+    /// checked against the engine's.
+    pub fn discover(&self) -> Result<DiscoverConfig> {
+        let file = self.daemon_config()?;
+        let engine = self.resolve()?;
+        let base = file.discover.unwrap_or_default();
+        let sets: Vec<&str> = self
+            .set
+            .iter()
+            .filter_map(|s| s.trim().strip_prefix(DISCOVER_PREFIX))
+            .collect();
+        let d = if sets.is_empty() {
+            base
+        } else {
+            apply_sets(&base, &sets, "discover")?
+        };
+        d.validate(engine.max_objects)?;
+        Ok(d)
     }
 }
 
@@ -161,12 +198,15 @@ mod tests {
     #[test]
     fn sets_go_through_the_engine_checks() {
         let base = EngineConfig::default();
-        let e = apply_sets(&base, &["top_k=9".into(), "upsampling=bilinear".into()]).unwrap();
+        let e = apply_sets(&base, &["top_k=9", "upsampling=bilinear"], "engine").unwrap();
         assert_eq!(e.top_k, 9);
         assert_eq!(e.upsampling, vosd_engine::config::Upsampling::Bilinear);
-        let err = format!("{:#}", apply_sets(&base, &["top_kk=9".into()]).unwrap_err());
+        let err = format!(
+            "{:#}",
+            apply_sets(&base, &["top_kk=9"], "engine").unwrap_err()
+        );
         assert!(err.contains("top_kk"), "{err}");
-        let err = format!("{:#}", apply_sets(&base, &["top_k".into()]).unwrap_err());
+        let err = format!("{:#}", apply_sets(&base, &["top_k"], "engine").unwrap_err());
         assert!(err.contains("KEY=VALUE"), "{err}");
     }
 
@@ -175,20 +215,48 @@ mod tests {
         let base = EngineConfig::default();
         let e = apply_sets(
             &base,
-            &["prompt.top_k=3".into(), "prompt.refine_bg=false".into()],
+            &["prompt.top_k=3", "prompt.refine_bg=false"],
+            "engine",
         )
         .unwrap();
         assert_eq!((e.prompt.top_k, e.prompt.refine_bg), (3, false));
         assert_eq!(e.top_k, base.top_k, "the engine's own top_k is untouched");
         let err = format!(
             "{:#}",
-            apply_sets(&base, &["prompt.topk=3".into()]).unwrap_err()
+            apply_sets(&base, &["prompt.topk=3"], "engine").unwrap_err()
         );
         assert!(err.contains("topk"), "{err}");
         let err = format!(
             "{:#}",
-            apply_sets(&base, &["top_k.x=3".into()]).unwrap_err()
+            apply_sets(&base, &["top_k.x=3"], "engine").unwrap_err()
         );
         assert!(err.contains("no table 'top_k'"), "{err}");
+    }
+
+    #[test]
+    fn discover_sets_reach_the_discover_table_only() {
+        let args = EngineArgs {
+            config: None,
+            size: None,
+            precision: None,
+            model: None,
+            backend: None,
+            method: None,
+            set: vec!["discover.min_persistence=7".into(), "top_k=9".into()],
+        };
+        assert_eq!(args.discover().unwrap().min_persistence, 7);
+        assert_eq!(args.resolve().unwrap().top_k, 9);
+        let bad = EngineArgs {
+            set: vec!["discover.min_area=2.0".into()],
+            ..args.clone()
+        };
+        let err = format!("{:#}", bad.discover().unwrap_err());
+        assert!(err.contains("discover.min_area"), "{err}");
+        let bad = EngineArgs {
+            set: vec!["discover.min_aera=0.1".into()],
+            ..args
+        };
+        let err = format!("{:#}", bad.discover().unwrap_err());
+        assert!(err.contains("min_aera"), "{err}");
     }
 }

@@ -1,5 +1,6 @@
 //! The segment stage (the "engine" of logs and errors): the [`Segmenter`]
-//! it runs, that trait's implementation for the engine's [`Tracker`], and
+//! it runs, that trait's implementations for the engine's [`Tracker`] and
+//! for [`Discovery`] (unsupervised mode), and
 //! [`SegmentStage`], the thread that turns the newest captured frame into a
 //! label mask and applies the control socket's commands between frames.
 
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use vosd_engine::discover::Discovery;
 use vosd_engine::engine::{EngineError, Tracker};
 use vosd_engine::frame::{LabelMask, RgbFrame};
 
@@ -55,6 +57,54 @@ pub trait Segmenter: Send {
         _bbox: [u32; 4],
     ) -> Result<LabelMask, SegmentError> {
         Err("this segmenter has no box prompt".into())
+    }
+    /// Whether it finds objects by itself (unsupervised mode): then it
+    /// steps on every frame, objects or not, and the source's first-frame
+    /// objects are not used.
+    fn discovers(&self) -> bool {
+        false
+    }
+}
+
+fn boxed(e: EngineError) -> SegmentError {
+    Box::new(e)
+}
+
+impl Segmenter for Discovery {
+    fn start(&mut self, frame: &RgbFrame, mask: &LabelMask) -> Result<(), SegmentError> {
+        Discovery::start(self, frame, mask).map_err(boxed)
+    }
+    fn step(&mut self, frame: &RgbFrame, out: &mut LabelMask) -> Result<(), SegmentError> {
+        // Discoveries and losses are logged by the discovery itself.
+        Discovery::step(self, frame, out).map(|_| ()).map_err(boxed)
+    }
+    fn object_ids(&self) -> &[u8] {
+        Discovery::object_ids(self)
+    }
+    fn confidences(&self) -> &[f32] {
+        self.tracker().confidences()
+    }
+    fn set_object_mask(
+        &mut self,
+        frame: &RgbFrame,
+        id: u8,
+        mask: &LabelMask,
+    ) -> Result<(), SegmentError> {
+        Discovery::set_object_mask(self, frame, id, mask).map_err(boxed)
+    }
+    fn remove_object(&mut self, id: u8) -> Result<(), SegmentError> {
+        Discovery::remove_object(self, id).map_err(boxed)
+    }
+    fn mask_from_box(
+        &mut self,
+        frame: &RgbFrame,
+        id: u8,
+        bbox: [u32; 4],
+    ) -> Result<LabelMask, SegmentError> {
+        Discovery::mask_from_box(self, frame, id, bbox).map_err(|e| Box::new(e) as SegmentError)
+    }
+    fn discovers(&self) -> bool {
+        true
     }
 }
 
@@ -213,17 +263,18 @@ impl SegmentStage {
         o: &mut MaskBuf,
     ) -> Result<(), SegmentError> {
         let segmenter = &mut self.segmenter;
+        let discovers = segmenter.discovers();
         match &self.initial {
             _ if progress.paused => Ok(()),
-            Some(init) if !progress.started || f.meta.restart => {
+            Some(init) if !discovers && (!progress.started || f.meta.restart) => {
                 progress.started = true;
                 segmenter.start(&f.rgb, init).map(|()| {
                     o.mask.data.copy_from_slice(&init.data);
                     o.ids.extend_from_slice(segmenter.object_ids());
                 })
             }
-            // No objects (none given, or all removed).
-            _ if segmenter.object_ids().is_empty() => {
+            // No objects (none given, or all removed), and none to find.
+            _ if segmenter.object_ids().is_empty() && !discovers => {
                 o.mask.data.fill(0);
                 Ok(())
             }

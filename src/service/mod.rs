@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 
 use crate::config::DaemonConfig;
 use crate::pipeline::{Pipeline, Segmenter, StatsSnapshot, Summary};
+use vosd_engine::discover::{Clock, Discovery};
 use vosd_engine::engine::Tracker;
 use vosd_shm::{monotonic_ns, ShmWriter};
 
@@ -96,7 +97,18 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
         "backend: {}",
         vosd_engine::backend::current(&backend).describe()
     );
-    let segmenter: Box<dyn Segmenter> = Box::new(tracker);
+    let segmenter: Box<dyn Segmenter> = match &cfg.discover {
+        Some(d) => {
+            log::info!(
+                "discover: unsupervised mode: moving objects get ids by themselves (up to {}, after {} frames in motion; lost after {} s); the source's first-frame objects are not used",
+                d.max_objects,
+                d.min_persistence,
+                d.lost_after_s
+            );
+            Box::new(Discovery::new(tracker, d, Clock::Wall, w, h).context("[discover]")?)
+        }
+        None => Box::new(tracker),
+    };
     let pipeline = Pipeline::start(source, segmenter, writer, &cfg.pipeline, stop.clone())?;
     let control = if cfg.control.socket.as_os_str().is_empty() {
         None

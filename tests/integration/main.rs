@@ -14,6 +14,7 @@ mod daemon_e2e;
 mod daemon_notify;
 mod daemon_signals;
 mod daemon_unit;
+mod discover;
 mod encoder_parity;
 mod engine_davis;
 mod install;

@@ -5,6 +5,7 @@
 //! Unknown keys are an error (a typo must not silently fall back to a
 //! default).
 
+mod discover;
 mod memory_network;
 mod prompt;
 
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use discover::DiscoverConfig;
 pub use memory_network::{MemoryNetworkConfig, Method};
 pub use prompt::BoxPromptConfig;
 

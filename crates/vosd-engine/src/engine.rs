@@ -264,6 +264,11 @@ impl Tracker {
         each!(&self.engine, e => e.object_ids())
     }
 
+    /// The encoder features of the frame last segmented (or started on).
+    pub fn features(&self) -> &crate::encoder::Features {
+        each!(&self.engine, e => e.features())
+    }
+
     /// Each tracked object's confidence in the last frame, in the order of
     /// [`Tracker::object_ids`] (memory network: its mean probability where
     /// it wins; label propagation: none, an empty slice).

@@ -4,7 +4,8 @@
 //! [`memory`] and its [`readout`] (affinity to the stored frames' keys),
 //! and the [`upsample`] step to a label mask; the [`engine::Tracker`] runs
 //! that loop frame by frame, comparing frames by their [`keys`]; [`prompt`]
-//! turns a box into a first mask. [`backend`] is the seam between the
+//! turns a box into a first mask; [`discover`] finds moving objects with
+//! no first mask (unsupervised mode). [`backend`] is the seam between the
 //! engine and what runs the encoder and the readout (tract and vosd's
 //! readout on the CPU, or OpenCL), with the fallback between them. The
 //! crate has no daemon code: capture, the pipeline and publication live in
@@ -12,6 +13,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod discover;
 pub mod encoder;
 pub mod engine;
 pub mod frame;

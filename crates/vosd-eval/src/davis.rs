@@ -11,7 +11,8 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::metrics::{jaccard, overall, score_sequence_with, Overall, SequenceScores};
-use vosd_engine::config::EngineConfig;
+use vosd_engine::config::{DiscoverConfig, EngineConfig};
+use vosd_engine::discover::{Clock, Discovery};
 use vosd_engine::encoder::Encoder;
 use vosd_engine::engine::Tracker;
 use vosd_engine::frame::LabelMask;
@@ -188,6 +189,12 @@ pub enum Init {
     /// into a mask by [`mask_from_box`] with these settings. The box-derived
     /// mask is frame 0's prediction; scoring is against the annotations.
     Box(BoxPromptConfig),
+    /// No mask at all: the unsupervised protocol. Objects are discovered
+    /// ([`vosd_engine::discover`], with these settings and the frames 24
+    /// per second apart, DAVIS's rate), and the union of the discovered
+    /// objects is scored as the foreground against the union of the
+    /// annotated ones.
+    Discover(DiscoverConfig),
 }
 
 impl Init {
@@ -195,9 +202,14 @@ impl Init {
         match self {
             Init::Mask => "mask",
             Init::Box(_) => "box",
+            Init::Discover(_) => "discover",
         }
     }
 }
+
+/// DAVIS's frame rate (frames per second): the clock of discovery in an
+/// evaluation.
+pub const DAVIS_FPS: f64 = 24.0;
 
 /// Where predictions come from.
 pub enum Predictions<'a> {
@@ -214,6 +226,65 @@ pub enum Predictions<'a> {
     },
     /// Read existing masks from DIR/SEQUENCE/NNNNN.png.
     Results(&'a Path),
+    /// Read existing unsupervised masks from DIR/SEQUENCE/NNNNN.png and
+    /// score them like [`Init::Discover`]: their union against the
+    /// annotations' union.
+    UnsupervisedResults(&'a Path),
+}
+
+impl Predictions<'_> {
+    /// Whether the unsupervised protocol scores them (the union of all
+    /// objects as one foreground).
+    pub fn unsupervised(&self) -> bool {
+        matches!(
+            self,
+            Predictions::Segment {
+                init: Init::Discover(_),
+                ..
+            } | Predictions::UnsupervisedResults(_)
+        )
+    }
+}
+
+/// Every object id of `mask` made 1: the foreground of the unsupervised
+/// protocol.
+pub fn foreground(mask: &mut [u8]) {
+    mask.iter_mut().for_each(|v| *v = u8::from(*v != 0));
+}
+
+/// Segments one sequence with no mask: objects are discovered
+/// ([`Discovery`], with `discover`'s settings, frames [`DAVIS_FPS`] apart).
+/// Returns one mask per frame and the time spent in the engine.
+pub fn discover_sequence(
+    seq: &Sequence,
+    cfg: &EngineConfig,
+    discover: &DiscoverConfig,
+    encoder: &Arc<Encoder>,
+) -> Result<(Vec<LabelMask>, Duration)> {
+    let frame0 = load_rgb(&seq.frames[0])?;
+    let (w, h) = (frame0.width, frame0.height);
+    let tracker = Tracker::with_encoder(cfg, encoder.clone(), w, h)?;
+    let mut discovery = Discovery::new(tracker, discover, Clock::FrameRate(DAVIS_FPS), w, h)?;
+    let mut busy = Duration::ZERO;
+    let mut preds = Vec::with_capacity(seq.frames.len());
+    for (i, path) in seq.frames.iter().enumerate() {
+        let frame = if i == 0 {
+            frame0.clone()
+        } else {
+            load_rgb(path)?
+        };
+        let mut out = LabelMask::new(w, h);
+        let t = Instant::now();
+        let events = discovery
+            .step(&frame, &mut out)
+            .with_context(|| format!("{}", path.display()))?;
+        busy += t.elapsed();
+        for e in events {
+            log::debug!("{} frame {i}: {e:?}", seq.name);
+        }
+        preds.push(out);
+    }
+    Ok((preds, busy))
 }
 
 fn sequence_report(
@@ -313,7 +384,7 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
             config.validate()?;
             Some(Arc::new(Encoder::from_config(config)?))
         }
-        Predictions::Results(_) => None,
+        Predictions::Results(_) | Predictions::UnsupervisedResults(_) => None,
     };
     let mut scores = Vec::new();
     let mut sequences = BTreeMap::new();
@@ -347,6 +418,7 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
             } => {
                 let encoder = encoder.as_ref().expect("encoder loaded for Segment");
                 let first = match init {
+                    Init::Discover(_) => LabelMask::new(w, h),
                     Init::Mask => gt[0].clone(),
                     Init::Box(prompt) => {
                         let (first, ious) = first_mask_from_boxes(&seq, &gt[0], encoder, prompt)?;
@@ -355,7 +427,10 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
                         first
                     }
                 };
-                let (preds, busy) = segment_sequence(&seq, &first, config, encoder)?;
+                let (preds, busy) = match init {
+                    Init::Discover(d) => discover_sequence(&seq, config, d, encoder)?,
+                    _ => segment_sequence(&seq, &first, config, encoder)?,
+                };
                 if let Some(out) = out {
                     let dir = out.join(name);
                     std::fs::create_dir_all(&dir)
@@ -369,7 +444,7 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
                 let fps = (preds.len() - 1) as f64 / busy.as_secs_f64().max(1e-9);
                 (preds, fps)
             }
-            Predictions::Results(dir) => {
+            Predictions::Results(dir) | Predictions::UnsupervisedResults(dir) => {
                 let preds = seq
                     .annotations
                     .iter()
@@ -390,11 +465,20 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
                 (preds, 0.0)
             }
         };
-        let pred_data: Vec<Vec<u8>> = preds.into_iter().map(|m| m.data).collect();
-        let gt_data: Vec<Vec<u8>> = gt.into_iter().map(|m| m.data).collect();
+        let mut pred_data: Vec<Vec<u8>> = preds.into_iter().map(|m| m.data).collect();
+        let mut gt_data: Vec<Vec<u8>> = gt.into_iter().map(|m| m.data).collect();
+        let ids = if source.unsupervised() {
+            pred_data
+                .iter_mut()
+                .chain(&mut gt_data)
+                .for_each(|m| foreground(m));
+            vec![1]
+        } else {
+            ids
+        };
         let temporal = match &source {
             Predictions::Segment { temporal, .. } => *temporal,
-            Predictions::Results(_) => true,
+            Predictions::Results(_) | Predictions::UnsupervisedResults(_) => true,
         };
         let s = score_sequence_with(&pred_data, &gt_data, w, h, &ids, temporal)
             .with_context(|| format!("scoring {name}"))?;
@@ -429,6 +513,7 @@ pub fn evaluate(davis: &Davis, names: &[String], source: Predictions<'_>) -> Res
             (Some(config.clone()), Some(init.name().to_string()))
         }
         Predictions::Results(_) => (None, None),
+        Predictions::UnsupervisedResults(_) => (None, Some("discover".to_string())),
     };
     let first_mask_iou =
         (!first_ious.is_empty()).then(|| first_ious.iter().sum::<f64>() / first_ious.len() as f64);

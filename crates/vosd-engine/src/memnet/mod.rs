@@ -142,6 +142,11 @@ impl MemoryNetwork {
         })
     }
 
+    /// The encoder features of the frame last segmented (or started on).
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
     /// The encoder (shared with other trackers of the same size).
     pub fn encoder(&self) -> &Arc<Encoder> {
         &self.encoder

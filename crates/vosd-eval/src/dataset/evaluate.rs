@@ -103,6 +103,10 @@ pub fn evaluate_annotated(
     source: Predictions<'_>,
 ) -> Result<EvalReport> {
     let encoder = match &source {
+        _ if source.unsupervised() => bail!(
+            "the unsupervised protocol is DAVIS's (2016): a {} dataset is scored per object, from its masks",
+            ds.kind().name()
+        ),
         Predictions::Segment { config, init, .. } => {
             if **init != Init::Mask {
                 bail!(
@@ -113,7 +117,7 @@ pub fn evaluate_annotated(
             config.validate()?;
             Some(Arc::new(Encoder::from_config(config)?))
         }
-        Predictions::Results(_) => None,
+        Predictions::Results(_) | Predictions::UnsupervisedResults(_) => None,
     };
     let mut all = Vec::new();
     let mut sequences = BTreeMap::new();
@@ -138,7 +142,7 @@ pub fn evaluate_annotated(
                 total_time += busy;
                 (preds, n as f64 / busy.as_secs_f64().max(1e-9))
             }
-            Predictions::Results(dir) => {
+            Predictions::Results(dir) | Predictions::UnsupervisedResults(dir) => {
                 let mut preds = Vec::with_capacity(seq.frames.len());
                 for t in 0..seq.frames.len() {
                     let p = dir.join(name).join(seq.mask_name(t));
@@ -209,7 +213,7 @@ pub fn evaluate_annotated(
     };
     let (engine, init) = match source {
         Predictions::Segment { config, .. } => (Some(config.clone()), Some("mask".to_string())),
-        Predictions::Results(_) => (None, None),
+        Predictions::Results(_) | Predictions::UnsupervisedResults(_) => (None, None),
     };
     Ok(EvalReport {
         backend: encoder.as_ref().map(|e| e.backend_status()),

@@ -1,0 +1,490 @@
+//! Unsupervised mode: objects that move against the scene are found with
+//! no first mask, given ids, tracked, and dropped once lost.
+//!
+//! [`Discovery`] wraps a [`Tracker`] of either method. Each frame:
+//!
+//! 1. **Segment.** The tracker segments the frame (when it tracks
+//!    objects; otherwise the frame is only encoded). Its encoder features
+//!    give each stride-8 cell a key ([`crate::keys`]).
+//! 2. **Match** ([`motion`]). Each cell is matched to the most similar cell
+//!    of the frame `frame_gap` frames earlier within ±4 cells, with a
+//!    sub-cell refinement; a match's weight is how much it stands out from
+//!    its window (flat regions weigh nothing).
+//! 3. **Camera motion** ([`global_motion`]). An affine map of the cells is
+//!    fitted to the matches with RANSAC (the frame's border weighted up),
+//!    then refitted on its inliers: the camera may be still, as over a
+//!    robot cell, or moving, as in DAVIS.
+//! 4. **Moving cells.** A cell moves on its own when the camera's motion
+//!    misses its match by more than `motion_threshold_px`, or when its key
+//!    differs from the earlier frame's key at the place the camera's motion
+//!    predicts by more than `change_threshold` (1 − cosine). Cells under
+//!    tracked objects (and one cell around them) and regions suppressed
+//!    after a removal by hand are left out.
+//! 5. **Regions** ([`regions`]). Moving cells up to two cells apart that
+//!    move alike (so that touching objects moving apart stay two) are one
+//!    region; regions between `min_area` and half of the frame, touching
+//!    at most one side of it, are the candidates.
+//! 6. **Persistence** ([`candidates`]). A candidate seen in
+//!    `min_persistence` consecutive frames, at about the same place,
+//!    becomes an object: the box prompt ([`crate::prompt`], features and
+//!    colour inside the region's box) gives its mask, and the tracker
+//!    follows it from then on like an object added by hand, under the next
+//!    free id, while fewer than `max_objects` are tracked.
+//! 7. **Loss.** An object that stays out of sight (no pixel) for longer
+//!    than `lost_after_s` is removed.
+//!
+//! A person keeps control: objects added, corrected or removed by hand go
+//! through the same [`Discovery`], and a removed object's region is not
+//! discovered again for `suppress_s`. Every buffer is allocated at start;
+//! a frame allocates nothing but what the tracker and, on a discovery, the
+//! box prompt do.
+
+pub(crate) mod candidates;
+pub(crate) mod global_motion;
+pub(crate) mod motion;
+pub(crate) mod regions;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::DiscoverConfig;
+use crate::encoder::{Encoder, Features};
+use crate::engine::{EngineError, Tracker};
+use crate::frame::{LabelMask, Resizer, RgbFrame};
+use crate::geometry::Grid;
+use crate::keys::{KeyBuilder, KEY_DIM};
+
+use candidates::Candidates;
+use motion::CellMatches;
+use regions::{CellMotion, Region, RegionFinder};
+
+/// A moving region larger than this fraction of the frame is taken for a
+/// failure of the camera-motion fit, not an object.
+const MAX_REGION_AREA: f32 = 0.5;
+/// A cell moves on its own only if its motion residual (or appearance
+/// change) is also this many times the frame's median.
+const NOISE_FACTOR: f32 = 3.0;
+
+/// Where a [`Discovery`]'s time comes from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Clock {
+    /// The machine's monotonic clock (a live camera).
+    Wall,
+    /// Frames are this many per second apart (files and datasets, which
+    /// are processed faster or slower than they were filmed).
+    FrameRate(f64),
+}
+
+/// What a [`Discovery::step`] changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiscoveryEvent {
+    /// A moving object was found and is tracked from this frame on.
+    Added {
+        /// Its id.
+        id: u8,
+        /// Its box `[x, y, width, height]` in frame pixels.
+        bbox: [u32; 4],
+    },
+    /// An object was out of sight for longer than `lost_after_s` and is no
+    /// longer tracked.
+    Lost {
+        /// Its id.
+        id: u8,
+    },
+}
+
+/// A [`Tracker`] that finds its own objects (see the module
+/// documentation).
+pub struct Discovery {
+    tracker: Tracker,
+    cfg: DiscoverConfig,
+    clock: Clock,
+    started: Instant,
+    frames: u64,
+    encoder: Arc<Encoder>,
+    frame_w: usize,
+    frame_h: usize,
+    grid: Grid,
+    /// Scale from processing pixels to frame pixels, x and y.
+    scale: (f32, f32),
+    resizer: Resizer,
+    proc_image: RgbFrame,
+    /// Features of frames encoded here (while no object is tracked).
+    own_features: Features,
+    key_builder: KeyBuilder,
+    /// The keys of the last `frame_gap + 1` frames, a ring by frame number.
+    keys: Vec<Vec<f32>>,
+    matches: CellMatches,
+    usable: Vec<u32>,
+    change: Vec<f32>,
+    /// Distance between each cell's match and the camera's prediction.
+    residual: Vec<f32>,
+    sorted: Vec<f32>,
+    scratch: Vec<f32>,
+    moving: Vec<CellMotion>,
+    /// Object id at each cell in the last frame's output (0: none).
+    cell_ids: Vec<u8>,
+    /// Frame-pixel index of each cell's centre.
+    cell_pixels: Vec<u32>,
+    finder: RegionFinder,
+    regions: Vec<Region>,
+    candidates: Candidates,
+    ready: Vec<[usize; 4]>,
+    /// `(id, time last seen)` of each tracked object.
+    last_seen: Vec<(u8, f64)>,
+    areas: Box<[u32; 256]>,
+    next_id: u8,
+    events: Vec<DiscoveryEvent>,
+}
+
+impl Discovery {
+    /// Wraps `tracker` (for frames of `frame_w`×`frame_h`, with or without
+    /// objects) with discovery under `cfg`; time runs by `clock`.
+    pub fn new(
+        tracker: Tracker,
+        cfg: &DiscoverConfig,
+        clock: Clock,
+        frame_w: usize,
+        frame_h: usize,
+    ) -> Result<Self, EngineError> {
+        if let Err(e) = cfg.validate(255) {
+            return Err(EngineError::Objects(e.to_string()));
+        }
+        let encoder = tracker.encoder().clone();
+        let grid = encoder.grids()[1];
+        let (pw, ph) = (encoder.width(), encoder.height());
+        let (gw, gh) = (grid.x.cells, grid.y.cells);
+        let cells = gw * gh;
+        let scale = (frame_w as f32 / pw as f32, frame_h as f32 / ph as f32);
+        let cell_pixels = (0..cells)
+            .map(|c| {
+                let px = (grid.x.centre(c % gw) * scale.0).round();
+                let py = (grid.y.centre(c / gw) * scale.1).round();
+                let px = (px.max(0.0) as usize).min(frame_w.saturating_sub(1));
+                let py = (py.max(0.0) as usize).min(frame_h.saturating_sub(1));
+                (py * frame_w + px) as u32
+            })
+            .collect();
+        Ok(Self {
+            cfg: cfg.clone(),
+            clock,
+            started: Instant::now(),
+            frames: 0,
+            frame_w,
+            frame_h,
+            grid,
+            scale,
+            resizer: Resizer::new(frame_w, frame_h, pw, ph),
+            proc_image: RgbFrame::new(pw, ph),
+            own_features: encoder.new_features(),
+            key_builder: KeyBuilder::new(&encoder),
+            keys: (0..=cfg.frame_gap)
+                .map(|_| vec![0.0; cells * KEY_DIM])
+                .collect(),
+            matches: CellMatches::new(gw, gh),
+            usable: Vec::with_capacity(cells),
+            change: vec![0.0; cells],
+            residual: vec![0.0; cells],
+            sorted: Vec::with_capacity(cells),
+            scratch: vec![0.0; KEY_DIM],
+            moving: vec![CellMotion::Still; cells],
+            cell_ids: vec![0; cells],
+            cell_pixels,
+            finder: RegionFinder::new(gw, gh),
+            regions: Vec::with_capacity(cells),
+            candidates: Candidates::new(),
+            ready: Vec::with_capacity(candidates::MAX_CANDIDATES),
+            last_seen: Vec::with_capacity(256),
+            areas: Box::new([0; 256]),
+            next_id: 1,
+            events: Vec::with_capacity(256),
+            encoder,
+            tracker,
+        })
+    }
+
+    /// The tracker it drives.
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Ids of the objects tracked, in the tracker's order.
+    pub fn object_ids(&self) -> &[u8] {
+        self.tracker.object_ids()
+    }
+
+    /// Seconds since the first frame, by this discovery's clock.
+    fn now(&self) -> f64 {
+        match self.clock {
+            Clock::Wall => self.started.elapsed().as_secs_f64(),
+            Clock::FrameRate(fps) => self.frames as f64 / fps.max(1e-3),
+        }
+    }
+
+    /// Segments `frame` into `out` (frame size) and discovers new objects
+    /// and drops lost ones; returns what changed. Before any object is
+    /// found the mask is empty.
+    pub fn step(
+        &mut self,
+        frame: &RgbFrame,
+        out: &mut LabelMask,
+    ) -> Result<&[DiscoveryEvent], EngineError> {
+        crate::engine::check_frame(frame, (self.frame_w, self.frame_h))?;
+        if out.width != self.frame_w || out.height != self.frame_h {
+            *out = LabelMask::new(self.frame_w, self.frame_h);
+        }
+        self.events.clear();
+        let now = self.now();
+        let slot = (self.frames % self.keys.len() as u64) as usize;
+        if self.tracker.object_ids().is_empty() {
+            out.data.fill(0);
+            self.resizer.resize(frame, &mut self.proc_image);
+            self.encoder
+                .encode(&self.proc_image, &mut self.own_features)?;
+            self.key_builder
+                .build(&self.own_features, &mut self.keys[slot]);
+        } else {
+            self.tracker.step(frame, out)?;
+            self.key_builder
+                .build(self.tracker.features(), &mut self.keys[slot]);
+        }
+        self.drop_lost(now, out)?;
+        for (c, &p) in self.cell_pixels.iter().enumerate() {
+            self.cell_ids[c] = out.data[p as usize];
+        }
+        if self.frames >= self.cfg.frame_gap as u64 {
+            self.find_moving_regions(slot, now);
+            self.promote(frame, out)?;
+        }
+        self.frames += 1;
+        Ok(&self.events)
+    }
+
+    /// Updates when each object was last seen and removes those out of
+    /// sight for longer than `lost_after_s`.
+    fn drop_lost(&mut self, now: f64, out: &LabelMask) -> Result<(), EngineError> {
+        self.areas.fill(0);
+        for &v in &out.data {
+            self.areas[v as usize] += 1;
+        }
+        let ids = self.tracker.object_ids();
+        self.last_seen.retain(|(id, _)| ids.contains(id));
+        for &id in ids {
+            let seen = self.areas[id as usize] > 0;
+            match self.last_seen.iter_mut().find(|(i, _)| *i == id) {
+                Some(entry) if seen => entry.1 = now,
+                Some(_) => {}
+                None => self.last_seen.push((id, now)),
+            }
+        }
+        let lost_after = self.cfg.lost_after_s;
+        while let Some(k) = self
+            .last_seen
+            .iter()
+            .position(|&(_, t)| now - t > lost_after)
+        {
+            let (id, _) = self.last_seen.swap_remove(k);
+            self.tracker.remove_object(id)?;
+            self.events.push(DiscoveryEvent::Lost { id });
+            log::info!("discover: object {id} out of sight for {lost_after} s: removed");
+        }
+        Ok(())
+    }
+
+    /// Steps 2 to 6 of the module documentation, on the keys in `slot`;
+    /// fills `self.ready` with the boxes (cells) of regions to promote.
+    fn find_moving_regions(&mut self, slot: usize, now: f64) {
+        let (gw, gh) = (self.grid.x.cells, self.grid.y.cells);
+        let back = (self.frames - self.cfg.frame_gap as u64) % self.keys.len() as u64;
+        let (cur, prev) = (&self.keys[slot], &self.keys[back as usize]);
+        motion::match_cells(cur, prev, KEY_DIM, &mut self.matches);
+        let camera = global_motion::fit(&self.matches, &mut self.usable);
+        motion::compensated_change(
+            cur,
+            prev,
+            KEY_DIM,
+            (gw, gh),
+            &camera,
+            &mut self.scratch,
+            &mut self.change,
+        );
+        self.candidates.expire(now);
+        let stride = self.grid.x.stride as f32;
+        let m = &self.matches;
+        for c in 0..gw * gh {
+            let (x, y) = (c % gw, c / gw);
+            let (px, py) = camera.apply(x as f32, y as f32);
+            let (qx, qy) = (x as f32 + m.dx[c], y as f32 + m.dy[c]);
+            self.residual[c] = ((px - qx).powi(2) + (py - qy).powi(2)).sqrt();
+        }
+        // The thresholds rise with the frame's own noise (water, foliage,
+        // blur): a cell must stand out from the typical cell.
+        let typical = |v: &[f32], buf: &mut Vec<f32>| {
+            buf.clear();
+            buf.extend_from_slice(v);
+            let mid = buf.len() / 2;
+            *buf.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1
+        };
+        let thr_res = (self.cfg.motion_threshold_px / stride)
+            .max(NOISE_FACTOR * typical(&self.residual, &mut self.sorted));
+        let thr_change = self
+            .cfg
+            .change_threshold
+            .max(NOISE_FACTOR * typical(&self.change, &mut self.sorted));
+        for c in 0..gw * gh {
+            let (x, y) = (c % gw, c / gw);
+            let missed = m.weight[c] >= 0.02 && self.residual[c] > thr_res;
+            let changed = self.change[c] > thr_change;
+            let covered = (y.saturating_sub(1)..=(y + 1).min(gh - 1)).any(|yy| {
+                (x.saturating_sub(1)..=(x + 1).min(gw - 1))
+                    .any(|xx| self.cell_ids[yy * gw + xx] != 0)
+            });
+            let free = !covered && !self.candidates.is_suppressed(x, y, now);
+            self.moving[c] = match (missed, changed) {
+                _ if !free => CellMotion::Still,
+                (true, _) => {
+                    let (px, py) = camera.apply(x as f32, y as f32);
+                    CellMotion::Vector(x as f32 + m.dx[c] - px, y as f32 + m.dy[c] - py)
+                }
+                (false, true) => CellMotion::Changed,
+                (false, false) => CellMotion::Still,
+            };
+        }
+        let cells = gw * gh;
+        let min_cells = ((self.cfg.min_area * cells as f32).ceil() as usize).max(1);
+        let max_cells = (MAX_REGION_AREA * cells as f32) as usize;
+        self.finder
+            .find(&self.moving, min_cells, max_cells, &mut self.regions);
+        log::trace!(
+            "discover frame {}: {} usable matches, camera {:?}, thresholds {thr_res:.2} cells {thr_change:.2}, {} moving cells, regions {:?}",
+            self.frames,
+            self.usable.len(),
+            camera.m,
+            self.moving.iter().filter(|&&m| m != CellMotion::Still).count(),
+            self.regions
+        );
+        self.ready.clear();
+        let ready = &mut self.ready;
+        self.candidates
+            .update(&self.regions, self.cfg.min_persistence, |b| ready.push(b));
+    }
+
+    /// The frame-pixel box `[x, y, w, h]` of cell box `b`.
+    fn frame_box(&self, b: [usize; 4]) -> [u32; 4] {
+        let half = self.grid.x.stride as f32 / 2.0;
+        let x0 = ((self.grid.x.centre(b[0]) - half) * self.scale.0).max(0.0);
+        let y0 = ((self.grid.y.centre(b[1]) - half) * self.scale.1).max(0.0);
+        let x1 = ((self.grid.x.centre(b[2] - 1) + half) * self.scale.0).min(self.frame_w as f32);
+        let y1 = ((self.grid.y.centre(b[3] - 1) + half) * self.scale.1).min(self.frame_h as f32);
+        let (x0, y0) = (x0 as u32, y0 as u32);
+        [
+            x0,
+            y0,
+            (x1 as u32).saturating_sub(x0).max(1),
+            (y1 as u32).saturating_sub(y0).max(1),
+        ]
+    }
+
+    /// The next id no tracked object has.
+    fn free_id(&mut self) -> u8 {
+        loop {
+            let id = self.next_id;
+            self.next_id = if self.next_id == 255 {
+                1
+            } else {
+                self.next_id + 1
+            };
+            if !self.tracker.object_ids().contains(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Turns the ready regions into tracked objects while there is room.
+    fn promote(&mut self, frame: &RgbFrame, out: &mut LabelMask) -> Result<(), EngineError> {
+        for k in 0..self.ready.len() {
+            if self.tracker.object_ids().len() >= self.cfg.max_objects {
+                break;
+            }
+            let bbox = self.frame_box(self.ready[k]);
+            let id = self.free_id();
+            let mask = match self.tracker.mask_from_box(frame, id, bbox) {
+                Ok(m) => m,
+                Err(e) => {
+                    log::debug!("discover: no mask in box {bbox:?}: {e}");
+                    continue;
+                }
+            };
+            if !mask.data.contains(&id) {
+                continue;
+            }
+            match self.tracker.set_object_mask(frame, id, &mask) {
+                Ok(()) => {}
+                // Full (objects added by hand count too): wait for room.
+                Err(EngineError::Objects(e)) => {
+                    log::debug!("discover: {e}");
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+            for (o, &m) in out.data.iter_mut().zip(&mask.data) {
+                if *o == 0 && m == id {
+                    *o = id;
+                }
+            }
+            self.last_seen.push((id, self.now()));
+            self.events.push(DiscoveryEvent::Added { id, bbox });
+            log::info!("discover: object {id} found in box {bbox:?}");
+        }
+        self.ready.clear();
+        Ok(())
+    }
+
+    /// Starts over with the objects of `mask` in `frame` (see
+    /// [`Tracker::start`]); candidates are forgotten.
+    pub fn start(&mut self, frame: &RgbFrame, mask: &LabelMask) -> Result<(), EngineError> {
+        self.candidates.clear();
+        self.last_seen.clear();
+        self.tracker.start(frame, mask)
+    }
+
+    /// Adds or corrects object `id` by hand (see
+    /// [`Tracker::set_object_mask`]).
+    pub fn set_object_mask(
+        &mut self,
+        frame: &RgbFrame,
+        id: u8,
+        mask: &LabelMask,
+    ) -> Result<(), EngineError> {
+        self.tracker.set_object_mask(frame, id, mask)
+    }
+
+    /// Removes object `id` by hand: its region (in the last frame) is not
+    /// discovered again for `suppress_s`.
+    pub fn remove_object(&mut self, id: u8) -> Result<(), EngineError> {
+        self.tracker.remove_object(id)?;
+        let gw = self.grid.x.cells;
+        let mut b: Option<[usize; 4]> = None;
+        for (c, _) in self.cell_ids.iter().enumerate().filter(|(_, &v)| v == id) {
+            let (x, y) = (c % gw, c / gw);
+            let r = b.get_or_insert([x, y, x + 1, y + 1]);
+            *r = [r[0].min(x), r[1].min(y), r[2].max(x + 1), r[3].max(y + 1)];
+        }
+        if let Some(b) = b {
+            self.candidates
+                .suppress(b, self.now() + self.cfg.suppress_s);
+        }
+        self.last_seen.retain(|&(i, _)| i != id);
+        Ok(())
+    }
+
+    /// Object `id`'s mask from a box (see [`Tracker::mask_from_box`]).
+    pub fn mask_from_box(
+        &self,
+        frame: &RgbFrame,
+        id: u8,
+        bbox: [u32; 4],
+    ) -> Result<LabelMask, crate::prompt::PromptError> {
+        self.tracker.mask_from_box(frame, id, bbox)
+    }
+}
