@@ -202,6 +202,11 @@ fn eval_scores_existing_results() {
 /// Three frames of the synthetic scene as PNGs in `dir/frames`, and the
 /// first frame's mask; returns the mask path.
 fn synthetic_clip(dir: &Path) -> std::path::PathBuf {
+    synthetic_clip_of(dir, 3)
+}
+
+/// [`synthetic_clip`] with `n` frames.
+fn synthetic_clip_of(dir: &Path, n: u64) -> std::path::PathBuf {
     use vosd::source::synthetic::{Scene, SyntheticConfig};
     let scene = Scene::new(&SyntheticConfig {
         width: 320,
@@ -212,7 +217,7 @@ fn synthetic_clip(dir: &Path) -> std::path::PathBuf {
     let frames = dir.join("frames");
     std::fs::create_dir_all(&frames).unwrap();
     let mut mask = vosd_engine::frame::LabelMask::default();
-    for k in 0..3u64 {
+    for k in 0..n {
         let mut f = vosd_engine::frame::RgbFrame::new(320, 240);
         scene.render(k, Some(&mut f), (k == 0).then_some(&mut mask));
         image::RgbImage::from_raw(320, 240, f.data)
@@ -255,6 +260,68 @@ fn segment_accepts_a_daemon_config() {
         let m = vosd_engine::imageio::load_mask(&out.join(format!("{k:05}.png"))).unwrap();
         assert_eq!((m.width, m.height), (320, 240));
         assert_eq!(m.object_ids(), first.object_ids(), "frame {k}");
+    }
+}
+
+/// `segment --discover` (unsupervised mode) on the synthetic scene with
+/// the discover demo's configuration: no mask given; the first frames are
+/// empty, ids appear within the first second, overlays are written; and
+/// the argument errors.
+#[test]
+fn segment_discovers_objects_without_a_mask() {
+    if crate::common::emulated() {
+        eprintln!("SKIP segment --discover under emulation (seconds per frame)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    synthetic_clip_of(dir.path(), 30);
+    let (out, overlay) = (dir.path().join("out"), dir.path().join("overlay"));
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo-discover.toml");
+    let run = vosd()
+        .arg("segment")
+        .arg("--discover")
+        .arg("--config")
+        .arg(&config)
+        .arg("--frames")
+        .arg(dir.path().join("frames"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--overlay")
+        .arg(&overlay)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("discovered in box"), "{stderr}");
+    let ids = |k: u64| {
+        vosd_engine::imageio::load_mask(&out.join(format!("{k:05}.png")))
+            .unwrap()
+            .object_ids()
+    };
+    assert!(ids(0).is_empty(), "nothing is known at the first frame");
+    assert!(ids(29).len() >= 2, "ids by frame 29: {:?}", ids(29));
+    assert!(overlay.join("00029.jpg").exists());
+    // The mask and --discover exclude each other; --fps needs a rate.
+    let frames = dir.path().join("frames");
+    for (args, want) in [
+        (
+            vec!["--discover", "--mask", "first.png"],
+            "cannot be used with",
+        ),
+        (vec!["--discover", "--fps", "0"], "--fps 0"),
+        (vec![], "--mask"),
+    ] {
+        let run = vosd()
+            .arg("segment")
+            .arg("--frames")
+            .arg(&frames)
+            .arg("--out")
+            .arg(&out)
+            .args(&args)
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success() && e.contains(want), "{args:?}: {e}");
     }
 }
 

@@ -136,3 +136,115 @@ fn discovers_every_synthetic_object_within_a_second_with_stable_ids() {
     // Few false or double discoveries.
     assert!(added.len() <= 6, "too many discoveries: {added:?}");
 }
+
+/// The daemon with `[discover]` on the demo's synthetic source: ids appear
+/// in the ring by themselves (no first mask), and an object removed
+/// through the control socket is not discovered again on its region while
+/// `suppress_s` runs.
+#[test]
+fn daemon_discovers_objects_and_respects_a_removal() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+
+    use crate::daemon_support::*;
+    use vosd_shm::ReadStatus;
+
+    if common::emulated() {
+        eprintln!("SKIP discovery daemon test under emulation (it needs real-time frames)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shm = unique_shm("discover");
+    let socket = dir.path().join("control.sock");
+    let text = config_text(&shm, 15.0, 0, "")
+        + &format!(
+            "\n[control]\nsocket = \"{}\"\n\n[discover]\nmax_objects = 4\nsuppress_s = 30\n",
+            socket.display()
+        );
+    let cfg = write_config(dir.path(), &text);
+    let mut child = spawn_daemon(&cfg, &[]);
+    let mut reader = open_reader(&shm, &mut child, Duration::from_secs(30));
+    let mut buf = reader.new_frame_buf();
+    // Reads frames until `done` says so (or the time is up), returning
+    // the last frame's number, mask and ids.
+    let mut watch = |limit: Duration, done: &mut dyn FnMut(u64, &[u8], &[u8]) -> bool| {
+        let t0 = Instant::now();
+        let mut last = 0;
+        while t0.elapsed() < limit {
+            if let Ok(ReadStatus::Frame { .. }) = reader.read_latest(&mut buf) {
+                if buf.frame_number() != last {
+                    last = buf.frame_number();
+                    let ids: Vec<u8> = buf.objects().iter().map(|o| o.id as u8).collect();
+                    if done(last, buf.mask(), &ids) {
+                        return true;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    };
+    // Ids appear by themselves.
+    let mut first_with_ids = None;
+    let mut seen = Vec::new();
+    let mut last_mask = Vec::new();
+    let appeared = watch(Duration::from_secs(30), &mut |n, mask, ids| {
+        if !ids.is_empty() && first_with_ids.is_none() {
+            first_with_ids = Some(n);
+        }
+        seen = ids.to_vec();
+        last_mask = mask.to_vec();
+        ids.len() >= 2
+    });
+    let log_if = |child: &mut std::process::Child| child_stderr(child);
+    assert!(
+        appeared,
+        "fewer than 2 ids appeared: {seen:?}\n{}",
+        log_if(&mut child)
+    );
+    eprintln!("ids {seen:?}; the first id was published with frame {first_with_ids:?}");
+    // Remove one through the control socket.
+    let victim = seen[0];
+    let region: Vec<bool> = last_mask.iter().map(|&v| v == victim).collect();
+    let s = UnixStream::connect(&socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    writeln!(w, r#"{{"cmd":"remove","object":{victim}}}"#).unwrap();
+    let mut reply = String::new();
+    BufReader::new(s).read_line(&mut reply).unwrap();
+    assert!(reply.contains("\"ok\":true"), "{reply}");
+    // Frames segmented before the removal may still be on their way.
+    let gone = watch(Duration::from_secs(10), &mut |_, _, ids| {
+        !ids.contains(&victim)
+    });
+    assert!(gone, "object {victim} is still published after its removal");
+    // For 4 s: the removed id's region gets no object back. (The shape
+    // moves on; at 15 fps and its speed it stays near its old region.)
+    let mut back = None;
+    watch(Duration::from_secs(4), &mut |n, mask, ids| {
+        for &id in ids {
+            let inter = mask
+                .iter()
+                .zip(&region)
+                .filter(|(&v, &r)| r && v == id)
+                .count();
+            let area = region.iter().filter(|&&r| r).count().max(1);
+            if id == victim || inter * 2 > area {
+                back = Some((n, id));
+                return true;
+            }
+        }
+        false
+    });
+    assert_eq!(
+        back, None,
+        "the removed object's region came back as (frame, id)"
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    let log = child_stderr(&mut child);
+    assert!(status.success(), "{status}\n{log}");
+    assert!(log.contains("discover: object"), "{log}");
+}

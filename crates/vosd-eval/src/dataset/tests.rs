@@ -344,3 +344,56 @@ fn davis_through_the_common_type() {
     assert!(seq.objects.iter().all(|o| o.first_frame == 0));
     assert!(seq.annotations.iter().all(Option::is_some));
 }
+
+/// The unsupervised protocol scores the union of the predicted objects
+/// against the union of the annotated ones, whatever their ids: masks
+/// that cover the objects exactly under other ids score J = 1 there, and
+/// less per object; a missed object costs. Only DAVIS has it.
+#[test]
+fn unsupervised_scores_the_union_whatever_the_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let jpg = mkdir(&root.join("JPEGImages/480p/seq"));
+    let ann = mkdir(&root.join("Annotations/480p/seq"));
+    let (swapped, half) = (
+        mkdir(&root.join("swapped/seq")),
+        mkdir(&root.join("half/seq")),
+    );
+    for t in 0..5 {
+        let m = truth(t, 0);
+        save_jpeg(&jpg.join(format!("{t:05}.jpg")), &frame_of(&m), 95).unwrap();
+        save_mask(&ann.join(format!("{t:05}.png")), &m).unwrap();
+        // The same pixels under ids 7 and 9.
+        let mut s = m.clone();
+        s.data.iter_mut().for_each(|v| *v = [0, 9, 7][*v as usize]);
+        save_mask(&swapped.join(format!("{t:05}.png")), &s).unwrap();
+        // Object 2 missed.
+        let mut h = m.clone();
+        h.data.iter_mut().for_each(|v| *v = u8::from(*v == 1) * 5);
+        save_mask(&half.join(format!("{t:05}.png")), &h).unwrap();
+    }
+    let ds = Dataset::open(root, None).unwrap();
+    let names = vec!["seq".to_string()];
+    let (sw, hf) = (root.join("swapped"), root.join("half"));
+    let j = |source: Predictions<'_>| ds.evaluate(&names, source).unwrap().overall.scores.j_mean;
+    let union = j(Predictions::UnsupervisedResults(&sw));
+    assert!((union - 1.0).abs() < 1e-9, "{union}");
+    let per_object = j(Predictions::Results(&sw));
+    assert!(per_object < 0.5, "{per_object}");
+    let missed = j(Predictions::UnsupervisedResults(&hf));
+    // Object 1 is 8x8 = 64 pixels of the 64 + 96 of the union.
+    assert!((missed - 64.0 / 160.0).abs() < 1e-6, "{missed}");
+    // Another layout has no unsupervised protocol.
+    let yt = tempfile::tempdir().unwrap();
+    youtube_vos(yt.path(), 3, 0);
+    let ds = Dataset::open(yt.path(), None).unwrap();
+    let e = format!(
+        "{:#}",
+        ds.evaluate(
+            &["v1".to_string()],
+            Predictions::UnsupervisedResults(yt.path())
+        )
+        .unwrap_err()
+    );
+    assert!(e.contains("unsupervised protocol is DAVIS"), "{e}");
+}
