@@ -137,6 +137,9 @@ fn discovers_every_synthetic_object_within_a_second_with_stable_ids() {
     assert!(added.len() <= 6, "too many discoveries: {added:?}");
 }
 
+/// Looks at one published frame (number, mask, ids); true: done.
+type FrameCheck<'a> = dyn FnMut(u64, &[u8], &[u8]) -> bool + 'a;
+
 /// The daemon with `[discover]` on the demo's synthetic source: ids appear
 /// in the ring by themselves (no first mask), and an object removed
 /// through the control socket is not discovered again on its region while
@@ -168,7 +171,7 @@ fn daemon_discovers_objects_and_respects_a_removal() {
     let mut buf = reader.new_frame_buf();
     // Reads frames until `done` says so (or the time is up), returning
     // the last frame's number, mask and ids.
-    let mut watch = |limit: Duration, done: &mut dyn FnMut(u64, &[u8], &[u8]) -> bool| {
+    let mut watch = |limit: Duration, done: &mut FrameCheck| {
         let t0 = Instant::now();
         let mut last = 0;
         while t0.elapsed() < limit {
