@@ -251,3 +251,71 @@ fn daemon_discovers_objects_and_respects_a_removal() {
     assert!(status.success(), "{status}\n{log}");
     assert!(log.contains("discover: object"), "{log}");
 }
+
+/// An object out of sight for longer than `lost_after_s` is removed: after
+/// the objects are discovered, the camera sees a plain grey wall. Every
+/// object is reported lost (a `Lost` event) within `lost_after_s` plus a
+/// few frames, and nothing is discovered on the still wall.
+#[test]
+fn objects_out_of_sight_are_removed_after_lost_after_s() {
+    if common::emulated() {
+        eprintln!("SKIP discovery loss test under emulation (seconds per frame)");
+        return;
+    }
+    let fps = 30.0;
+    let scene = Scene::new(&SyntheticConfig {
+        width: 320,
+        height: 240,
+        fps,
+        seed: 1,
+        objects: 3,
+        frames: 0,
+        noise: 4,
+    })
+    .unwrap();
+    let cfg = EngineConfig {
+        size: [512, 384],
+        threads: 2,
+        ..EngineConfig::default()
+    };
+    let d = DiscoverConfig {
+        lost_after_s: 0.5,
+        ..DiscoverConfig::default()
+    };
+    let tracker = Tracker::new(&cfg, 320, 240).unwrap();
+    let mut discovery = Discovery::new(tracker, &d, Clock::FrameRate(fps), 320, 240).unwrap();
+    let mut f = RgbFrame::new(320, 240);
+    let mut out = LabelMask::new(320, 240);
+    for k in 0..20u64 {
+        scene.render(k, Some(&mut f), None);
+        discovery.step(&f, &mut out).unwrap();
+    }
+    let tracked = discovery.object_ids().to_vec();
+    assert!(!tracked.is_empty(), "nothing discovered in 20 frames");
+    f.data.fill(128);
+    let mut lost = Vec::new();
+    let mut added = Vec::new();
+    let mut last_lost_at = 0;
+    for k in 20..60u64 {
+        for e in discovery.step(&f, &mut out).unwrap() {
+            match e {
+                DiscoveryEvent::Lost { id } => {
+                    lost.push(*id);
+                    last_lost_at = k;
+                }
+                DiscoveryEvent::Added { id, .. } => added.push(*id),
+            }
+        }
+    }
+    eprintln!("tracked {tracked:?}; lost {lost:?}, the last at frame {last_lost_at}; added on the wall {added:?}");
+    lost.sort_unstable();
+    assert_eq!(lost, tracked, "every object is removed once out of sight");
+    assert!(discovery.object_ids().is_empty());
+    // 0.5 s = 15 frames, counted from the last frame it was seen in.
+    assert!(
+        last_lost_at <= 20 + 15 + 5,
+        "lost only at frame {last_lost_at}"
+    );
+    assert!(added.is_empty(), "discovered on a still wall: {added:?}");
+    assert!(out.data.iter().all(|&v| v == 0));
+}

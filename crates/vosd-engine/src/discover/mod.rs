@@ -30,6 +30,9 @@
 //!    colour inside the region's box) gives its mask, and the tracker
 //!    follows it from then on like an object added by hand, under the next
 //!    free id, while fewer than `max_objects` are tracked.
+//!    When most of the frame changes at once (a cut, the lights, a shaken
+//!    camera), nothing is looked for in that frame and the candidates are
+//!    forgotten.
 //! 7. **Loss.** An object that stays out of sight (no pixel) for longer
 //!    than `lost_after_s` is removed.
 //!
@@ -331,10 +334,12 @@ impl Discovery {
             .cfg
             .change_threshold
             .max(NOISE_FACTOR * typical(&self.change, &mut self.sorted));
+        let mut raw_moving = 0;
         for c in 0..gw * gh {
             let (x, y) = (c % gw, c / gw);
             let missed = m.weight[c] >= 0.02 && self.residual[c] > thr_res;
             let changed = self.change[c] > thr_change;
+            raw_moving += usize::from(missed || changed);
             let covered = (y.saturating_sub(1)..=(y + 1).min(gh - 1)).any(|yy| {
                 (x.saturating_sub(1)..=(x + 1).min(gw - 1))
                     .any(|xx| self.cell_ids[yy * gw + xx] != 0)
@@ -351,6 +356,18 @@ impl Discovery {
             };
         }
         let cells = gw * gh;
+        self.ready.clear();
+        if raw_moving as f32 > MAX_REGION_AREA * cells as f32 {
+            // Most of the frame changed at once: a cut, the lights, a
+            // shaken camera; no object to find in it, and the candidates
+            // so far are forgotten.
+            log::debug!(
+                "discover frame {}: most of the frame changed, skipped",
+                self.frames
+            );
+            self.candidates.clear();
+            return;
+        }
         let min_cells = ((self.cfg.min_area * cells as f32).ceil() as usize).max(1);
         let max_cells = (MAX_REGION_AREA * cells as f32) as usize;
         self.finder
@@ -363,7 +380,6 @@ impl Discovery {
             self.moving.iter().filter(|&&m| m != CellMotion::Still).count(),
             self.regions
         );
-        self.ready.clear();
         let ready = &mut self.ready;
         self.candidates
             .update(&self.regions, self.cfg.min_persistence, |b| ready.push(b));

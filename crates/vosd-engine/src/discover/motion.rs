@@ -8,6 +8,10 @@
 /// the processing size).
 pub(crate) const SEARCH_RADIUS: usize = 4;
 
+/// How much better than the cell itself another cell must match to count
+/// as its displacement.
+const TIE: f32 = 1e-4;
+
 /// Side of the search window.
 const WINDOW: usize = 2 * SEARCH_RADIUS + 1;
 
@@ -67,7 +71,11 @@ pub(crate) fn match_cells(cur: &[f32], prev: &[f32], dim: usize, out: &mut CellM
             let c = y * w + x;
             let q = &cur[c * dim..(c + 1) * dim];
             sims.fill(f32::NEG_INFINITY);
-            let (mut best, mut best_at) = (f32::NEG_INFINITY, (0isize, 0isize));
+            // Ties go to no motion: the cell itself is the best match
+            // unless another is clearly better (flat or repeated texture,
+            // an unchanged frame).
+            let itself = dot(q, &prev[c * dim..(c + 1) * dim]);
+            let (mut best, mut best_at) = (itself + TIE, (0isize, 0isize));
             let (mut sum, mut n) = (0.0f32, 0u32);
             for oy in -r..=r {
                 let yy = y as isize + oy;
@@ -89,6 +97,9 @@ pub(crate) fn match_cells(cur: &[f32], prev: &[f32], dim: usize, out: &mut CellM
                         best_at = (ox, oy);
                     }
                 }
+            }
+            if best_at == (0, 0) {
+                best = itself;
             }
             let at = |ox: isize, oy: isize| -> Option<f32> {
                 if ox.abs() > r || oy.abs() > r {
