@@ -1,6 +1,6 @@
 //! The one configuration model of vosd: [`DaemonConfig`], a TOML file of
-//! optional tables `[engine]`, `[source]`, `[publish]`, `[pipeline]` and
-//! `[control]`.
+//! optional tables `[engine]`, `[source]`, `[publish]`, `[pipeline]`,
+//! `[control]` and `[metrics]`.
 //!
 //! Every command reads the same file: `vosd segment`, `eval` and `bench`
 //! use its `[engine]`, `bench-pipeline` its `[engine]` and a synthetic
@@ -23,6 +23,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::control::ControlConfig;
+use crate::metrics::MetricsConfig;
 use crate::pipeline::{PipelineConfig, PipelineConfigError};
 use crate::source::{SourceConfig, SourceError};
 use vosd_engine::config::EngineConfig;
@@ -50,6 +51,9 @@ pub struct DaemonConfig {
     /// The control socket (absent or `socket = ""`: none).
     #[serde(default)]
     pub control: ControlConfig,
+    /// The Prometheus endpoint (absent or `listen = ""`: none).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// The `source.KEY` error of a `[source]` check.
@@ -139,6 +143,7 @@ impl DaemonConfig {
         }
         self.pipeline.validate().map_err(pipeline_error)?;
         self.control.validate()?;
+        self.metrics.validate()?;
         if let Some(p) = &self.publish {
             p.validate().map_err(publish_error)?;
             if (p.max_objects as usize) < self.engine.max_objects {
