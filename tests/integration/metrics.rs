@@ -11,17 +11,16 @@ use std::time::{Duration, Instant};
 
 use crate::common::emulated;
 use crate::daemon_support::{
-    child_stderr, config_text, open_reader, read_all, spawn_daemon, unique_shm, wait_exit,
-    write_config,
+    child_stderr, open_reader, read_all, spawn_daemon, unique_shm, wait_exit, write_config,
 };
-use crate::web_support::{free_addr, http_get, require_tool, terminate, KillOnDrop};
+use crate::web_support::{free_addr, http_get, light_config, require_tool, terminate, KillOnDrop};
 
 const REQUIRE: &str = "VOSD_REQUIRE_PROMETHEUS";
 const INSTALL: &str = "apt-get install prometheus";
 
-/// A demo daemon (endless synthetic source) with `[metrics] listen = addr`.
+/// A light demo daemon ([`light_config`]) with `[metrics] listen = addr`.
 fn daemon_with_metrics(dir: &std::path::Path, shm: &str, addr: SocketAddr) -> KillOnDrop {
-    let text = config_text(shm, 30.0, 0, "") + &format!("\n[metrics]\nlisten = \"{addr}\"\n");
+    let text = light_config(shm) + &format!("\n[metrics]\nlisten = \"{addr}\"\n");
     KillOnDrop(spawn_daemon(&write_config(dir, &text), &[]))
 }
 

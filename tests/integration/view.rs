@@ -10,15 +10,15 @@ use std::time::{Duration, Instant};
 
 use crate::common::{emulated, target_command};
 use crate::daemon_support::{
-    config_text, open_reader, read_all, spawn_daemon, unique_shm, vosd_bin, wait_exit, write_config,
+    open_reader, read_all, spawn_daemon, unique_shm, vosd_bin, wait_exit, write_config,
 };
-use crate::web_support::{free_addr, http_get, require_tool, terminate, KillOnDrop};
+use crate::web_support::{free_addr, http_get, light_config, require_tool, terminate, KillOnDrop};
 use vosd::view::render::color;
 
-/// A demo daemon (endless synthetic source) publishing to `shm`, once it
+/// A light demo daemon ([`light_config`]) publishing to `shm`, once it
 /// has published.
 fn start_daemon(dir: &std::path::Path, shm: &str) -> KillOnDrop {
-    let text = config_text(shm, 30.0, 0, "");
+    let text = light_config(shm);
     let mut d = KillOnDrop(spawn_daemon(&write_config(dir, &text), &[]));
     let mut r = open_reader(shm, &mut d.0, Duration::from_secs(60));
     let mut n = 0;

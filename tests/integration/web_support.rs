@@ -9,6 +9,21 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::time::Duration;
 
+/// A daemon configuration for these tests (endless synthetic source,
+/// publishing to `shm`): label propagation at 256×192 and 15 fps, so
+/// that the daemons these tests keep running leave the CPU to the tests
+/// that run beside them (what is tested here is not the engine).
+pub fn light_config(shm: &str) -> String {
+    let text = crate::daemon_support::config_text(shm, 15.0, 0, "");
+    if crate::common::emulated() {
+        return text;
+    }
+    let light = "size = [256, 192]\nmethod = \"label-propagation\"";
+    let text = text.replace("size = [512, 384]", light);
+    assert!(text.contains(light), "config_text changed: {text}");
+    text
+}
+
 /// A loopback address with a port that was free a moment ago.
 pub fn free_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
