@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use vosd::view::ViewServer;
+use vosd_shm::{ShmError, ShmReader};
 
 /// `vosd view`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -26,6 +27,10 @@ pub struct ViewArgs {
 
 /// Runs `vosd view`.
 pub fn run(args: ViewArgs) -> Result<()> {
+    // A name that can never exist is a mistake to say now, not to wait on.
+    if let Err(e @ ShmError::InvalidName { .. }) = ShmReader::open(&args.shm) {
+        bail!("--shm: {e} (e.g. --shm /vosd-demo, the [publish] name)");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     vosd::service::install_signal_handlers(&stop)?;
     let view = ViewServer::start(&args.shm, args.listen).with_context(|| {

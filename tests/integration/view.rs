@@ -242,3 +242,34 @@ fn the_view_outlives_its_daemon() {
     let status = wait_exit(&mut view.0, Duration::from_secs(10));
     assert!(status.success(), "vosd view: {status}");
 }
+
+#[test]
+fn bad_view_arguments_are_named() {
+    let out = target_command(vosd_bin())
+        .args(["view", "--shm", "no-slash", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--shm") && err.contains("no-slash"), "{err}");
+    let out = target_command(vosd_bin())
+        .args(["view", "--listen", "localhost"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--listen"), "{err}");
+    // A port in use: said at once.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = target_command(vosd_bin())
+        .args(["view", "--shm", "/vosd-test-none", "--listen", &addr])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("--listen {addr}: cannot serve there")),
+        "{err}"
+    );
+}
