@@ -9,6 +9,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,8 +20,9 @@ const MAX_HEAD: usize = 8192;
 /// How long a client may take to send its request head, or to take a
 /// write.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the accept loop looks at the stop flag.
-const POLL: Duration = Duration::from_millis(50);
+/// How often the accept loop looks at the stop flag (a connection is
+/// accepted as soon as it arrives).
+const POLL_MS: i32 = 100;
 
 /// A parsed request: only what the handlers use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,16 +116,16 @@ fn accept_loop(
 ) {
     let open = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
+        if !readable(&listener, POLL_MS) {
+            continue;
+        }
         let mut stream = match listener.accept() {
             Ok((s, _)) => s,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(POLL);
-                continue;
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 // E.g. EMFILE: wait, the descriptors may come back.
                 log::warn!("{name}: accept: {e}");
-                std::thread::sleep(POLL);
+                std::thread::sleep(Duration::from_millis(POLL_MS as u64));
                 continue;
             }
         };
@@ -156,6 +158,18 @@ fn accept_loop(
             log::warn!("{name}: cannot start a connection thread: {e}");
         }
     }
+}
+
+/// Waits up to `timeout_ms` for a connection to accept on `listener`.
+fn readable(listener: &TcpListener, timeout_ms: i32) -> bool {
+    let mut fd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `fd` is one valid pollfd that lives through the call, and
+    // the listener's descriptor stays open while it is borrowed.
+    unsafe { libc::poll(&mut fd, 1, timeout_ms) > 0 }
 }
 
 /// Reads one request from `stream` and hands it to `handler`; a bad
