@@ -1,6 +1,6 @@
 //! The one configuration model of vosd: [`DaemonConfig`], a TOML file of
 //! optional tables `[engine]`, `[source]`, `[publish]`, `[pipeline]`,
-//! `[control]` and `[discover]`.
+//! `[control]`, `[metrics]` and `[discover]`.
 //!
 //! Every command reads the same file: `vosd segment`, `eval` and `bench`
 //! use its `[engine]`, `bench-pipeline` its `[engine]` and a synthetic
@@ -23,6 +23,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::control::ControlConfig;
+use crate::metrics::MetricsConfig;
 use crate::pipeline::{PipelineConfig, PipelineConfigError};
 use crate::source::{SourceConfig, SourceError};
 use vosd_engine::config::{DiscoverConfig, EngineConfig};
@@ -54,6 +55,9 @@ pub struct DaemonConfig {
     /// itself (the source's first-frame objects are not used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discover: Option<DiscoverConfig>,
+    /// The Prometheus endpoint (absent or `listen = ""`: none).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// The `source.KEY` error of a `[source]` check.
@@ -146,6 +150,7 @@ impl DaemonConfig {
         if let Some(d) = &self.discover {
             d.validate(self.engine.max_objects)?;
         }
+        self.metrics.validate()?;
         if let Some(p) = &self.publish {
             p.validate().map_err(publish_error)?;
             if (p.max_objects as usize) < self.engine.max_objects {

@@ -9,7 +9,10 @@
 
 pub mod config;
 pub mod control;
+pub mod http;
+pub mod metrics;
 pub mod pipeline;
 pub mod procfs;
 pub mod service;
 pub mod source;
+pub mod view;

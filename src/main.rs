@@ -36,6 +36,9 @@ enum Command {
     /// Control a running daemon through its control socket (add, correct,
     /// remove objects; pause, resume; status). Prints the reply (JSON).
     Ctl(cmd::ctl::CtlArgs),
+    /// Serve a live view of a running daemon's shared memory (masks, boxes,
+    /// ids, states, counters) on a web page.
+    View(cmd::view::ViewArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -48,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => cmd::bench::run(args),
         Command::BenchPipeline(args) => cmd::bench_pipeline::run(args),
         Command::Ctl(args) => cmd::ctl::run(args),
+        Command::View(args) => cmd::view::run(args),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod probe;
 pub mod run;
 pub mod segment;
 pub mod tail;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 

@@ -44,6 +44,7 @@
 mod capture;
 mod commands;
 mod config;
+mod histogram;
 mod publish;
 mod queue;
 mod segment;
@@ -62,6 +63,7 @@ use crate::source::FrameSource;
 
 pub use commands::{EngineRequest, ObjectCommand, ObjectMask, PipelineControl};
 pub use config::{PipelineConfig, PipelineConfigError};
+pub use histogram::{LatencyHistogram, LATENCY_BUCKETS_S};
 pub use segment::{SegmentError, Segmenter};
 pub use stats::{Stats, StatsSnapshot, Summary};
 

@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use vosd_shm::monotonic_ns;
 
+use super::LatencyHistogram;
+
 /// The last `n` capture→publish latencies (ns), in a ring allocated once.
 #[derive(Debug)]
 struct LatencyWindow {
@@ -77,12 +79,14 @@ pub struct Stats {
     pub source_down: AtomicBool,
     /// Segmenting and publishing are paused (control socket).
     pub paused: AtomicBool,
+    /// Every capture→publish latency since start, in buckets (metrics).
+    pub latency_histogram: LatencyHistogram,
     latency: Mutex<LatencyWindow>,
 }
 
 impl Stats {
     /// Zeroed counters with a latency window of `window` samples.
-    pub(super) fn new(window: usize) -> Self {
+    pub fn new(window: usize) -> Self {
         Self {
             captured: AtomicU64::new(0),
             capture_errors: AtomicU64::new(0),
@@ -94,13 +98,15 @@ impl Stats {
             reconnects: AtomicU64::new(0),
             source_down: AtomicBool::new(false),
             paused: AtomicBool::new(false),
+            latency_histogram: LatencyHistogram::default(),
             latency: Mutex::new(LatencyWindow::new(window)),
         }
     }
 
     /// Records one capture→publish latency (no allocation: the window's
-    /// ring was allocated at start).
+    /// ring was allocated at start, the histogram is fixed atomics).
     pub(super) fn record_latency(&self, ns: u64) {
+        self.latency_histogram.observe_ns(ns);
         if let Ok(mut l) = self.latency.lock() {
             l.push(ns);
         }

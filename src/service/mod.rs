@@ -116,7 +116,7 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
         let ctx = crate::control::ControlContext {
             pipeline: pipeline.control(),
             stats: pipeline.stats().clone(),
-            shm_name,
+            shm_name: shm_name.clone(),
             frame_size: (w, h),
             backend: backend.clone(),
         };
@@ -130,6 +130,7 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
             }
         }
     };
+    let metrics = start_metrics(cfg, &pipeline, &shm_name, &backend);
     let summary = supervise(
         pipeline,
         cfg.pipeline.stats_interval_s,
@@ -140,7 +141,40 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
     if let Some(c) = control {
         c.stop();
     }
+    if let Some(m) = metrics {
+        m.stop();
+    }
     summary
+}
+
+/// Starts the `[metrics]` endpoint when configured. An address that cannot
+/// be bound is logged and the daemon runs on without metrics: shared
+/// memory matters more than a scrape target.
+fn start_metrics(
+    cfg: &DaemonConfig,
+    pipeline: &Pipeline,
+    shm_name: &str,
+    backend: &vosd_engine::backend::BackendHandle,
+) -> Option<crate::metrics::MetricsServer> {
+    // Checked when the configuration was loaded.
+    let addr = cfg.metrics.address().ok().flatten()?;
+    let collector = crate::metrics::DaemonMetrics::new(
+        pipeline.stats().clone(),
+        Some(backend.clone()),
+        shm_name,
+    );
+    match crate::metrics::MetricsServer::start(addr, collector) {
+        Ok(m) => {
+            log::info!("metrics: serving http://{}/metrics", m.local_addr());
+            Some(m)
+        }
+        Err(e) => {
+            log::error!(
+                "metrics.listen {addr}: cannot listen ({e}): running without metrics (is another process on that port? pick another in [metrics] listen)"
+            );
+            None
+        }
+    }
 }
 
 /// The service loop around a started pipeline: polls every 20 ms. With a

@@ -4,6 +4,7 @@
 
 mod common;
 mod daemon_support;
+mod web_support;
 
 mod box_prompt;
 mod camera_loss;
@@ -19,7 +20,9 @@ mod encoder_parity;
 mod engine_davis;
 mod install;
 mod memnet;
+mod metrics;
 #[cfg(feature = "onnxruntime")]
 mod onnxruntime;
 #[cfg(feature = "opencl")]
 mod opencl;
+mod view;
