@@ -208,6 +208,12 @@ pub fn segment_folder(
     }
     if progress {
         eprintln!();
+        if let FolderEngine::Discovery(d) = &engine {
+            eprintln!(
+                "discovery itself: {:.2} ms per frame (besides the tracker and the encoder)",
+                d.mean_time().as_secs_f64() * 1e3
+            );
+        }
     }
     let stepped = frames.len() - first;
     let fps = if busy > 0.0 {

@@ -138,6 +138,9 @@ pub struct Discovery {
     areas: Box<[u32; 256]>,
     next_id: u8,
     events: Vec<DiscoveryEvent>,
+    /// Time spent discovering (steps 2 to 7, excluding the tracker's step
+    /// and the encoding), and frames.
+    busy: (std::time::Duration, u64),
 }
 
 impl Discovery {
@@ -201,6 +204,7 @@ impl Discovery {
             areas: Box::new([0; 256]),
             next_id: 1,
             events: Vec::with_capacity(256),
+            busy: (std::time::Duration::ZERO, 0),
             encoder,
             tracker,
         })
@@ -209,6 +213,13 @@ impl Discovery {
     /// The tracker it drives.
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
+    }
+
+    /// Mean time per frame of discovery itself (matching, camera motion,
+    /// regions, persistence, loss and, when an object is found, its box
+    /// prompt), excluding the tracker's step and the encoder.
+    pub fn mean_time(&self) -> std::time::Duration {
+        self.busy.0 / self.busy.1.max(1) as u32
     }
 
     /// Ids of the objects tracked, in the tracker's order.
@@ -251,6 +262,7 @@ impl Discovery {
             self.key_builder
                 .build(self.tracker.features(), &mut self.keys[slot]);
         }
+        let t0 = Instant::now();
         self.drop_lost(now, out)?;
         for (c, &p) in self.cell_pixels.iter().enumerate() {
             self.cell_ids[c] = out.data[p as usize];
@@ -260,6 +272,8 @@ impl Discovery {
             self.promote(frame, out)?;
         }
         self.frames += 1;
+        self.busy.0 += t0.elapsed();
+        self.busy.1 += 1;
         Ok(&self.events)
     }
 
