@@ -1,6 +1,6 @@
 //! The one configuration model of vosd: [`DaemonConfig`], a TOML file of
-//! optional tables `[engine]`, `[source]`, `[publish]`, `[pipeline]` and
-//! `[control]`.
+//! optional tables `[engine]`, `[source]`, `[publish]`, `[pipeline]`,
+//! `[control]` and `[zenoh]`.
 //!
 //! Every command reads the same file: `vosd segment`, `eval` and `bench`
 //! use its `[engine]`, `bench-pipeline` its `[engine]` and a synthetic
@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::control::ControlConfig;
 use crate::pipeline::{PipelineConfig, PipelineConfigError};
 use crate::source::{SourceConfig, SourceError};
+use crate::zenoh::ZenohConfig;
 use vosd_engine::config::EngineConfig;
 use vosd_shm::{PublishOptionError, PublishOptions};
 
@@ -50,6 +51,9 @@ pub struct DaemonConfig {
     /// The control socket (absent or `socket = ""`: none).
     #[serde(default)]
     pub control: ControlConfig,
+    /// ROS 2 topics over Zenoh (absent: none; needs the `zenoh` feature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zenoh: Option<ZenohConfig>,
 }
 
 /// The `source.KEY` error of a `[source]` check.
@@ -139,6 +143,9 @@ impl DaemonConfig {
         }
         self.pipeline.validate().map_err(pipeline_error)?;
         self.control.validate()?;
+        if let Some(z) = &self.zenoh {
+            z.validate()?;
+        }
         if let Some(p) = &self.publish {
             p.validate().map_err(publish_error)?;
             if (p.max_objects as usize) < self.engine.max_objects {

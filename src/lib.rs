@@ -13,3 +13,4 @@ pub mod pipeline;
 pub mod procfs;
 pub mod service;
 pub mod source;
+pub mod zenoh;
