@@ -48,6 +48,7 @@ mod publish;
 mod queue;
 mod segment;
 mod stats;
+mod tap;
 mod tracks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,10 +65,12 @@ pub use commands::{EngineRequest, ObjectCommand, ObjectMask, PipelineControl};
 pub use config::{PipelineConfig, PipelineConfigError};
 pub use segment::{SegmentError, Segmenter};
 pub use stats::{Stats, StatsSnapshot, Summary};
+pub use tap::{FrameTap, TapFrame};
 
 use capture::CaptureStage;
 use publish::PublishStage;
-use queue::{latest, FrameBuf, MaskBuf, Pool};
+pub(crate) use queue::{latest, LatestSender, Pool, Recycler};
+use queue::{FrameBuf, MaskBuf};
 use segment::SegmentStage;
 
 /// How long a stage waits on a queue before it looks at the stop flag again.
@@ -142,6 +145,19 @@ impl Pipeline {
         cfg: &PipelineConfig,
         stop: Arc<AtomicBool>,
     ) -> Result<Pipeline, PipelineError> {
+        Self::start_with_taps(source, segmenter, writer, cfg, stop, Vec::new())
+    }
+
+    /// [`start`](Self::start), with `taps` that the publish stage offers
+    /// every published frame to (the Zenoh publisher).
+    pub fn start_with_taps(
+        source: Box<dyn FrameSource>,
+        segmenter: Box<dyn Segmenter>,
+        writer: ShmWriter,
+        cfg: &PipelineConfig,
+        stop: Arc<AtomicBool>,
+        mut taps: Vec<Box<dyn FrameTap>>,
+    ) -> Result<Pipeline, PipelineError> {
         cfg.validate()?;
         let initial = first_frame_objects(&*source, &writer)?;
         let (w, h) = source.size();
@@ -150,6 +166,9 @@ impl Pipeline {
             stop,
             error: Arc::new(Mutex::new(None)),
         };
+        for tap in &mut taps {
+            tap.attach(shared.stats.clone());
+        }
         let publish_done = Arc::new(AtomicBool::new(false));
         let source_ended = Arc::new(AtomicBool::new(false));
 
@@ -165,6 +184,7 @@ impl Pipeline {
             masks_back: mask_pool.recycler(),
             max_frames: cfg.max_frames,
             lost_after_s: cfg.lost_after_s,
+            taps,
             done: publish_done.clone(),
             shared: shared.clone(),
         };
