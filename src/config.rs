@@ -100,13 +100,28 @@ fn source_key_error(text: &str) -> Option<String> {
         })
 }
 
+/// Names the key behind a type error in the `[zenoh]` table: each key is
+/// tried alone (the others have defaults). `None` when the table is fine or
+/// absent.
+fn zenoh_key_error(text: &str) -> Option<String> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let zenoh = doc.get("zenoh")?.as_table()?;
+    zenoh.iter().find_map(|(key, value)| {
+        let mut one = toml::Table::new();
+        one.insert(key.clone(), value.clone());
+        ZenohConfig::deserialize(toml::Value::Table(one))
+            .err()
+            .map(|e| format!("zenoh.{key}: {}", e.to_string().trim_end()))
+    })
+}
+
 impl DaemonConfig {
     /// Parses a configuration from TOML text (`path` is for messages) and
     /// checks every table present.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigFileError> {
         vosd_engine::config::parse_toml(text, path, Self::validate).map_err(|e| match e {
             ConfigFileError::Parse { path, message } => {
-                let message = match source_key_error(text) {
+                let message = match source_key_error(text).or_else(|| zenoh_key_error(text)) {
                     Some(key_error) => format!("{message}\n{key_error}"),
                     None => message,
                 };
@@ -345,6 +360,31 @@ stats_interval_s = 2
             let e = parse(&GOOD.replace(from, to)).unwrap_err();
             assert_eq!(e, want);
         }
+    }
+
+    /// The `[zenoh]` table: unknown keys, mistyped and out-of-range values
+    /// are named `zenoh.KEY`.
+    #[test]
+    fn zenoh_table_errors_name_the_key() {
+        for (table, want) in [
+            ("[zenoh]\nnodes = \"v\"", "nodes"),
+            ("[zenoh]\ndomain_id = \"zero\"", "zenoh.domain_id"),
+            ("[zenoh]\nmode = \"router\"", "zenoh.mode"),
+            ("[zenoh]\nconnect = \"tcp/127.0.0.1:7447\"", "zenoh.connect"),
+            (
+                "[zenoh]\nlisten = [\"tcp/127.0.0.1\"]",
+                "t.toml: zenoh.listen: \"tcp/127.0.0.1\": expected `tcp/HOST:PORT`",
+            ),
+            (
+                "[zenoh]\nnode = \"my-node\"",
+                "t.toml: zenoh.node: \"my-node\" is not a ROS node name",
+            ),
+        ] {
+            let e = parse(&format!("{GOOD}{table}\n")).unwrap_err();
+            assert!(e.contains(want), "{table}: {e}");
+        }
+        let c = parse(&format!("{GOOD}[zenoh]\nnode = \"cam1\"\n")).unwrap();
+        assert_eq!(c.zenoh.unwrap().node, "cam1");
     }
 
     #[test]

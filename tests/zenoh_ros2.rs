@@ -94,7 +94,11 @@ fn demo_config(dir: &Path, shm: &str, port: u16) -> PathBuf {
         .replace("\"/vosd-demo-zenoh\"", &format!("\"{shm}\""))
         .replace("/tmp/vosd-demo-zenoh.sock", sock.to_str().unwrap())
         .replace("tcp/127.0.0.1:7448", &format!("tcp/127.0.0.1:{port}"))
-        .replace("stats_interval_s = 5", "stats_interval_s = 1");
+        .replace("stats_interval_s = 5", "stats_interval_s = 1")
+        .replace(
+            "frame_id = \"camera_optical_frame\"",
+            "frame_id = \"camera_optical_frame\"\nros2dds_keys = true",
+        );
     assert_ne!(text, replaced);
     write_config(dir, &replaced)
 }
@@ -120,7 +124,7 @@ fn demo_publishes_ros2_topics_that_match_shared_memory() {
         .args(["--connect", &format!("tcp/127.0.0.1:{port}")])
         .arg("--out")
         .arg(&out)
-        .args(["--masks", "40", "--timeout", "150"])
+        .args(["--masks", "40", "--timeout", "150", "--ros2dds-keys"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -296,5 +300,48 @@ fn demo_publishes_ros2_topics_that_match_shared_memory() {
         slots.len()
     );
     assert!(masks >= 30, "{masks} masks matched\n{sub_text}");
+    // The same messages on zenoh-bridge-ros2dds's keys (ros2dds_keys).
+    let bridged = summary["counts"]["mask_ros2dds"].as_u64().unwrap_or(0);
+    assert!(bridged >= 20, "{bridged} masks on vosd/mask\n{sub_text}");
     assert!(dets >= 30 && states >= 30, "{dets} / {states}");
+}
+
+/// A client whose router is unreachable: one clear log line, and the
+/// pipeline keeps publishing to shared memory (no Python needed).
+#[test]
+fn unreachable_router_is_logged_and_shared_memory_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let shm = unique_shm("zenoh-norouter");
+    let closed = free_port();
+    let text = std::fs::read_to_string(demo_config(dir.path(), &shm, free_port())).unwrap();
+    let text = text
+        .replace("mode = \"peer\"", "mode = \"client\"")
+        .replace("tcp/127.0.0.1:7447", &format!("tcp/127.0.0.1:{closed}"));
+    let cfg = write_config(dir.path(), &text);
+    let mut daemon = spawn_daemon(&cfg, &[]);
+    let mut reader = open_reader(&shm, &mut daemon, Duration::from_secs(60));
+    let mut buf = reader.new_frame_buf();
+    let (mut frames, t0) = (0, Instant::now());
+    while frames < 20 && t0.elapsed() < Duration::from_secs(120) {
+        if let ReadStatus::Frame { .. } = reader
+            .wait_next(&mut buf, Duration::from_millis(100))
+            .expect("read")
+        {
+            frames += 1;
+        }
+    }
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut daemon, Duration::from_secs(20));
+    let log = child_stderr(&mut daemon);
+    assert!(status.success(), "vosd failed: {status}\n{log}");
+    assert_eq!(frames, 20, "shared memory stalled without a router\n{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("zenoh: cannot open the session"))
+        .unwrap_or_else(|| panic!("no log line about the router\n{log}"));
+    assert!(
+        line.contains(&format!("tcp/127.0.0.1:{closed}")) && line.contains("shared memory"),
+        "{line}"
+    );
 }

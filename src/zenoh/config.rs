@@ -12,6 +12,7 @@
 //! frame_id = "camera_optical_frame"
 //! mask_downscale = 1                   # 2: every 2nd pixel and row on ~/mask
 //! clock_refresh_s = 1.0
+//! ros2dds_keys = false                 # true: also on vosd/mask... for zenoh-bridge-ros2dds
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,10 @@ pub struct ZenohConfig {
     /// Seconds between measurements of the monotonic→real-time clock
     /// offset (0.1..=3600).
     pub clock_refresh_s: f64,
+    /// Also put each message on the key zenoh-bridge-ros2dds uses for the
+    /// topic (its name without the leading `/`, e.g. `vosd/mask`), so that
+    /// the bridge hands it to DDS-based ROS 2 nodes.
+    pub ros2dds_keys: bool,
 }
 
 impl Default for ZenohConfig {
@@ -70,6 +75,7 @@ impl Default for ZenohConfig {
             frame_id: "camera_optical_frame".into(),
             mask_downscale: 1,
             clock_refresh_s: 1.0,
+            ros2dds_keys: false,
         }
     }
 }

@@ -102,6 +102,13 @@ impl Node {
         )
     }
 
+    /// The key zenoh-bridge-ros2dds maps `topic` to (its default, without
+    /// a bridge namespace): the fully qualified name without the leading
+    /// `/`. No type, hash or attachment: the bridge's own format.
+    pub fn ros2dds_keyexpr(&self, topic: &Topic) -> String {
+        topic.name.trim_matches('/').to_string()
+    }
+
     /// The liveliness token of a publisher (`MP`) of `topic` with the
     /// sensor-data QoS.
     pub fn publisher_token(&self, topic: &Topic) -> String {
@@ -190,6 +197,7 @@ mod tests {
             ..chatter()
         };
         assert!(n.topic_keyexpr(&t).starts_with("2/robot1/arm/vosd/mask/"));
+        assert_eq!(n.ros2dds_keyexpr(&t), "robot1/arm/vosd/mask");
         assert!(n
             .publisher_token(&t)
             .contains("/vosd/%robot1%arm%vosd%mask/"));

@@ -26,17 +26,13 @@ impl<'a> Header<'a> {
     /// the UNIX epoch, CLOCK_REALTIME). Times before the epoch or after
     /// 2038 saturate (ROS's `int32` seconds).
     pub fn from_ns(realtime_ns: i64, frame_id: &'a str) -> Self {
+        let realtime_ns = realtime_ns.max(0);
         let sec = realtime_ns.div_euclid(1_000_000_000);
         let nanosec = realtime_ns.rem_euclid(1_000_000_000) as u32;
         match i32::try_from(sec) {
             Ok(sec) => Self {
                 sec,
                 nanosec,
-                frame_id,
-            },
-            Err(_) if sec < 0 => Self {
-                sec: 0,
-                nanosec: 0,
                 frame_id,
             },
             Err(_) => Self {

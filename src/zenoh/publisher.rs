@@ -293,6 +293,8 @@ struct Live {
     session: Session,
     tokens: Vec<LivelinessToken>,
     publishers: Vec<(Publisher<'static>, [u8; 16], i64)>,
+    /// With `ros2dds_keys`: a publisher per topic on the bridge's key.
+    bridged: Vec<Publisher<'static>>,
     opened: Instant,
     checked: bool,
 }
@@ -304,7 +306,17 @@ fn open(setup: &Setup) -> Result<Live, zenoh::Error> {
     let node = node_of(&setup.cfg, session.zid().to_string());
     let mut tokens = vec![session.liveliness().declare_token(node.token()).wait()?];
     let mut publishers = Vec::new();
+    let mut bridged = Vec::new();
     for t in &setup.topics {
+        if setup.cfg.ros2dds_keys {
+            bridged.push(
+                session
+                    .declare_publisher(node.ros2dds_keyexpr(t))
+                    .congestion_control(CongestionControl::Drop)
+                    .reliability(Reliability::BestEffort)
+                    .wait()?,
+            );
+        }
         let p = session
             .declare_publisher(node.topic_keyexpr(t))
             .congestion_control(CongestionControl::Drop)
@@ -326,6 +338,7 @@ fn open(setup: &Setup) -> Result<Live, zenoh::Error> {
         session,
         tokens,
         publishers,
+        bridged,
         opened: Instant::now(),
         checked: false,
     })
@@ -365,6 +378,9 @@ impl Live {
                 .attachment(ZBytes::from(att))
                 .wait()?;
         }
+        for (p, buf) in self.bridged.iter().zip(bufs) {
+            p.put(ZBytes::from(buf.as_slice())).wait()?;
+        }
         Ok(())
     }
 
@@ -374,6 +390,7 @@ impl Live {
             let _ = t.undeclare().wait();
         }
         drop(self.publishers);
+        drop(self.bridged);
         if let Err(e) = self.session.close().wait() {
             log::warn!("zenoh: closing the session: {e}");
         }

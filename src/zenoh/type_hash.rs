@@ -293,13 +293,16 @@ pub fn rihs01(name: &str, types: &[TypeDescription]) -> Result<String, UnknownTy
 mod tests {
     use super::*;
 
+    const STRING_FIELDS: &[Field] = &[prim("data", STRING)];
+    const BROKEN_FIELDS: &[Field] = &[nested("b", NESTED, "a/msg/B")];
+
     /// std_msgs/msg/String's hash as rmw_zenoh's docs/design.md prints it
     /// in its key expression examples (ros2/rmw_zenoh@99a6a2bd).
     #[test]
     fn std_msgs_string_matches_the_published_hash() {
         let string = [TypeDescription {
             name: "std_msgs/msg/String",
-            fields: &[prim("data", STRING)],
+            fields: STRING_FIELDS,
         }];
         assert_eq!(
             rihs01("std_msgs/msg/String", &string).unwrap(),
@@ -328,7 +331,7 @@ mod tests {
     fn a_missing_reference_is_an_error() {
         let broken = [TypeDescription {
             name: "a/msg/A",
-            fields: &[nested("b", NESTED, "a/msg/B")],
+            fields: BROKEN_FIELDS,
         }];
         let e = rihs01("a/msg/A", &broken).unwrap_err();
         assert!(e.to_string().contains("a/msg/B"), "{e}");

@@ -121,13 +121,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--connect", required=True)
     ap.add_argument("--out")
-    ap.add_argument("--masks", type=int, default=40, help="stop after this many masks")
+    ap.add_argument("--masks", type=int, default=40,
+                    help="stop after this many messages of each topic")
     ap.add_argument("--bench", type=int, default=0,
                     help="only measure capture-to-callback latency over this many masks")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--domain", type=int, default=0)
     ap.add_argument("--namespace", default="/")
     ap.add_argument("--node", default="vosd")
+    ap.add_argument("--ros2dds-keys", action="store_true",
+                    help="also expect each message on the zenoh-bridge-ros2dds key (ns/node/topic)")
     ap.add_argument("--msg-dir", default=str(Path(__file__).resolve().parents[2] / "ros/vosd_msgs/msg"))
     args = ap.parse_args()
     deadline = time.monotonic() + args.timeout
@@ -157,6 +160,7 @@ def main():
 
     samples = queue.Queue()
     subs = []
+    bridged = {}
     for rel, parts in pubs.items():
         topic = parts[9].replace("%", "/").strip("/")
         key = f"{args.domain}/{topic}/{parts[10]}/{parts[11]}"
@@ -167,6 +171,11 @@ def main():
                          att.to_bytes() if att is not None else None))
 
         subs.append(session.declare_subscriber(key, on_sample))
+        if args.ros2dds_keys:
+            def on_bridged(sample, rel=rel):
+                bridged.setdefault(rel, set()).add(sample.payload.to_bytes())
+
+            subs.append(session.declare_subscriber(topic, on_bridged))
 
     if args.bench:
         lat = []
@@ -191,8 +200,9 @@ def main():
     out = Path(args.out)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     last_seq, last_stamp, counts = {}, {}, {rel: 0 for rel in ROS_TYPES}
+    payloads = {rel: [] for rel in ROS_TYPES}
     with open(out / "records.jsonl", "w") as records:
-        while time.monotonic() < deadline and counts["mask"] < args.masks:
+        while time.monotonic() < deadline and min(counts.values()) < args.masks:
             try:
                 rel, recv_ns, key, payload, att = samples.get(timeout=1.0)
             except queue.Empty:
@@ -233,14 +243,25 @@ def main():
                 } for o in msg.objects]
             records.write(json.dumps(rec) + "\n")
             counts[rel] += 1
+            if args.ros2dds_keys:
+                payloads[rel].append(payload)
+    if args.ros2dds_keys:
+        # The same CDR on the bridge's plain keys (no attachment needed).
+        time.sleep(0.5)
+        for rel, sent in payloads.items():
+            same = sum(p in bridged.get(rel, set()) for p in sent)
+            counts[f"{rel}_ros2dds"] = same
+            if same < len(sent) // 2:
+                fail(f"{rel}: only {same} of {len(sent)} messages also on key "
+                     f"{args.namespace.strip('/')}/{args.node}/{rel}".replace("//", "/"))
     summary = {"tokens": keys, "hashes": hashes, "counts": counts}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps({"counts": counts, "hashes": hashes}), flush=True)
     for s in subs:
         s.undeclare()
     session.close()
-    if counts["mask"] < args.masks:
-        fail(f"only {counts['mask']} masks within {args.timeout} s")
+    if min(counts[rel] for rel in ROS_TYPES) < args.masks:
+        fail(f"only {counts} messages within {args.timeout} s")
 
 
 if __name__ == "__main__":
