@@ -330,12 +330,23 @@ fn unreachable_router_is_logged_and_shared_memory_goes_on() {
             frames += 1;
         }
     }
+    // The frames the publisher could not send are counted.
+    let out = Command::new(vosd_bin())
+        .args(["ctl", "--socket"])
+        .arg(dir.path().join("vosd.sock"))
+        .arg("status")
+        .output()
+        .unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let status = wait_exit(&mut daemon, Duration::from_secs(20));
     let log = child_stderr(&mut daemon);
     assert!(status.success(), "vosd failed: {status}\n{log}");
     assert_eq!(frames, 20, "shared memory stalled without a router\n{log}");
+    let dropped = reply["dropped_tap"].as_u64().unwrap_or(0);
+    assert!(dropped >= 20, "dropped_tap {dropped} in {reply}");
     let line = log
         .lines()
         .find(|l| l.contains("zenoh: cannot open the session"))
