@@ -69,8 +69,10 @@ pub use tap::{FrameTap, TapFrame};
 
 use capture::CaptureStage;
 use publish::PublishStage;
-pub(crate) use queue::{latest, LatestSender, Pool, Recycler};
+pub(crate) use queue::{latest, Pool};
 use queue::{FrameBuf, MaskBuf};
+#[cfg(feature = "zenoh")]
+pub(crate) use queue::{LatestSender, Recycler};
 use segment::SegmentStage;
 
 /// How long a stage waits on a queue before it looks at the stop flag again.
