@@ -200,6 +200,11 @@ fn demo_publishes_ros2_topics_that_match_shared_memory() {
         assert_eq!(summary["hashes"][rel]["rosbags"], ours.as_str(), "{rel}");
         assert_eq!(summary["hashes"][rel]["token"], ours.as_str(), "{rel}");
     }
+    // The status queryable answered with the statistics.
+    assert!(
+        summary["status"]["published"].as_u64().unwrap_or(0) >= 40,
+        "{summary}"
+    );
     let tokens = summary["tokens"].as_array().unwrap();
     for kind in ["/NN/", "%vosd%mask/", "%vosd%detections/", "%vosd%states/"] {
         assert!(

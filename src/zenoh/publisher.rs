@@ -25,6 +25,7 @@ use zenoh::bytes::ZBytes;
 use zenoh::liveliness::LivelinessToken;
 use zenoh::pubsub::Publisher;
 use zenoh::qos::{CongestionControl, Reliability};
+use zenoh::query::Queryable;
 use zenoh::{Session, Wait};
 
 use vosd_shm::ObjectState;
@@ -295,13 +296,27 @@ struct Live {
     publishers: Vec<(Publisher<'static>, [u8; 16], i64)>,
     /// With `ros2dds_keys`: a publisher per topic on the bridge's key.
     bridged: Vec<Publisher<'static>>,
+    /// Answers `<domain>/<namespace>/<node>/status` with the statistics.
+    _status: Queryable<()>,
     opened: Instant,
     checked: bool,
 }
 
-/// Opens the session and declares the node, its three publishers and
-/// their liveliness tokens.
-fn open(setup: &Setup) -> Result<Live, zenoh::Error> {
+/// The key of the status queryable: `<domain>/<namespace>/<node>/status`
+/// (no type or hash: not a ROS topic key).
+pub fn status_keyexpr(cfg: &ZenohConfig) -> String {
+    let node = node_of(cfg, String::new());
+    format!(
+        "{}/{}",
+        cfg.domain_id,
+        node.private_topic("status").trim_matches('/')
+    )
+}
+
+/// Opens the session and declares the node, its three publishers, their
+/// liveliness tokens and the status queryable (the pipeline's statistics
+/// as JSON, as the control socket's `status` reports them).
+fn open(setup: &Setup, stats: &Arc<Stats>) -> Result<Live, zenoh::Error> {
     let session = zenoh::open(setup.zconfig.clone()).wait()?;
     let node = node_of(&setup.cfg, session.zid().to_string());
     let mut tokens = vec![session.liveliness().declare_token(node.token()).wait()?];
@@ -326,6 +341,16 @@ fn open(setup: &Setup) -> Result<Live, zenoh::Error> {
         publishers.push((p, graph::gid(&token), 1));
         tokens.push(session.liveliness().declare_token(token).wait()?);
     }
+    let stats = stats.clone();
+    let status = session
+        .declare_queryable(status_keyexpr(&setup.cfg))
+        .callback(move |query| {
+            let body = serde_json::to_vec(&stats.snapshot()).unwrap_or_default();
+            if let Err(e) = query.reply(query.key_expr().clone(), body).wait() {
+                log::warn!("zenoh: status reply: {e}");
+            }
+        })
+        .wait()?;
     log::info!(
         "zenoh: session {} ({:?} mode), node {} in namespace {} on domain {}",
         session.zid(),
@@ -339,6 +364,7 @@ fn open(setup: &Setup) -> Result<Live, zenoh::Error> {
         tokens,
         publishers,
         bridged,
+        _status: status,
         opened: Instant::now(),
         checked: false,
     })
@@ -448,7 +474,7 @@ fn publisher_thread(
     let mut failures = 0u32;
     loop {
         if live.is_none() && Instant::now() >= next_try {
-            match open(&setup) {
+            match open(&setup, &stats) {
                 Ok(l) => {
                     if failures > 0 {
                         log::info!("zenoh: session open after {failures} failed attempt(s)");

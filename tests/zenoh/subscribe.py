@@ -254,7 +254,15 @@ def main():
             if same < len(sent) // 2:
                 fail(f"{rel}: only {same} of {len(sent)} messages also on key "
                      f"{args.namespace.strip('/')}/{args.node}/{rel}".replace("//", "/"))
-    summary = {"tokens": keys, "hashes": hashes, "counts": counts}
+    # The status queryable: the daemon's statistics as JSON.
+    status_key = f"{args.domain}/{args.namespace.strip('/')}/{args.node}/status".replace("//", "/")
+    replies = [r.ok for r in session.get(status_key, timeout=5.0) if r.ok is not None]
+    if not replies:
+        fail(f"no reply from the status queryable {status_key}")
+    status = json.loads(replies[0].payload.to_bytes())
+    if status.get("published", 0) < counts["mask"] or "dropped_tap" not in status:
+        fail(f"status {status}")
+    summary = {"tokens": keys, "hashes": hashes, "counts": counts, "status": status}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps({"counts": counts, "hashes": hashes}), flush=True)
     for s in subs:
