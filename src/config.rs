@@ -1,6 +1,6 @@
 //! The one configuration model of vosd: [`DaemonConfig`], a TOML file of
 //! optional tables `[engine]`, `[source]`, `[publish]`, `[pipeline]`,
-//! `[control]`, `[metrics]` and `[discover]`.
+//! `[control]`, `[metrics]`, `[zenoh]` and `[discover]`.
 //!
 //! Every command reads the same file: `vosd segment`, `eval` and `bench`
 //! use its `[engine]`, `bench-pipeline` its `[engine]` and a synthetic
@@ -26,6 +26,7 @@ use crate::control::ControlConfig;
 use crate::metrics::MetricsConfig;
 use crate::pipeline::{PipelineConfig, PipelineConfigError};
 use crate::source::{SourceConfig, SourceError};
+use crate::zenoh::ZenohConfig;
 use vosd_engine::config::{DiscoverConfig, EngineConfig};
 use vosd_shm::{PublishOptionError, PublishOptions};
 
@@ -58,6 +59,9 @@ pub struct DaemonConfig {
     /// The Prometheus endpoint (absent or `listen = ""`: none).
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// ROS 2 topics over Zenoh (absent: none; needs the `zenoh` feature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zenoh: Option<ZenohConfig>,
 }
 
 /// The `source.KEY` error of a `[source]` check.
@@ -104,13 +108,28 @@ fn source_key_error(text: &str) -> Option<String> {
         })
 }
 
+/// Names the key behind a type error in the `[zenoh]` table: each key is
+/// tried alone (the others have defaults). `None` when the table is fine or
+/// absent.
+fn zenoh_key_error(text: &str) -> Option<String> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let zenoh = doc.get("zenoh")?.as_table()?;
+    zenoh.iter().find_map(|(key, value)| {
+        let mut one = toml::Table::new();
+        one.insert(key.clone(), value.clone());
+        ZenohConfig::deserialize(toml::Value::Table(one))
+            .err()
+            .map(|e| format!("zenoh.{key}: {}", e.to_string().trim_end()))
+    })
+}
+
 impl DaemonConfig {
     /// Parses a configuration from TOML text (`path` is for messages) and
     /// checks every table present.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigFileError> {
         vosd_engine::config::parse_toml(text, path, Self::validate).map_err(|e| match e {
             ConfigFileError::Parse { path, message } => {
-                let message = match source_key_error(text) {
+                let message = match source_key_error(text).or_else(|| zenoh_key_error(text)) {
                     Some(key_error) => format!("{message}\n{key_error}"),
                     None => message,
                 };
@@ -151,6 +170,9 @@ impl DaemonConfig {
             d.validate(self.engine.max_objects)?;
         }
         self.metrics.validate()?;
+        if let Some(z) = &self.zenoh {
+            z.validate()?;
+        }
         if let Some(p) = &self.publish {
             p.validate().map_err(publish_error)?;
             if (p.max_objects as usize) < self.engine.max_objects {
@@ -365,6 +387,31 @@ stats_interval_s = 2
             let e = parse(&GOOD.replace(from, to)).unwrap_err();
             assert_eq!(e, want);
         }
+    }
+
+    /// The `[zenoh]` table: unknown keys, mistyped and out-of-range values
+    /// are named `zenoh.KEY`.
+    #[test]
+    fn zenoh_table_errors_name_the_key() {
+        for (table, want) in [
+            ("[zenoh]\nnodes = \"v\"", "nodes"),
+            ("[zenoh]\ndomain_id = \"zero\"", "zenoh.domain_id"),
+            ("[zenoh]\nmode = \"router\"", "zenoh.mode"),
+            ("[zenoh]\nconnect = \"tcp/127.0.0.1:7447\"", "zenoh.connect"),
+            (
+                "[zenoh]\nlisten = [\"tcp/127.0.0.1\"]",
+                "t.toml: zenoh.listen: \"tcp/127.0.0.1\": expected `tcp/HOST:PORT`",
+            ),
+            (
+                "[zenoh]\nnode = \"my-node\"",
+                "t.toml: zenoh.node: \"my-node\" is not a ROS node name",
+            ),
+        ] {
+            let e = parse(&format!("{GOOD}{table}\n")).unwrap_err();
+            assert!(e.contains(want), "{table}: {e}");
+        }
+        let c = parse(&format!("{GOOD}[zenoh]\nnode = \"cam1\"\n")).unwrap();
+        assert_eq!(c.zenoh.unwrap().node, "cam1");
     }
 
     #[test]

@@ -16,3 +16,4 @@ pub mod procfs;
 pub mod service;
 pub mod source;
 pub mod view;
+pub mod zenoh;

@@ -413,6 +413,7 @@ impl Shared {
             "processed": now.processed,
             "published": now.published,
             "dropped": now.dropped(),
+            "dropped_tap": now.dropped_tap,
             "capture_errors": now.capture_errors,
             "reconnects": now.reconnects,
             "latency_p50_ms": now.latency_p50_ms,

@@ -49,6 +49,7 @@ mod publish;
 mod queue;
 mod segment;
 mod stats;
+mod tap;
 mod tracks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,10 +67,14 @@ pub use config::{PipelineConfig, PipelineConfigError};
 pub use histogram::{LatencyHistogram, LATENCY_BUCKETS_S};
 pub use segment::{SegmentError, Segmenter};
 pub use stats::{Stats, StatsSnapshot, Summary};
+pub use tap::{FrameTap, TapFrame};
 
 use capture::CaptureStage;
 use publish::PublishStage;
-use queue::{latest, FrameBuf, MaskBuf, Pool};
+pub(crate) use queue::{latest, Pool};
+use queue::{FrameBuf, MaskBuf};
+#[cfg(feature = "zenoh")]
+pub(crate) use queue::{LatestSender, Recycler};
 use segment::SegmentStage;
 
 /// How long a stage waits on a queue before it looks at the stop flag again.
@@ -144,6 +149,19 @@ impl Pipeline {
         cfg: &PipelineConfig,
         stop: Arc<AtomicBool>,
     ) -> Result<Pipeline, PipelineError> {
+        Self::start_with_taps(source, segmenter, writer, cfg, stop, Vec::new())
+    }
+
+    /// [`start`](Self::start), with `taps` that the publish stage offers
+    /// every published frame to (the Zenoh publisher).
+    pub fn start_with_taps(
+        source: Box<dyn FrameSource>,
+        segmenter: Box<dyn Segmenter>,
+        writer: ShmWriter,
+        cfg: &PipelineConfig,
+        stop: Arc<AtomicBool>,
+        mut taps: Vec<Box<dyn FrameTap>>,
+    ) -> Result<Pipeline, PipelineError> {
         cfg.validate()?;
         let initial = first_frame_objects(&*source, &writer)?;
         let (w, h) = source.size();
@@ -152,6 +170,9 @@ impl Pipeline {
             stop,
             error: Arc::new(Mutex::new(None)),
         };
+        for tap in &mut taps {
+            tap.attach(shared.stats.clone());
+        }
         let publish_done = Arc::new(AtomicBool::new(false));
         let source_ended = Arc::new(AtomicBool::new(false));
 
@@ -167,6 +188,7 @@ impl Pipeline {
             masks_back: mask_pool.recycler(),
             max_frames: cfg.max_frames,
             lost_after_s: cfg.lost_after_s,
+            taps,
             done: publish_done.clone(),
             shared: shared.clone(),
         };

@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use vosd_shm::{monotonic_ns, ObjectState, PipelineCounters, ShmWriter, SlotData};
 
 use super::queue::{MaskBuf, Recycler};
+use super::tap::{FrameTap, TapFrame};
 use super::tracks::StateTracker;
 use super::{Shared, TICK};
 
@@ -29,6 +30,8 @@ pub(super) struct PublishStage {
     pub(super) max_frames: u64,
     /// Seconds out of sight before an object is lost.
     pub(super) lost_after_s: f64,
+    /// Further consumers offered every published frame (Zenoh).
+    pub(super) taps: Vec<Box<dyn FrameTap>>,
     /// Raised once the end marker is written and the writer dropped.
     pub(super) done: Arc<AtomicBool>,
     /// Counters, stop flag and failure.
@@ -85,6 +88,16 @@ impl PublishStage {
         let stats = &self.shared.stats;
         match self.writer.publish(&data) {
             Ok(_) => {
+                for tap in &mut self.taps {
+                    tap.offer(&TapFrame {
+                        frame_number: o.meta.frame_number,
+                        capture_ns: o.meta.capture_ns,
+                        width: o.mask.width,
+                        height: o.mask.height,
+                        mask: &o.mask.data,
+                        objects: states,
+                    });
+                }
                 let now = monotonic_ns();
                 stats.record_latency(now.saturating_sub(o.meta.capture_ns));
                 stats.last_publish_ns.store(now, Ordering::Relaxed);

@@ -63,14 +63,14 @@ impl MaskBuf {
 
 /// Buffers allocated once and handed out in turn; the stage that holds the
 /// pool takes them, any stage gives them back through a [`Recycler`].
-pub(super) struct Pool<T> {
+pub(crate) struct Pool<T> {
     back: Sender<T>,
     free: Receiver<T>,
 }
 
 impl<T> Pool<T> {
     /// A pool of `n` buffers made by `make`.
-    pub(super) fn new(n: usize, mut make: impl FnMut() -> T) -> Self {
+    pub(crate) fn new(n: usize, mut make: impl FnMut() -> T) -> Self {
         let (back, free) = bounded(n);
         for _ in 0..n {
             let _ = back.send(make());
@@ -79,24 +79,24 @@ impl<T> Pool<T> {
     }
 
     /// A handle that gives buffers back to this pool.
-    pub(super) fn recycler(&self) -> Recycler<T> {
+    pub(crate) fn recycler(&self) -> Recycler<T> {
         Recycler(self.back.clone())
     }
 
     /// Waits up to `timeout` for a free buffer.
-    pub(super) fn take(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+    pub(crate) fn take(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.free.recv_timeout(timeout)
     }
 
     /// Gives a buffer back.
-    pub(super) fn give_back(&self, item: T) {
+    pub(crate) fn give_back(&self, item: T) {
         let _ = self.back.try_send(item);
     }
 }
 
 /// Gives buffers back to their [`Pool`] (dropped if the pool is full,
 /// which cannot happen: a pool holds room for all of its buffers).
-pub(super) struct Recycler<T>(Sender<T>);
+pub(crate) struct Recycler<T>(Sender<T>);
 
 impl<T> Clone for Recycler<T> {
     fn clone(&self) -> Self {
@@ -106,25 +106,25 @@ impl<T> Clone for Recycler<T> {
 
 impl<T> Recycler<T> {
     /// Gives `item` back to the pool.
-    pub(super) fn give_back(&self, item: T) {
+    pub(crate) fn give_back(&self, item: T) {
         let _ = self.0.try_send(item);
     }
 }
 
 /// The receiving stage has gone: no item will be taken any more.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct ConsumerGone;
+pub(crate) struct ConsumerGone;
 
 /// The producing end of a one-item latest-wins queue (see [`latest`]). It
 /// holds a receiver of its own, to take a stale item back.
-pub(super) struct LatestSender<T> {
+pub(crate) struct LatestSender<T> {
     tx: Sender<T>,
     rx: Receiver<T>,
 }
 
 /// A one-item queue whose producer replaces a stale item instead of
 /// waiting: its producing end and its consuming end.
-pub(super) fn latest<T>() -> (LatestSender<T>, Receiver<T>) {
+pub(crate) fn latest<T>() -> (LatestSender<T>, Receiver<T>) {
     let (tx, rx) = bounded(1);
     (LatestSender { tx, rx: rx.clone() }, rx)
 }
@@ -132,7 +132,7 @@ pub(super) fn latest<T>() -> (LatestSender<T>, Receiver<T>) {
 impl<T> LatestSender<T> {
     /// Puts `item` in the queue, taking back (and passing to `recycle`) a
     /// stale item first if needed. `Ok(true)`: a stale item was dropped.
-    pub(super) fn send(
+    pub(crate) fn send(
         &self,
         mut item: T,
         mut recycle: impl FnMut(T),

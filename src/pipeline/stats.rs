@@ -70,6 +70,9 @@ pub struct Stats {
     pub dropped_engine: AtomicU64,
     /// Frames published to shared memory.
     pub published: AtomicU64,
+    /// Published frames a tap (the Zenoh publisher) did not send: replaced
+    /// in its queue before its thread took them, or while it had no session.
+    pub dropped_tap: AtomicU64,
     /// CLOCK_MONOTONIC ns of the latest publish (0: none yet).
     pub last_publish_ns: AtomicU64,
     /// Failed attempts to get the camera back (see
@@ -94,6 +97,7 @@ impl Stats {
             processed: AtomicU64::new(0),
             dropped_engine: AtomicU64::new(0),
             published: AtomicU64::new(0),
+            dropped_tap: AtomicU64::new(0),
             last_publish_ns: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             source_down: AtomicBool::new(false),
@@ -125,6 +129,7 @@ impl Stats {
             processed: self.processed.load(Ordering::Relaxed),
             dropped_engine: self.dropped_engine.load(Ordering::Relaxed),
             published: self.published.load(Ordering::Relaxed),
+            dropped_tap: self.dropped_tap.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             source_down: self.source_down.load(Ordering::Relaxed),
             latency_p50_ms: ms(percentile(&sorted, 50.0)),
@@ -152,6 +157,8 @@ pub struct StatsSnapshot {
     pub dropped_engine: u64,
     /// Frames published.
     pub published: u64,
+    /// Published frames a tap (Zenoh) did not send.
+    pub dropped_tap: u64,
     /// Failed camera reconnection attempts.
     pub reconnects: u64,
     /// The camera was lost and not back yet.

@@ -109,7 +109,9 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
         }
         None => Box::new(tracker),
     };
-    let pipeline = Pipeline::start(source, segmenter, writer, &cfg.pipeline, stop.clone())?;
+    let taps = crate::zenoh::taps(cfg.zenoh.as_ref(), w, h, publish.max_objects as usize)?;
+    let pipeline =
+        Pipeline::start_with_taps(source, segmenter, writer, &cfg.pipeline, stop.clone(), taps)?;
     let control = if cfg.control.socket.as_os_str().is_empty() {
         None
     } else {
