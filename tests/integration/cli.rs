@@ -269,6 +269,7 @@ fn segment_accepts_a_daemon_config() {
 /// the argument errors.
 #[test]
 fn segment_discovers_objects_without_a_mask() {
+    let _cpu = crate::common::cpu_heavy();
     if crate::common::emulated() {
         eprintln!("SKIP segment --discover under emulation (seconds per frame)");
         return;

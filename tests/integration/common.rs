@@ -55,3 +55,12 @@ pub fn pattern64() -> vosd_engine::frame::RgbFrame {
     }
     f
 }
+
+/// Held by the tests that load the CPU for many seconds (discovery on the
+/// synthetic scene) and by the real-time daemon tests that count
+/// published frames, so that on a 2-core machine the one never starves the
+/// other. A test that panicked while holding it does not block the rest.
+pub fn cpu_heavy() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -168,6 +168,7 @@ fn area(mask: &LabelMask, id: u8) -> usize {
 
 #[test]
 fn objects_are_removed_added_and_corrected_mid_stream() {
+    let _cpu = crate::common::cpu_heavy();
     if skip_under_emulation() {
         return;
     }

@@ -16,6 +16,7 @@ const MIN_MEAN_IOU: f64 = 0.6;
 
 #[test]
 fn synthetic_run_published_masks_match_ground_truth() {
+    let _cpu = crate::common::cpu_heavy();
     let dir = tempfile::tempdir().unwrap();
     let shm = unique_shm("e2e");
     let frames = 120;

@@ -28,6 +28,7 @@ fn best_match(pred: &LabelMask, ids: &[u8], gt: &LabelMask, b: u8) -> Option<(u8
 
 #[test]
 fn discovers_every_synthetic_object_within_a_second_with_stable_ids() {
+    let _cpu = common::cpu_heavy();
     if common::emulated() {
         eprintln!("SKIP discovery on the synthetic scene under emulation (seconds per frame)");
         return;
@@ -137,6 +138,16 @@ fn discovers_every_synthetic_object_within_a_second_with_stable_ids() {
     assert!(added.len() <= 6, "too many discoveries: {added:?}");
 }
 
+/// A daemon that a failed test must not leave running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Looks at one published frame (number, mask, ids); true: done.
 type FrameCheck<'a> = dyn FnMut(u64, &[u8], &[u8]) -> bool + 'a;
 
@@ -145,6 +156,7 @@ type FrameCheck<'a> = dyn FnMut(u64, &[u8], &[u8]) -> bool + 'a;
 /// through the control socket is gone for good (ids are not reused).
 #[test]
 fn daemon_discovers_objects_and_respects_a_removal() {
+    let _cpu = common::cpu_heavy();
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixStream;
     use std::time::{Duration, Instant};
@@ -165,8 +177,9 @@ fn daemon_discovers_objects_and_respects_a_removal() {
             socket.display()
         );
     let cfg = write_config(dir.path(), &text);
-    let mut child = spawn_daemon(&cfg, &[]);
-    let mut reader = open_reader(&shm, &mut child, Duration::from_secs(30));
+    let mut child = KillOnDrop(spawn_daemon(&cfg, &[]));
+    let child = &mut child.0;
+    let mut reader = open_reader(&shm, child, Duration::from_secs(30));
     let mut buf = reader.new_frame_buf();
     // Reads frames until `done` says so (or the time is up), returning
     // the last frame's number, mask and ids.
@@ -197,12 +210,12 @@ fn daemon_discovers_objects_and_respects_a_removal() {
         seen = ids.to_vec();
         ids.len() >= 2
     });
-    let log_if = |child: &mut std::process::Child| child_stderr(child);
-    assert!(
-        appeared,
-        "fewer than 2 ids appeared: {seen:?}\n{}",
-        log_if(&mut child)
-    );
+    if !appeared {
+        panic!(
+            "fewer than 2 ids appeared: {seen:?}\n{}",
+            child_stderr(child)
+        );
+    }
     eprintln!("ids {seen:?}; the first id was published with frame {first_with_ids:?}");
     // Remove one through the control socket.
     let victim = seen[0];
@@ -230,8 +243,8 @@ fn daemon_discovers_objects_and_respects_a_removal() {
     assert!(frames > 5, "only {frames} frames in 4 s after the removal");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = wait_exit(&mut child, Duration::from_secs(15));
-    let log = child_stderr(&mut child);
+    let status = wait_exit(child, Duration::from_secs(15));
+    let log = child_stderr(child);
     assert!(status.success(), "{status}\n{log}");
     assert!(log.contains("discover: object"), "{log}");
 }
@@ -242,6 +255,7 @@ fn daemon_discovers_objects_and_respects_a_removal() {
 /// few frames, and nothing is discovered on the still wall.
 #[test]
 fn objects_out_of_sight_are_removed_after_lost_after_s() {
+    let _cpu = common::cpu_heavy();
     if common::emulated() {
         eprintln!("SKIP discovery loss test under emulation (seconds per frame)");
         return;

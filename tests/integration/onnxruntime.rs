@@ -213,6 +213,7 @@ fn run_daemon(engine: &str, env: &[(&str, &str)]) -> (bool, u64, u64, String) {
 
 #[test]
 fn daemon_keeps_publishing_when_onnxruntime_fails_mid_run() {
+    let _cpu = crate::common::cpu_heavy();
     if runtime().is_none() {
         return;
     }
