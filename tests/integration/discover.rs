@@ -26,18 +26,16 @@ fn best_match(pred: &LabelMask, ids: &[u8], gt: &LabelMask, b: u8) -> Option<(u8
         .max_by(|x, y| x.1.total_cmp(&y.1))
 }
 
-#[test]
-fn discovers_every_synthetic_object_within_a_second_with_stable_ids() {
-    let _cpu = common::cpu_heavy();
-    if common::emulated() {
-        eprintln!("SKIP discovery on the synthetic scene under emulation (seconds per frame)");
-        return;
-    }
-    let fps = 30.0;
+/// The synthetic scene's frame rate, and the discovery's clock.
+const FPS: f64 = 30.0;
+
+/// The demo's scene (320x240, three shapes moving from the first frame)
+/// and a discovery over the default engine at the demo's 512x384.
+fn synthetic_discovery(d: &DiscoverConfig) -> (Scene, Discovery) {
     let scene = Scene::new(&SyntheticConfig {
         width: 320,
         height: 240,
-        fps,
+        fps: FPS,
         seed: 1,
         objects: 3,
         frames: 0,
@@ -50,8 +48,18 @@ fn discovers_every_synthetic_object_within_a_second_with_stable_ids() {
         ..EngineConfig::default()
     };
     let tracker = Tracker::new(&cfg, 320, 240).unwrap();
-    let d = DiscoverConfig::default();
-    let mut discovery = Discovery::new(tracker, &d, Clock::FrameRate(fps), 320, 240).unwrap();
+    let discovery = Discovery::new(tracker, d, Clock::FrameRate(FPS), 320, 240).unwrap();
+    (scene, discovery)
+}
+
+#[test]
+fn discovers_every_synthetic_object_within_a_second_with_stable_ids() {
+    let _cpu = common::cpu_heavy();
+    if common::emulated() {
+        eprintln!("SKIP discovery on the synthetic scene under emulation (seconds per frame)");
+        return;
+    }
+    let (scene, mut discovery) = synthetic_discovery(&DiscoverConfig::default());
     let (mut f, mut gt) = (RgbFrame::new(320, 240), LabelMask::new(320, 240));
     let mut first_gt = LabelMask::new(320, 240);
     scene.render(0, None, Some(&mut first_gt));
@@ -113,11 +121,11 @@ fn discovers_every_synthetic_object_within_a_second_with_stable_ids() {
         eprintln!(
             "synthetic object {}: id {id}, discovered at frame {found} ({:.2} s), then mean IoU {mean:.3} over {} frames; another id matches it best in {other} of {} frames where it is visible",
             i + 1,
-            found as f64 / fps,
+            found as f64 / FPS,
             after.len(),
             visible.len()
         );
-        if found as f64 <= fps {
+        if found as f64 <= FPS {
             within_a_second += 1;
         }
         // Stable ids: its own id matches it best in 90 % of the frames
@@ -260,28 +268,10 @@ fn objects_out_of_sight_are_removed_after_lost_after_s() {
         eprintln!("SKIP discovery loss test under emulation (seconds per frame)");
         return;
     }
-    let fps = 30.0;
-    let scene = Scene::new(&SyntheticConfig {
-        width: 320,
-        height: 240,
-        fps,
-        seed: 1,
-        objects: 3,
-        frames: 0,
-        noise: 4,
-    })
-    .unwrap();
-    let cfg = EngineConfig {
-        size: [512, 384],
-        threads: 2,
-        ..EngineConfig::default()
-    };
-    let d = DiscoverConfig {
+    let (scene, mut discovery) = synthetic_discovery(&DiscoverConfig {
         lost_after_s: 0.5,
         ..DiscoverConfig::default()
-    };
-    let tracker = Tracker::new(&cfg, 320, 240).unwrap();
-    let mut discovery = Discovery::new(tracker, &d, Clock::FrameRate(fps), 320, 240).unwrap();
+    });
     let mut f = RgbFrame::new(320, 240);
     let mut out = LabelMask::new(320, 240);
     for k in 0..20u64 {

@@ -4,6 +4,8 @@
 //! camera's motion is known, how much each cell's appearance differs from
 //! what that motion predicts.
 
+use crate::readout::dot;
+
 /// Search radius of the cell matching, in stride-8 cells (±32 pixels of
 /// the processing size).
 pub(crate) const SEARCH_RADIUS: usize = 4;
@@ -44,25 +46,6 @@ impl CellMatches {
             weight: vec![0.0; n],
         }
     }
-}
-
-/// The dot product, with 8 running sums so that the compiler vectorises it
-/// (a single running sum must keep the order of the additions).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// The vertex offset of the parabola through `(−1, l)`, `(0, c)`, `(1, r)`,
