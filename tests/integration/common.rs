@@ -26,9 +26,64 @@ pub fn target_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Com
         Some(emulator) => {
             let mut cmd = std::process::Command::new(emulator);
             cmd.args(parts).arg(program);
+            die_with_the_test(&mut cmd);
             cmd
         }
-        None => std::process::Command::new(program),
+        None => {
+            let mut cmd = std::process::Command::new(program);
+            die_with_the_test(&mut cmd);
+            cmd
+        }
+    }
+}
+
+/// Makes the child get SIGKILL when the test thread that started it ends,
+/// however it ends (a failed assertion, a timeout of the whole binary): a
+/// daemon left running would take the CPU from every later test.
+pub fn die_with_the_test(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(2) is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A child process stopped when dropped (a failing or finished test
+/// leaves nothing running): SIGTERM, so that a daemon unlinks its
+/// segment, then SIGKILL after 10 s. Derefs to the `Child`.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        use std::time::Duration;
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            let t0 = std::time::Instant::now();
+            while matches!(self.0.try_wait(), Ok(None)) && t0.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

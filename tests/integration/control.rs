@@ -7,7 +7,6 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -32,7 +31,7 @@ fn skip_under_emulation() -> bool {
 }
 
 struct Daemon {
-    child: Child,
+    child: crate::common::KillOnDrop,
     socket: PathBuf,
     shm: String,
     _dir: tempfile::TempDir,
@@ -105,14 +104,6 @@ impl Daemon {
         let log = child_stderr(&mut self.child);
         assert!(status.success(), "{status}\n{log}");
         self.socket.clone()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // A failed test must not leave the daemon running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::KillOnDrop;
 use vosd_engine::frame::LabelMask;
 use vosd_shm::{FrameBuf, ReadStatus, ShmError, ShmReader};
 
@@ -67,8 +68,9 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-/// Starts `vosd run --config PATH` with stderr captured.
-pub fn spawn_daemon(config: &Path, envs: &[(&str, &str)]) -> Child {
+/// Starts `vosd run --config PATH` with stderr captured; stopped when the
+/// returned guard drops (a failed test leaves no daemon running).
+pub fn spawn_daemon(config: &Path, envs: &[(&str, &str)]) -> KillOnDrop {
     let mut cmd = crate::common::target_command(vosd_bin());
     cmd.args(["run", "--config"])
         .arg(config)
@@ -78,7 +80,7 @@ pub fn spawn_daemon(config: &Path, envs: &[(&str, &str)]) -> Child {
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("spawn vosd run")
+    KillOnDrop(cmd.spawn().expect("spawn vosd run"))
 }
 
 /// Opens the segment, waiting for the daemon to create it.

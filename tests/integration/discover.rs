@@ -146,16 +146,6 @@ fn discovers_every_synthetic_object_within_a_second_with_stable_ids() {
     assert!(added.len() <= 6, "too many discoveries: {added:?}");
 }
 
-/// A daemon that a failed test must not leave running.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Looks at one published frame (number, mask, ids); true: done.
 type FrameCheck<'a> = dyn FnMut(u64, &[u8], &[u8]) -> bool + 'a;
 
@@ -185,7 +175,7 @@ fn daemon_discovers_objects_and_respects_a_removal() {
             socket.display()
         );
     let cfg = write_config(dir.path(), &text);
-    let mut child = KillOnDrop(spawn_daemon(&cfg, &[]));
+    let mut child = spawn_daemon(&cfg, &[]);
     let child = &mut child.0;
     let mut reader = open_reader(&shm, child, Duration::from_secs(30));
     let mut buf = reader.new_frame_buf();

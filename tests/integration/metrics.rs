@@ -21,7 +21,7 @@ const INSTALL: &str = "apt-get install prometheus";
 /// A light demo daemon ([`light_config`]) with `[metrics] listen = addr`.
 fn daemon_with_metrics(dir: &std::path::Path, shm: &str, addr: SocketAddr) -> KillOnDrop {
     let text = light_config(shm) + &format!("\n[metrics]\nlisten = \"{addr}\"\n");
-    KillOnDrop(spawn_daemon(&write_config(dir, &text), &[]))
+    spawn_daemon(&write_config(dir, &text), &[])
 }
 
 /// Reads until `n` frames were published (fails after 60 s); returns how

@@ -19,7 +19,7 @@ use vosd::view::render::color;
 /// has published.
 fn start_daemon(dir: &std::path::Path, shm: &str) -> KillOnDrop {
     let text = light_config(shm);
-    let mut d = KillOnDrop(spawn_daemon(&write_config(dir, &text), &[]));
+    let mut d = spawn_daemon(&write_config(dir, &text), &[]);
     let mut r = open_reader(shm, &mut d.0, Duration::from_secs(60));
     let mut n = 0;
     let t0 = Instant::now();

@@ -69,24 +69,7 @@ pub fn require_tool(name: &str, require_env: &str, install: &str) -> Option<Path
     found
 }
 
-/// A child process stopped when dropped (a failing or finished test
-/// leaves nothing running): SIGTERM, so that a daemon unlinks its
-/// segment, then SIGKILL after 10 s.
-pub struct KillOnDrop(pub Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            terminate(&self.0);
-            let t0 = std::time::Instant::now();
-            while matches!(self.0.try_wait(), Ok(None)) && t0.elapsed() < Duration::from_secs(10) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub use crate::common::KillOnDrop;
 
 /// Sends SIGTERM to a child.
 pub fn terminate(child: &Child) {
