@@ -1,0 +1,3 @@
+//! Empty: it exists so that cargo resolves this crate's build-dependencies
+//! (host-side feature unification; see Cargo.toml).
+fn main() {}
