@@ -41,6 +41,8 @@ pub struct OpenclEncoder {
     /// [`EncoderBackend::input_mut`] hands out and a run writes to the
     /// device.
     staging: Vec<f32>,
+    /// Whether the kernels have run once (see `Gpu::wait`).
+    warmed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for OpenclEncoder {
@@ -156,6 +158,7 @@ impl OpenclEncoder {
             kernels,
             _params: params,
             staging,
+            warmed: Default::default(),
         })
     }
 
@@ -361,7 +364,7 @@ impl OpenclEncoder {
             // which are the ranges the kernel indexes (global size = output).
             unsafe { k.enq().map_err(device_err)? };
         }
-        self.gpu.wait()?;
+        self.gpu.wait(&self.warmed)?;
         for (out, &t) in outputs.iter_mut().zip(&self.graph.outputs) {
             let DeviceTensor::F32(buf) = &self.tensors[t] else {
                 return Err(OpenclError::Unsupported("output is not float".into()));

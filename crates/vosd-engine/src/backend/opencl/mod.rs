@@ -13,6 +13,7 @@ pub mod readout;
 #[cfg(test)]
 mod reference;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -247,6 +248,10 @@ fn command_status(event: &ocl::Event) -> Result<i32, OpenclError> {
     Ok(status)
 }
 
+/// The least time the first run of a set of kernels may take (see
+/// [`Gpu::wait`]); `device_timeout_ms` bounds every later run.
+pub const FIRST_RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// An opened device: an in-order queue (which holds the context) and the
 /// compiled kernels, shared by an encoder and its trackers' readouts.
 pub struct Gpu {
@@ -392,7 +397,17 @@ impl Gpu {
     /// kernel that never finishes becomes [`OpenclError::Timeout`] instead
     /// of a hang. Transfers are blocking calls outside this bound: a device
     /// that hangs inside one is left to systemd's watchdog.
-    fn wait(&self) -> Result<(), OpenclError> {
+    ///
+    /// `warmed` is the caller's own flag: until its kernels have finished
+    /// once, the bound is at least [`FIRST_RUN_TIMEOUT`], since drivers
+    /// such as PoCL compile a kernel's work-group code at its first launch
+    /// (seconds, on a loaded machine with a cold driver cache).
+    fn wait(&self, warmed: &AtomicBool) -> Result<(), OpenclError> {
+        let limit = if warmed.load(Ordering::Relaxed) {
+            self.timeout
+        } else {
+            self.timeout.max(FIRST_RUN_TIMEOUT)
+        };
         let marker = self
             .queue
             .enqueue_marker::<&ocl::EventList>(None)
@@ -404,7 +419,10 @@ impl Gpu {
             // A failed command has a negative status: a device error at
             // once, not a wait for the timeout.
             match command_status(&marker)? {
-                ocl::core::ffi::CL_COMPLETE => return Ok(()),
+                ocl::core::ffi::CL_COMPLETE => {
+                    warmed.store(true, Ordering::Relaxed);
+                    return Ok(());
+                }
                 status if status < 0 => {
                     return Err(OpenclError::Device(format!(
                         "a command failed on the device (status {status})"
@@ -412,8 +430,8 @@ impl Gpu {
                 }
                 _ => {}
             }
-            if started.elapsed() > self.timeout {
-                return Err(OpenclError::Timeout(self.timeout));
+            if started.elapsed() > limit {
+                return Err(OpenclError::Timeout(limit));
             }
             std::thread::sleep(nap);
             nap = (nap * 2).min(Duration::from_micros(500));

@@ -34,6 +34,8 @@ pub struct OpenclReadout {
     uploaded: Vec<u64>,
     slots_host: Vec<i32>,
     radius_host: Vec<i32>,
+    /// Whether the kernel has run once (see `Gpu::wait`).
+    warmed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for OpenclReadout {
@@ -143,6 +145,7 @@ impl OpenclReadout {
             uploaded: vec![0; slots],
             slots_host: Vec::with_capacity(MAX_FRAMES),
             radius_host: Vec::with_capacity(MAX_FRAMES),
+            warmed: Default::default(),
         })
     }
 
@@ -226,7 +229,7 @@ impl OpenclReadout {
         // SAFETY: the buffers were sized for this grid and memory (checked
         // above); the kernel reads `frames` entries of the slot lists.
         unsafe { self.kernel.enq().map_err(device_err)? };
-        self.gpu.wait()?;
+        self.gpu.wait(&self.warmed)?;
         self.out.read(out).enq().map_err(device_err)?;
         self.confidence.read(confidence).enq().map_err(device_err)?;
         Ok(())
