@@ -297,3 +297,87 @@ fn objects_out_of_sight_are_removed_after_lost_after_s() {
     assert!(added.is_empty(), "discovered on a still wall: {added:?}");
     assert!(out.data.iter().all(|&v| v == 0));
 }
+
+/// A still camera over a tiled background, and one tiled square that
+/// circles in place (radius 6 px, like a flag or a fan): frame `k`.
+fn circling_square(k: u64, f: &mut RgbFrame) {
+    let tile = |x: usize, y: usize, salt: usize| {
+        let h = (x / 16 * 73 + y / 16 * 151 + salt).wrapping_mul(2_654_435_761) >> 8;
+        [
+            (h & 0xff) as u8,
+            (h >> 8 & 0xff) as u8,
+            (h >> 16 & 0xff) as u8,
+        ]
+    };
+    let a = 0.5 * k as f64;
+    let (cx, cy) = (
+        (124.0 + 6.0 * a.cos()).round() as usize,
+        (84.0 + 6.0 * a.sin()).round() as usize,
+    );
+    for y in 0..f.height {
+        for x in 0..f.width {
+            let inside = (cx..cx + 72).contains(&x) && (cy..cy + 72).contains(&y);
+            let c = if inside {
+                tile((x - cx) / 2 * 2, (y - cy) / 2 * 2, 7)
+            } else {
+                tile(x, y, 0)
+            };
+            f.data[(y * f.width + x) * 3..][..3].copy_from_slice(&c);
+        }
+    }
+}
+
+/// Frames until the first `Added` event (at most `limit`), from frame `k0`.
+fn frames_to_discovery(discovery: &mut Discovery, k0: u64, limit: u64) -> Option<(u64, u8)> {
+    let mut f = RgbFrame::new(320, 240);
+    let mut out = LabelMask::new(320, 240);
+    for k in k0..k0 + limit {
+        circling_square(k, &mut f);
+        let events = discovery.step(&f, &mut out).unwrap();
+        if let Some(DiscoveryEvent::Added { id, bbox }) = events.first() {
+            eprintln!(
+                "frame {k}: object {id} discovered in box {bbox:?}; its pixels: {}",
+                out.data.iter().filter(|&&v| v == *id).count()
+            );
+            return Some((k - k0, *id));
+        }
+    }
+    None
+}
+
+/// An object removed by hand stays removed for `suppress_s`, although it
+/// goes on moving where it was; with `suppress_s = 0` the same object is
+/// discovered again at once (what the suppression prevents).
+#[test]
+fn a_removed_object_is_not_rediscovered_within_suppress_s() {
+    let _cpu = common::cpu_heavy();
+    if common::emulated() {
+        eprintln!("SKIP discovery suppression test under emulation (seconds per frame)");
+        return;
+    }
+    let cfg = EngineConfig {
+        size: [512, 384],
+        threads: 2,
+        ..EngineConfig::default()
+    };
+    let mut rediscovered = Vec::new();
+    for suppress_s in [3.0, 0.0] {
+        let d = DiscoverConfig {
+            suppress_s,
+            ..DiscoverConfig::default()
+        };
+        let tracker = Tracker::new(&cfg, 320, 240).unwrap();
+        let mut discovery = Discovery::new(tracker, &d, Clock::FrameRate(FPS), 320, 240).unwrap();
+        let (k, id) = frames_to_discovery(&mut discovery, 0, 30).expect("the square is discovered");
+        discovery.remove_object(id).unwrap();
+        // 2 s at 30 fps: within suppress_s = 3.
+        let again = frames_to_discovery(&mut discovery, k + 1, 60);
+        eprintln!("suppress_s {suppress_s}: discovered at frame {k}, again after {again:?} frames");
+        rediscovered.push(again);
+    }
+    assert_eq!(rediscovered[0], None, "discovered again within suppress_s");
+    assert!(
+        rediscovered[1].is_some(),
+        "with suppress_s = 0 the square is not discovered again: the test shows nothing"
+    );
+}

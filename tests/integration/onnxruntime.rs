@@ -230,7 +230,10 @@ fn daemon_keeps_publishing_when_onnxruntime_fails_mid_run() {
         "stats line names the fallback\n{log}"
     );
     assert_eq!(last, 29, "frames kept flowing to the end\n{log}");
-    assert!(n >= 10, "only {n} frames published\n{log}");
+    // How many of the 30 frames the engine takes depends on the machine's
+    // speed (it drops what it cannot keep up with): tract must have
+    // segmented some after the switch, at the start.
+    assert!(n >= 3, "only {n} frames published\n{log}");
 }
 
 #[test]

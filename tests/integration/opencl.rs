@@ -302,9 +302,11 @@ fn daemon_keeps_publishing_when_the_device_fails() {
         log.contains("backend cpu (fell back to tract)"),
         "stats line names the fallback\n{log}"
     );
-    // Frames kept flowing after the switch, to the end of the source.
+    // Frames kept flowing after the switch, to the end of the source. How
+    // many the engine took depends on the machine's speed (it drops what
+    // it cannot keep up with).
     assert_eq!(last, frames - 1, "{log}");
-    assert!(n >= 10, "only {n} frames published\n{log}");
+    assert!(n >= 3, "only {n} frames published\n{log}");
 }
 
 #[test]

@@ -37,8 +37,9 @@
 //!    than `lost_after_s` is removed.
 //!
 //! A person keeps control: objects added, corrected or removed by hand go
-//! through the same [`Discovery`], and a removed object's region is not
-//! discovered again for `suppress_s`. Every buffer is allocated at start;
+//! through the same [`Discovery`], and a removed object's region (widened by
+//! a quarter of its size on each side) is not discovered again for
+//! `suppress_s`. Every buffer is allocated at start;
 //! a frame allocates nothing but what the tracker and, on a discovery, the
 //! box prompt do.
 
@@ -135,6 +136,9 @@ pub struct Discovery {
     ready: Vec<[usize; 4]>,
     /// `(id, time last seen)` of each tracked object.
     last_seen: Vec<(u8, f64)>,
+    /// `(id, cell box)` of each discovered object where it was found: a
+    /// removal suppresses it too (the mask may cover less of the mover).
+    found_in: Vec<(u8, [usize; 4])>,
     areas: Box<[u32; 256]>,
     next_id: u8,
     events: Vec<DiscoveryEvent>,
@@ -201,6 +205,7 @@ impl Discovery {
             candidates: Candidates::new(),
             ready: Vec::with_capacity(candidates::MAX_CANDIDATES),
             last_seen: Vec::with_capacity(256),
+            found_in: Vec::with_capacity(256),
             areas: Box::new([0; 256]),
             next_id: 1,
             events: Vec::with_capacity(256),
@@ -301,6 +306,7 @@ impl Discovery {
             .position(|&(_, t)| now - t > lost_after)
         {
             let (id, _) = self.last_seen.swap_remove(k);
+            self.found_in.retain(|&(i, _)| i != id);
             self.tracker.remove_object(id)?;
             self.events.push(DiscoveryEvent::Lost { id });
             log::info!("discover: object {id} out of sight for {lost_after} s: removed");
@@ -462,7 +468,16 @@ impl Discovery {
                     *o = id;
                 }
             }
+            // Its cells, as if it had been tracked in this frame: a removal
+            // right away then suppresses its region.
+            for (c, &p) in self.cell_pixels.iter().enumerate() {
+                if out.data[p as usize] == id {
+                    self.cell_ids[c] = id;
+                }
+            }
             self.last_seen.push((id, self.now()));
+            self.found_in.retain(|&(i, _)| i != id);
+            self.found_in.push((id, self.ready[k]));
             self.events.push(DiscoveryEvent::Added { id, bbox });
             log::info!("discover: object {id} found in box {bbox:?}");
         }
@@ -475,6 +490,7 @@ impl Discovery {
     pub fn start(&mut self, frame: &RgbFrame, mask: &LabelMask) -> Result<(), EngineError> {
         self.candidates.clear();
         self.last_seen.clear();
+        self.found_in.clear();
         self.tracker.start(frame, mask)
     }
 
@@ -489,20 +505,33 @@ impl Discovery {
         self.tracker.set_object_mask(frame, id, mask)
     }
 
-    /// Removes object `id` by hand: its region (in the last frame) is not
-    /// discovered again for `suppress_s`.
+    /// Removes object `id` by hand: its region (its box in the last frame,
+    /// joined with the box it was discovered in, widened by a quarter of
+    /// its size on each side, since what a person removes often moves in
+    /// place: a flag, a branch, a screen) is not discovered again for
+    /// `suppress_s`.
     pub fn remove_object(&mut self, id: u8) -> Result<(), EngineError> {
         self.tracker.remove_object(id)?;
-        let gw = self.grid.x.cells;
+        let (gw, gh) = (self.grid.x.cells, self.grid.y.cells);
         let mut b: Option<[usize; 4]> = None;
+        if let Some(k) = self.found_in.iter().position(|&(i, _)| i == id) {
+            b = Some(self.found_in.swap_remove(k).1);
+        }
         for (c, _) in self.cell_ids.iter().enumerate().filter(|(_, &v)| v == id) {
             let (x, y) = (c % gw, c / gw);
             let r = b.get_or_insert([x, y, x + 1, y + 1]);
             *r = [r[0].min(x), r[1].min(y), r[2].max(x + 1), r[3].max(y + 1)];
         }
-        if let Some(b) = b {
+        if let Some([x0, y0, x1, y1]) = b {
+            let (mx, my) = ((x1 - x0) / 4, (y1 - y0) / 4);
+            let widened = [
+                x0.saturating_sub(mx),
+                y0.saturating_sub(my),
+                (x1 + mx).min(gw),
+                (y1 + my).min(gh),
+            ];
             self.candidates
-                .suppress(b, self.now() + self.cfg.suppress_s);
+                .suppress(widened, self.now() + self.cfg.suppress_s);
         }
         self.last_seen.retain(|&(i, _)| i != id);
         Ok(())
