@@ -1,41 +1,49 @@
 #!/usr/bin/env bash
-# Checks that the default build and the `zenoh` build resolve every crate
-# they share with the same features (crates/workspace-hack/Cargo.toml says
-# why). Prints each crate whose features differ and fails, so that a zenoh
-# update that turns on a new feature is caught here, not as 10 more minutes
-# of CI.
+# Checks that the `zenoh` test build reuses every unit of the default test
+# build (crates/workspace-hack/Cargo.toml says why): each crate compiled by
+# `cargo test --profile ci` must be compiled with the same features, on the
+# same side (host or target), by `cargo test --profile ci --features zenoh`.
+# Otherwise that build compiles the crate again, and all that depends on it
+# (tract, after a change in serde on the host side). Prints each unit the
+# second build would compile anew and fails, so that a zenoh update that
+# turns on a new feature is caught here, not as 10 more minutes of CI.
+#
+# It reads cargo's unit graph (`--unit-graph`, an unstable flag:
+# RUSTC_BOOTSTRAP=1 lets the stable cargo print it; nothing is built).
+# `cargo tree` is not enough: it merges a crate's host and target features.
 #
 #   scripts/check-feature-unification.sh [FEATURE]     (default: zenoh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 feature=${1:-zenoh}
 
-features_of() {
-  cargo tree --locked -p vosd "$@" -e normal,build,dev --prefix none -f '{p}|{f}' \
-    | sed 's/ (\*)$//' | sort -u
-}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vosd-unify.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-features_of > "$tmp/default"
-features_of --features "$feature" > "$tmp/other"
+graph() {
+  RUSTC_BOOTSTRAP=1 cargo test --locked --profile ci --no-run -Z unstable-options --unit-graph "$@"
+}
+graph > "$tmp/default"
+graph --features "$feature" > "$tmp/other"
 python3 - "$tmp/default" "$tmp/other" "$feature" <<'PY'
+import json
 import sys
 
-def load(path):
-    crates = {}
-    for line in open(path):
-        name, _, feats = line.strip().partition("|")
-        if name.startswith("vosd "):
-            continue
-        crates.setdefault(name, set()).update(f for f in feats.split(",") if f)
-    return crates
+def units(path):
+    """Every unit but vosd's own crates: (package, target, mode, features)."""
+    with open(path) as f:
+        graph = json.load(f)
+    return {
+        (u["pkg_id"].split("#")[-1], u["target"]["name"], u["mode"], tuple(sorted(u["features"])))
+        for u in graph["units"]
+        if not u["pkg_id"].split("#")[-1].startswith("vosd")
+    }
 
-default, other, feature = load(sys.argv[1]), load(sys.argv[2]), sys.argv[3]
-diff = [(k, sorted(other[k] - default[k]), sorted(default[k] - other[k]))
-        for k in sorted(default) if k in other and default[k] != other[k]]
-for name, more, fewer in diff:
-    print(f"{name}: with --features {feature}: +{more} -{fewer}")
-if diff:
-    sys.exit(f"{len(diff)} shared crate(s) differ: add their features to crates/workspace-hack/Cargo.toml")
-print(f"feature unification: the default and --features {feature} builds share all {len(default)} common crates")
+default, other, feature = units(sys.argv[1]), units(sys.argv[2]), sys.argv[3]
+anew = sorted(default - other)
+for pkg, target, mode, features in anew:
+    print(f"{pkg} ({target}, {mode}): features {list(features)} are not built by --features {feature}")
+if anew:
+    sys.exit(f"{len(anew)} unit(s) of the default build would be compiled again: "
+             "add the features that --features " + feature + " turns on to crates/workspace-hack/Cargo.toml")
+print(f"feature unification: --features {feature} reuses all {len(default)} units of the default test build")
 PY
