@@ -42,14 +42,19 @@ fn synthetic_discovery(d: &DiscoverConfig) -> (Scene, Discovery) {
         noise: 4,
     })
     .unwrap();
+    (scene, demo_discovery(d))
+}
+
+/// A discovery under `d` over the default engine at the demo's 512x384,
+/// for 320x240 frames at [`FPS`].
+fn demo_discovery(d: &DiscoverConfig) -> Discovery {
     let cfg = EngineConfig {
         size: [512, 384],
         threads: 2,
         ..EngineConfig::default()
     };
     let tracker = Tracker::new(&cfg, 320, 240).unwrap();
-    let discovery = Discovery::new(tracker, d, Clock::FrameRate(FPS), 320, 240).unwrap();
-    (scene, discovery)
+    Discovery::new(tracker, d, Clock::FrameRate(FPS), 320, 240).unwrap()
 }
 
 #[test]
@@ -355,19 +360,12 @@ fn a_removed_object_is_not_rediscovered_within_suppress_s() {
         eprintln!("SKIP discovery suppression test under emulation (seconds per frame)");
         return;
     }
-    let cfg = EngineConfig {
-        size: [512, 384],
-        threads: 2,
-        ..EngineConfig::default()
-    };
     let mut rediscovered = Vec::new();
     for suppress_s in [3.0, 0.0] {
-        let d = DiscoverConfig {
+        let mut discovery = demo_discovery(&DiscoverConfig {
             suppress_s,
             ..DiscoverConfig::default()
-        };
-        let tracker = Tracker::new(&cfg, 320, 240).unwrap();
-        let mut discovery = Discovery::new(tracker, &d, Clock::FrameRate(FPS), 320, 240).unwrap();
+        });
         let (k, id) = frames_to_discovery(&mut discovery, 0, 30).expect("the square is discovered");
         discovery.remove_object(id).unwrap();
         // 2 s at 30 fps: within suppress_s = 3.
