@@ -254,6 +254,9 @@ impl FolderEngine {
                             DiscoveryEvent::Added { id, bbox } => {
                                 eprintln!("\nobject {id} discovered in box {bbox:?}")
                             }
+                            DiscoveryEvent::Extended { id, bbox } => {
+                                eprintln!("\nobject {id} extended by box {bbox:?}")
+                            }
                             DiscoveryEvent::Lost { id } => eprintln!("\nobject {id} lost: removed"),
                         }
                     }

@@ -97,6 +97,7 @@ fn discovers_every_synthetic_object_within_a_second_with_stable_ids() {
     }
     eprintln!("discoveries (frame, id): {added:?}");
     let mut within_a_second = 0;
+    let mut ids = Vec::new();
     for (i, frames_best) in best.iter().enumerate() {
         // The object's id: the one that matches it best most often.
         let mut votes = [0usize; 256];
@@ -133,6 +134,7 @@ fn discovers_every_synthetic_object_within_a_second_with_stable_ids() {
         if found as f64 <= FPS {
             within_a_second += 1;
         }
+        ids.push(id);
         // Stable ids: its own id matches it best in 90 % of the frames
         // where it is visible.
         assert!(
@@ -142,6 +144,11 @@ fn discovers_every_synthetic_object_within_a_second_with_stable_ids() {
             visible.len()
         );
     }
+    // One id per object: no id came to stand for two of them.
+    let mut distinct = ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "the objects' ids {ids:?}");
     // The bar: at least 90 % of the objects (here all three) within 1 s.
     assert!(
         within_a_second as f64 >= 0.9 * 3.0,
@@ -286,7 +293,9 @@ fn objects_out_of_sight_are_removed_after_lost_after_s() {
                     lost.push(*id);
                     last_lost_at = k;
                 }
-                DiscoveryEvent::Added { id, .. } => added.push(*id),
+                DiscoveryEvent::Added { id, .. } | DiscoveryEvent::Extended { id, .. } => {
+                    added.push(*id)
+                }
             }
         }
     }
@@ -303,17 +312,19 @@ fn objects_out_of_sight_are_removed_after_lost_after_s() {
     assert!(out.data.iter().all(|&v| v == 0));
 }
 
+/// The colour of 16 px tile `(x / 16, y / 16)` of tiling `salt`.
+fn tile(x: usize, y: usize, salt: usize) -> [u8; 3] {
+    let h = (x / 16 * 73 + y / 16 * 151 + salt).wrapping_mul(2_654_435_761) >> 8;
+    [
+        (h & 0xff) as u8,
+        (h >> 8 & 0xff) as u8,
+        (h >> 16 & 0xff) as u8,
+    ]
+}
+
 /// A still camera over a tiled background, and one tiled square that
 /// circles in place (radius 6 px, like a flag or a fan): frame `k`.
 fn circling_square(k: u64, f: &mut RgbFrame) {
-    let tile = |x: usize, y: usize, salt: usize| {
-        let h = (x / 16 * 73 + y / 16 * 151 + salt).wrapping_mul(2_654_435_761) >> 8;
-        [
-            (h & 0xff) as u8,
-            (h >> 8 & 0xff) as u8,
-            (h >> 16 & 0xff) as u8,
-        ]
-    };
     let a = 0.5 * k as f64;
     let (cx, cy) = (
         (124.0 + 6.0 * a.cos()).round() as usize,
@@ -377,5 +388,100 @@ fn a_removed_object_is_not_rediscovered_within_suppress_s() {
     assert!(
         rediscovered[1].is_some(),
         "with suppress_s = 0 the square is not discovered again: the test shows nothing"
+    );
+}
+
+/// A still camera over a tiled background; square A (64 px, tiled) moves
+/// right at 3 px a frame from the first frame, reaches the still square B
+/// (64 px, another tiling) at frame 20 and pushes it from then on: frame
+/// `k`, and its ground truth (A: 1, B: 2).
+fn pushed_square(k: u64, f: &mut RgbFrame, gt: &mut LabelMask) {
+    let ax = 40 + 3 * k as usize;
+    let bx = (ax + 64).max(164);
+    let (y0, y1) = (88, 152);
+    for y in 0..f.height {
+        for x in 0..f.width {
+            let (c, id) = if (y0..y1).contains(&y) && (ax..ax + 64).contains(&x) {
+                (tile((x - ax) / 2 * 2, y / 2 * 2, 7), 1)
+            } else if (y0..y1).contains(&y) && (bx..bx + 64).contains(&x) {
+                (tile((x - bx) / 2 * 2, y / 2 * 2, 13), 2)
+            } else {
+                (tile(x, y, 0), 0)
+            };
+            f.data[(y * f.width + x) * 3..][..3].copy_from_slice(&c);
+            gt.data[y * f.width + x] = id;
+        }
+    }
+}
+
+/// With `extend_objects`, a region found next to a tracked object and
+/// moving with it joins that object: once pushed, the second square
+/// becomes part of the pusher's object. Without it, nothing joins the
+/// pusher's object.
+#[test]
+fn a_region_moving_with_a_tracked_object_extends_it() {
+    let _cpu = common::cpu_heavy();
+    if common::emulated() {
+        eprintln!("SKIP discovery extension test under emulation (seconds per frame)");
+        return;
+    }
+    let (mut f, mut gt) = (RgbFrame::new(320, 240), LabelMask::new(320, 240));
+    let mut out = LabelMask::new(320, 240);
+    let mut runs = Vec::new();
+    for extend_objects in [true, false] {
+        let mut discovery = demo_discovery(&DiscoverConfig {
+            extend_objects,
+            ..DiscoverConfig::default()
+        });
+        let mut events = Vec::new();
+        // Mean fraction of the pushed square covered by the object that
+        // covers the pusher, from frame 30 (ten frames after the push).
+        let (mut covered, mut frames) = (0.0, 0);
+        for k in 0..48 {
+            pushed_square(k, &mut f, &mut gt);
+            events.extend(discovery.step(&f, &mut out).unwrap().iter().copied());
+            if k >= 30 {
+                let ids = discovery.object_ids().to_vec();
+                if let Some((a, _)) = best_match(&out, &ids, &gt, 1) {
+                    let on_b = out
+                        .data
+                        .iter()
+                        .zip(&gt.data)
+                        .filter(|&(&o, &g)| g == 2 && o == a)
+                        .count();
+                    covered += on_b as f64 / gt.area(2) as f64;
+                }
+                frames += 1;
+            }
+        }
+        let covered = covered / frames as f64;
+        let count = |extension: bool| {
+            events
+                .iter()
+                .filter(|e| match e {
+                    DiscoveryEvent::Added { .. } => !extension,
+                    DiscoveryEvent::Extended { .. } => extension,
+                    DiscoveryEvent::Lost { .. } => false,
+                })
+                .count()
+        };
+        let (added, extended) = (count(false), count(true));
+        eprintln!(
+            "extend_objects = {extend_objects}: {added} discovered, {extended} extensions; the pusher's object covers {covered:.2} of the pushed square"
+        );
+        runs.push((added, extended, covered));
+    }
+    let (added, extended, covered) = runs[0];
+    assert!(extended > 0, "no extension");
+    assert_eq!(added, 1, "the pusher and the pushed square are one object");
+    assert!(
+        covered >= 0.3,
+        "the pusher's object covers {covered:.2} of the pushed square"
+    );
+    let (_, extended, covered_without) = runs[1];
+    assert_eq!(extended, 0, "extensions with extend_objects = false");
+    assert!(
+        covered >= covered_without + 0.2,
+        "the pushed square is covered {covered:.2} with extension, {covered_without:.2} without"
     );
 }

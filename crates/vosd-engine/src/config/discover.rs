@@ -36,6 +36,14 @@ pub struct DiscoverConfig {
     /// Seconds during which a region whose object was removed by hand is
     /// not discovered again (≥ 0).
     pub suppress_s: f64,
+    /// Whether a moving region found next to a tracked object, moving with
+    /// it, extends that object (a part its first box missed) instead of
+    /// becoming a new one.
+    pub extend_objects: bool,
+    /// Whether the box prompt's mask of a discovered region is kept within
+    /// a cell of the region's moving cells (for regions whose box is much
+    /// larger than the mover, as along a diagonal).
+    pub trim_to_motion: bool,
 }
 
 impl Default for DiscoverConfig {
@@ -49,6 +57,8 @@ impl Default for DiscoverConfig {
             frame_gap: 3,
             lost_after_s: 2.0,
             suppress_s: 10.0,
+            extend_objects: false,
+            trim_to_motion: false,
         }
     }
 }

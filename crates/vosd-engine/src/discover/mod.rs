@@ -27,9 +27,13 @@
 //! 6. **Persistence** ([`candidates`]). A candidate seen in
 //!    `min_persistence` consecutive frames, at about the same place,
 //!    becomes an object: the box prompt ([`crate::prompt`], features and
-//!    colour inside the region's box) gives its mask, and the tracker
+//!    colour inside the region's box) gives its mask (with
+//!    `trim_to_motion`, kept within a cell of the region's moving cells:
+//!    [`near_motion`]), and the tracker
 //!    follows it from then on like an object added by hand, under the next
 //!    free id, while fewer than `max_objects` are tracked.
+//!    With `extend_objects`, a candidate next to a tracked object that
+//!    moves with it is joined to that object instead ([`extend`]).
 //!    When most of the frame changes at once (a cut, the lights, a shaken
 //!    camera), nothing is looked for in that frame and the candidates are
 //!    forgotten.
@@ -44,8 +48,10 @@
 //! box prompt do.
 
 pub(crate) mod candidates;
+pub(crate) mod extend;
 pub(crate) mod global_motion;
 pub(crate) mod motion;
+pub(crate) mod near_motion;
 pub(crate) mod regions;
 
 use std::sync::Arc;
@@ -59,7 +65,9 @@ use crate::geometry::Grid;
 use crate::keys::{KeyBuilder, KEY_DIM};
 
 use candidates::Candidates;
+use extend::CellView;
 use motion::CellMatches;
+use near_motion::NearMotion;
 use regions::{CellMotion, Region, RegionFinder};
 
 /// A moving region larger than this fraction of the frame is taken for a
@@ -87,6 +95,14 @@ pub enum DiscoveryEvent {
         /// Its id.
         id: u8,
         /// Its box `[x, y, width, height]` in frame pixels.
+        bbox: [u32; 4],
+    },
+    /// A moving region next to a tracked object, moving with it, was
+    /// joined to it (`discover.extend_objects`).
+    Extended {
+        /// The object's id.
+        id: u8,
+        /// The region's box `[x, y, width, height]` in frame pixels.
         bbox: [u32; 4],
     },
     /// An object was out of sight for longer than `lost_after_s` and is no
@@ -123,6 +139,9 @@ pub struct Discovery {
     change: Vec<f32>,
     /// Distance between each cell's match and the camera's prediction.
     residual: Vec<f32>,
+    /// Each cell's residual motion (its match minus the camera's
+    /// prediction) where it moves on its own, cells under objects included.
+    own_motion: Vec<Option<(f32, f32)>>,
     sorted: Vec<f32>,
     scratch: Vec<f32>,
     moving: Vec<CellMotion>,
@@ -131,6 +150,7 @@ pub struct Discovery {
     /// Frame-pixel index of each cell's centre.
     cell_pixels: Vec<u32>,
     finder: RegionFinder,
+    near_motion: NearMotion,
     regions: Vec<Region>,
     candidates: Candidates,
     ready: Vec<[usize; 4]>,
@@ -195,12 +215,21 @@ impl Discovery {
             usable: Vec::with_capacity(cells),
             change: vec![0.0; cells],
             residual: vec![0.0; cells],
+            own_motion: vec![None; cells],
             sorted: Vec::with_capacity(cells),
             scratch: vec![0.0; KEY_DIM],
             moving: vec![CellMotion::Still; cells],
             cell_ids: vec![0; cells],
             cell_pixels,
             finder: RegionFinder::new(gw, gh),
+            near_motion: NearMotion::new(
+                (frame_w, frame_h),
+                (gw, gh),
+                (
+                    grid.x.stride as f32 * scale.0,
+                    grid.y.stride as f32 * scale.1,
+                ),
+            ),
             regions: Vec::with_capacity(cells),
             candidates: Candidates::new(),
             ready: Vec::with_capacity(candidates::MAX_CANDIDATES),
@@ -359,20 +388,21 @@ impl Discovery {
             let (x, y) = (c % gw, c / gw);
             let missed = m.weight[c] >= 0.02 && self.residual[c] > thr_res;
             let changed = self.change[c] > thr_change;
+            self.own_motion[c] = missed.then(|| {
+                let (px, py) = camera.apply(x as f32, y as f32);
+                (x as f32 + m.dx[c] - px, y as f32 + m.dy[c] - py)
+            });
             raw_moving += usize::from(missed || changed);
             let covered = (y.saturating_sub(1)..=(y + 1).min(gh - 1)).any(|yy| {
                 (x.saturating_sub(1)..=(x + 1).min(gw - 1))
                     .any(|xx| self.cell_ids[yy * gw + xx] != 0)
             });
             let free = !covered && !self.candidates.is_suppressed(x, y, now);
-            self.moving[c] = match (missed, changed) {
+            self.moving[c] = match (self.own_motion[c], changed) {
                 _ if !free => CellMotion::Still,
-                (true, _) => {
-                    let (px, py) = camera.apply(x as f32, y as f32);
-                    CellMotion::Vector(x as f32 + m.dx[c] - px, y as f32 + m.dy[c] - py)
-                }
-                (false, true) => CellMotion::Changed,
-                (false, false) => CellMotion::Still,
+                (Some((dx, dy)), _) => CellMotion::Vector(dx, dy),
+                (None, true) => CellMotion::Changed,
+                (None, false) => CellMotion::Still,
             };
         }
         let cells = gw * gh;
@@ -436,20 +466,21 @@ impl Discovery {
         }
     }
 
-    /// Turns the ready regions into tracked objects while there is room.
+    /// Turns the ready regions into tracked objects while there is room,
+    /// or joins them to the object they extend.
     fn promote(&mut self, frame: &RgbFrame, out: &mut LabelMask) -> Result<(), EngineError> {
         for k in 0..self.ready.len() {
+            if let Some(id) = self.extends(self.ready[k]) {
+                self.extend(frame, out, id, self.ready[k])?;
+                continue;
+            }
             if self.tracker.object_ids().len() >= self.cfg.max_objects {
                 break;
             }
             let bbox = self.frame_box(self.ready[k]);
             let id = self.free_id();
-            let mask = match self.tracker.mask_from_box(frame, id, bbox) {
-                Ok(m) => m,
-                Err(e) => {
-                    log::debug!("discover: no mask in box {bbox:?}: {e}");
-                    continue;
-                }
+            let Some(mask) = self.region_mask(frame, id, self.ready[k]) else {
+                continue;
             };
             if !mask.data.contains(&id) {
                 continue;
@@ -463,18 +494,7 @@ impl Discovery {
                 }
                 Err(e) => return Err(e),
             }
-            for (o, &m) in out.data.iter_mut().zip(&mask.data) {
-                if *o == 0 && m == id {
-                    *o = id;
-                }
-            }
-            // Its cells, as if it had been tracked in this frame: a removal
-            // right away then suppresses its region.
-            for (c, &p) in self.cell_pixels.iter().enumerate() {
-                if out.data[p as usize] == id {
-                    self.cell_ids[c] = id;
-                }
-            }
+            self.mark(out, id, &mask);
             self.last_seen.push((id, self.now()));
             self.found_in.retain(|&(i, _)| i != id);
             self.found_in.push((id, self.ready[k]));
@@ -482,6 +502,84 @@ impl Discovery {
             log::info!("discover: object {id} found in box {bbox:?}");
         }
         self.ready.clear();
+        Ok(())
+    }
+
+    /// The box prompt's mask of object `id` for the region in cell box
+    /// `b`, kept near the region's motion with `trim_to_motion`; `None`
+    /// (logged) when the prompt finds no mask there.
+    fn region_mask(&mut self, frame: &RgbFrame, id: u8, b: [usize; 4]) -> Option<LabelMask> {
+        let bbox = self.frame_box(b);
+        let mut mask = match self.tracker.mask_from_box(frame, id, bbox) {
+            Ok(m) => m,
+            Err(e) => {
+                log::debug!("discover: no mask in box {bbox:?}: {e}");
+                return None;
+            }
+        };
+        if self.cfg.trim_to_motion {
+            self.near_motion.keep(&mut mask, id, &self.moving, b);
+        }
+        Some(mask)
+    }
+
+    /// Labels `id` in `out` where `mask` has it and no object is, and
+    /// records its cells as if it had been tracked in this frame (a removal
+    /// right away then suppresses its region).
+    fn mark(&mut self, out: &mut LabelMask, id: u8, mask: &LabelMask) {
+        for (o, &m) in out.data.iter_mut().zip(&mask.data) {
+            if *o == 0 && m == id {
+                *o = id;
+            }
+        }
+        for (c, &p) in self.cell_pixels.iter().enumerate() {
+            if out.data[p as usize] == id {
+                self.cell_ids[c] = id;
+            }
+        }
+    }
+
+    /// The tracked object that the region in cell box `b` extends
+    /// ([`extend`]), when `extend_objects` is on.
+    fn extends(&self, b: [usize; 4]) -> Option<u8> {
+        if !self.cfg.extend_objects {
+            return None;
+        }
+        let view = CellView {
+            width: self.grid.x.cells,
+            height: self.grid.y.cells,
+            moving: &self.moving,
+            ids: &self.cell_ids,
+            residual: &self.own_motion,
+        };
+        extend::object_to_extend(&view, b)
+    }
+
+    /// Joins the box prompt of the region in cell box `b` to object `id`'s
+    /// mask in `out`, and has the tracker follow the joined mask.
+    fn extend(
+        &mut self,
+        frame: &RgbFrame,
+        out: &mut LabelMask,
+        id: u8,
+        b: [usize; 4],
+    ) -> Result<(), EngineError> {
+        let bbox = self.frame_box(b);
+        let Some(mut mask) = self.region_mask(frame, id, b) else {
+            return Ok(());
+        };
+        // The object as it is, plus the new part where no other object is.
+        for (m, &o) in mask.data.iter_mut().zip(&out.data) {
+            *m = if o == id || (*m == id && o == 0) {
+                id
+            } else {
+                0
+            };
+        }
+        self.tracker.set_object_mask(frame, id, &mask)?;
+        self.mark(out, id, &mask);
+        self.events.push(DiscoveryEvent::Extended { id, bbox });
+        log::info!("discover: object {id} extended by box {bbox:?}");
         Ok(())
     }
 

@@ -54,7 +54,7 @@ impl CellMotion {
     /// Whether two neighbouring moving cells belong to one object: their
     /// vectors differ by less than half their mean length (and less than
     /// [`SPLIT_MIN_CELLS`] always joins).
-    fn joins(self, other: CellMotion) -> bool {
+    pub(crate) fn joins(self, other: CellMotion) -> bool {
         match (self, other) {
             (CellMotion::Vector(ax, ay), CellMotion::Vector(bx, by)) => {
                 let d = ((ax - bx).powi(2) + (ay - by).powi(2)).sqrt();
