@@ -17,22 +17,35 @@ davis=${DAVIS:-../shared/data/davis2016}
 folds=${FOLDS:-../shared/data/davis2016-folds.txt}
 mkdir -p "$out"
 seqs() { grep "^fold-$1:" "$folds" | cut -d: -f2 | tr -d ' '; }
-# name:motion_threshold_px:frame_gap[:max_objects]  (max_objects: 4 if left out)
-candidates=${CANDIDATES:-"m6g3o1:6:3:1 m10g3o1:10:3:1 m6g3o2:6:3:2 m10g3o2:10:3:2 m6g3:6:3 m10g3:10:3"}
+# name:motion_threshold_px:frame_gap[:max_objects[:extend_objects[:trim_to_motion]]]
+# (max_objects: 4 if left out; extend_objects and trim_to_motion: false if
+# left out, as before they existed)
+# (the suffix x: extend_objects, t: trim_to_motion)
+candidates=${CANDIDATES:-"m6g3o4:6:3:4 m6g3o8:6:3:8 m10g3o8:10:3:8
+  m6g3o4x:6:3:4:true m6g3o8x:6:3:8:true m10g3o8x:10:3:8:true
+  m6g3o4t:6:3:4:false:true m6g3o8t:6:3:8:false:true m10g3o8t:10:3:8:false:true
+  m6g3o4xt:6:3:4:true:true m6g3o8xt:6:3:8:true:true m10g3o8xt:10:3:8:true:true"}
 for f in a b c; do
   s=$(seqs $f)
   model="$PWD/training/runs/fold-$f/onnx"
   [ -d "$model" ] || { echo "$model: missing (training/train.py --fold $f --export ...)" >&2; exit 1; }
   for c in $candidates; do
     name=${c%%:*}; rest=${c#*:}; mt=${rest%%:*}; rest=${rest#*:}
-    gap=${rest%%:*}; objs=4
-    [ "$gap" = "$rest" ] || objs=${rest#*:}
+    gap=${rest%%:*}; objs=4; extend=false; trim=false
+    if [ "$gap" != "$rest" ]; then
+      rest=${rest#*:}; objs=${rest%%:*}
+      if [ "$objs" != "$rest" ]; then
+        rest=${rest#*:}; extend=${rest%%:*}
+        [ "$extend" = "$rest" ] || trim=${rest#*:}
+      fi
+    fi
     j="$out/ud-$f-$name-$size.json"
     [ -f "$j" ] && continue
     "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" --no-t --unsupervised \
         --set "memory_network.model_dir=\"$model\"" \
         --set "discover.motion_threshold_px=$mt" --set "discover.frame_gap=$gap" \
-        --set "discover.max_objects=$objs" \
+        --set "discover.max_objects=$objs" --set "discover.extend_objects=$extend" \
+        --set "discover.trim_to_motion=$trim" \
         --json "$j" > "$out/ud-$f-$name-$size.log" 2>&1
   done
 done
