@@ -82,6 +82,21 @@ pub(crate) fn object_to_extend(view: &CellView, bbox: [usize; 4]) -> Option<u8> 
         .max_by_key(|&id| (touches[id as usize], std::cmp::Reverse(id)))
 }
 
+/// Joins object `id`'s region prompt `prompt` (labels, `id` where the
+/// prompt found the region) to the frame's labels `out`: `prompt` becomes
+/// the object as it is in `out` plus the prompt's pixels that no object
+/// has. Returns how many pixels that adds; with none, the object is as it
+/// was and there is nothing to extend.
+pub(crate) fn join(prompt: &mut [u8], out: &[u8], id: u8) -> usize {
+    let mut added = 0;
+    for (m, &o) in prompt.iter_mut().zip(out) {
+        let new = *m == id && o == 0;
+        added += usize::from(new);
+        *m = if o == id || new { id } else { 0 };
+    }
+    added
+}
+
 /// A running mean of vectors.
 #[derive(Default)]
 struct Mean {
@@ -170,6 +185,19 @@ mod tests {
             extends(Some(RIGHT), None, CellMotion::Changed, 6..9, REGION),
             None
         );
+    }
+
+    #[test]
+    fn a_join_keeps_the_object_adds_only_free_pixels_and_counts_them() {
+        // Object 1 at 0..2, object 2 at 4; the prompt found 1 at 1..5.
+        let out = [1, 1, 0, 0, 2, 0];
+        let mut prompt = [0, 1, 1, 1, 1, 0];
+        assert_eq!(join(&mut prompt, &out, 1), 2);
+        assert_eq!(prompt, [1, 1, 1, 1, 0, 0]);
+        // A prompt inside the object (or on another one) adds nothing.
+        let mut inside = [1, 1, 0, 0, 1, 0];
+        assert_eq!(join(&mut inside, &out, 1), 0);
+        assert_eq!(inside, [1, 1, 0, 0, 0, 0]);
     }
 
     #[test]

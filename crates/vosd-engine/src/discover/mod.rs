@@ -568,13 +568,12 @@ impl Discovery {
         let Some(mut mask) = self.region_mask(frame, id, b) else {
             return Ok(());
         };
-        // The object as it is, plus the new part where no other object is.
-        for (m, &o) in mask.data.iter_mut().zip(&out.data) {
-            *m = if o == id || (*m == id && o == 0) {
-                id
-            } else {
-                0
-            };
+        // The object as it is, plus the new part where no other object is;
+        // a region that adds no pixel leaves the object (and its memory)
+        // as it is.
+        if extend::join(&mut mask.data, &out.data, id) == 0 {
+            log::debug!("discover: box {bbox:?} adds nothing to object {id}");
+            return Ok(());
         }
         self.tracker.set_object_mask(frame, id, &mask)?;
         self.mark(out, id, &mask);
