@@ -2,7 +2,8 @@
 # The fold protocol for unsupervised mode (issue 15): each fold's 10
 # sequences are scored by `vosd eval --unsupervised` (no mask; the union of
 # the discovered objects against the annotation) with the memory network
-# trained on the other two folds (training/runs/fold-X/onnx), for each
+# trained on the other two folds ($FOLD_MODELS/fold-X, by default the
+# committed models/memnet-folds/fold-X: models/README.md), for each
 # candidate setting below (camera-motion threshold, frame gap, most
 # objects). scripts/discover_select.py then chooses one setting per held-out
 # fold on the other two folds' scores and reports the held-out fold with it.
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 vosd=${VOSD:-target/ci/vosd}
 davis=${DAVIS:-../shared/data/davis2016}
 folds=${FOLDS:-../shared/data/davis2016-folds.txt}
+fold_models=$(cd "${FOLD_MODELS:-models/memnet-folds}" && pwd)
 mkdir -p "$out"
 seqs() { grep "^fold-$1:" "$folds" | cut -d: -f2 | tr -d ' '; }
 # name:motion_threshold_px:frame_gap[:max_objects[:extend_objects[:trim_to_motion]]]
@@ -27,8 +29,8 @@ candidates=${CANDIDATES:-"m6g3o4:6:3:4 m6g3o8:6:3:8 m10g3o8:10:3:8
   m6g3o4xt:6:3:4:true:true m6g3o8xt:6:3:8:true:true m10g3o8xt:10:3:8:true:true"}
 for f in a b c; do
   s=$(seqs $f)
-  model="$PWD/training/runs/fold-$f/onnx"
-  [ -d "$model" ] || { echo "$model: missing (training/train.py --fold $f --export ...)" >&2; exit 1; }
+  model="$fold_models/fold-$f"
+  [ -f "$model/key.onnx" ] || { echo "$model: no key.onnx (python3 training/train.py --fold $f --export $model)" >&2; exit 1; }
   for c in $candidates; do
     name=${c%%:*}; rest=${c#*:}; mt=${rest%%:*}; rest=${rest#*:}
     gap=${rest%%:*}; objs=4; extend=false; trim=false

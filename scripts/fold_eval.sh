@@ -1,8 +1,10 @@
 #!/bin/sh
 # The fold protocol for the engine (issue 13): each fold's 10 sequences are
 # scored by `vosd eval` with the memory network trained on the other two
-# folds (training/runs/fold-X/onnx, from `training/train.py --fold X
-# --export ...`) and with label propagation, at one processing size.
+# folds ($FOLD_MODELS/fold-X, by default the committed
+# models/memnet-folds/fold-X made by `training/train.py --fold X --export
+# ...`: models/README.md) and with label propagation, at one processing
+# size.
 # Run-time memory settings are candidates (below); scripts/fold_select.py
 # then chooses one per held-out fold on the other two folds' scores and
 # reports the held-out fold with it (choose on two, report the third,
@@ -17,6 +19,7 @@ cd "$(dirname "$0")/.."
 vosd=${VOSD:-target/ci/vosd}
 davis=${DAVIS:-../shared/data/davis2016}
 folds=${FOLDS:-../shared/data/davis2016-folds.txt}
+fold_models=$(cd "${FOLD_MODELS:-models/memnet-folds}" && pwd)
 mkdir -p "$out"
 seqs() { grep "^fold-$1:" "$folds" | cut -d: -f2 | tr -d ' '; }
 # name: --set arguments of a memory setting
@@ -35,7 +38,7 @@ for f in a b c; do
     [ -f "$j" ] && continue
     # shellcheck disable=SC2086
     "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" --no-t ${EVAL_ARGS:-} --method memory-network \
-        --set "memory_network.model_dir=\"$PWD/training/runs/fold-$f/onnx\"" $sets \
+        --set "memory_network.model_dir=\"$fold_models/fold-$f\"" $sets \
         --json "$j" > "$out/mn-$f-$name-$size.log" 2>&1
   done
 done
