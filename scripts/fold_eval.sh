@@ -22,11 +22,16 @@ folds=${FOLDS:-../shared/data/davis2016-folds.txt}
 fold_models=$(cd "${FOLD_MODELS:-models/memnet-folds}" && pwd)
 mkdir -p "$out"
 seqs() { grep "^fold-$1:" "$folds" | cut -d: -f2 | tr -d ' '; }
-# name: --set arguments of a memory setting
-# (default: the shipped settings; wm0-prev: first + previous frame only;
-# wm0: first frame only; fp32: the default memory with the fp32 encoder,
-# where `precision = "auto"` runs int8 on ONNX Runtime.)
-candidates="default: wm0-prev:--set=memory_network.working_memory=0 wm0:--set=memory_network.working_memory=0,--set=memory_network.keep_previous=false fp32:--precision=fp32"
+# name: --set arguments of a memory setting, each explicit (not the shipped
+# defaults, which the protocol chose: wm0)
+# (default: the training's memory, 5 working frames one every 5 and the
+# previous frame; wm0-prev: first + previous frame only; wm0: first frame
+# only; fp32: wm0 with the fp32 encoder, where `precision = "auto"` runs
+# int8 on ONNX Runtime.)
+wm0=--set=memory_network.working_memory=0,--set=memory_network.keep_previous=false
+candidates="default:--set=memory_network.working_memory=5,--set=memory_network.mem_every=5,--set=memory_network.keep_previous=true
+  wm0-prev:--set=memory_network.working_memory=0,--set=memory_network.keep_previous=true
+  wm0:$wm0 fp32:--precision=fp32,$wm0"
 for f in a b c; do
   s=$(seqs $f)
   # shellcheck disable=SC2086
