@@ -5,7 +5,9 @@
 # trained on the other two folds ($FOLD_MODELS/fold-X, by default the
 # committed models/memnet-folds/fold-X: models/README.md), for each
 # candidate setting below (camera-motion threshold, frame gap, most
-# objects). scripts/discover_select.py then chooses one setting per held-out
+# objects, extension, trim, prompt). With the objectness prompt, fold X
+# uses the objectness head trained on the other two folds
+# ($OBJECTNESS_MODELS/fold-X, by default models/objectness-folds/fold-X). scripts/discover_select.py then chooses one setting per held-out
 # fold on the other two folds' scores and reports the held-out fold with it.
 #   scripts/discover_folds.sh OUT_DIR [WxH]      (default 512x288)
 # Needs target/ci/vosd (cargo build --profile ci) or $VOSD.
@@ -17,37 +19,42 @@ vosd=${VOSD:-target/ci/vosd}
 davis=${DAVIS:-../shared/data/davis2016}
 folds=${FOLDS:-../shared/data/davis2016-folds.txt}
 fold_models=$(cd "${FOLD_MODELS:-models/memnet-folds}" && pwd)
+objectness_models=${OBJECTNESS_MODELS:-models/objectness-folds}
+objectness_models=$(cd "$objectness_models" 2>/dev/null && pwd || echo "$objectness_models")
 mkdir -p "$out"
 seqs() { grep "^fold-$1:" "$folds" | cut -d: -f2 | tr -d ' '; }
-# name:motion_threshold_px:frame_gap[:max_objects[:extend_objects[:trim_to_motion]]]
-# (max_objects: 4 if left out; extend_objects and trim_to_motion: false if
-# left out, as before they existed)
-# (the suffix x: extend_objects, t: trim_to_motion)
+# name:motion_threshold_px:frame_gap[:max_objects[:extend_objects[:trim_to_motion[:prompt[:grow_to_objectness]]]]]
+# (left out: max_objects 4, extend_objects, trim_to_motion and
+# grow_to_objectness false, prompt box, as before they existed)
+# (the suffix x: extend_objects, t: trim_to_motion, h: prompt = objectness,
+# g: grow_to_objectness)
 candidates=${CANDIDATES:-"m6g3o4:6:3:4 m6g3o8:6:3:8 m10g3o8:10:3:8
   m6g3o4x:6:3:4:true m6g3o8x:6:3:8:true m10g3o8x:10:3:8:true
   m6g3o4t:6:3:4:false:true m6g3o8t:6:3:8:false:true m10g3o8t:10:3:8:false:true
-  m6g3o4xt:6:3:4:true:true m6g3o8xt:6:3:8:true:true m10g3o8xt:10:3:8:true:true"}
+  m6g3o4xt:6:3:4:true:true m6g3o8xt:6:3:8:true:true m10g3o8xt:10:3:8:true:true
+  m6g3o4h:6:3:4:false:false:objectness m6g3o8h:6:3:8:false:false:objectness
+  m10g3o8h:10:3:8:false:false:objectness
+  m6g3o4hg:6:3:4:false:false:objectness:true m6g3o8hg:6:3:8:false:false:objectness:true
+  m10g3o8hg:10:3:8:false:false:objectness:true"}
 for f in a b c; do
   s=$(seqs $f)
   model="$fold_models/fold-$f"
   [ -f "$model/key.onnx" ] || { echo "$model: no key.onnx (python3 training/train.py --fold $f --export $model)" >&2; exit 1; }
   for c in $candidates; do
-    name=${c%%:*}; rest=${c#*:}; mt=${rest%%:*}; rest=${rest#*:}
-    gap=${rest%%:*}; objs=4; extend=false; trim=false
-    if [ "$gap" != "$rest" ]; then
-      rest=${rest#*:}; objs=${rest%%:*}
-      if [ "$objs" != "$rest" ]; then
-        rest=${rest#*:}; extend=${rest%%:*}
-        [ "$extend" = "$rest" ] || trim=${rest#*:}
-      fi
-    fi
+    IFS=: read -r name mt gap objs extend trim prompt grow <<EOF
+$c
+EOF
+    objs=${objs:-4}; extend=${extend:-false}; trim=${trim:-false}
+    prompt=${prompt:-box}; grow=${grow:-false}
     j="$out/ud-$f-$name-$size.json"
     [ -f "$j" ] && continue
     "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" --no-t --unsupervised \
         --set "memory_network.model_dir=\"$model\"" \
         --set "discover.motion_threshold_px=$mt" --set "discover.frame_gap=$gap" \
         --set "discover.max_objects=$objs" --set "discover.extend_objects=$extend" \
-        --set "discover.trim_to_motion=$trim" \
+        --set "discover.trim_to_motion=$trim" --set "discover.prompt=\"$prompt\"" \
+        --set "discover.grow_to_objectness=$grow" \
+        --set "discover.objectness_model=\"$objectness_models/fold-$f/objectness.onnx\"" \
         --json "$j" > "$out/ud-$f-$name-$size.log" 2>&1
   done
 done

@@ -100,12 +100,17 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
     let segmenter: Box<dyn Segmenter> = match &cfg.discover {
         Some(d) => {
             log::info!(
-                "discover: unsupervised mode: moving objects get ids by themselves (up to {}, after {} frames in motion; lost after {} s{}{}); the source's first-frame objects are not used",
+                "discover: unsupervised mode: moving objects get ids by themselves (up to {}, after {} frames in motion; lost after {} s{}{}{}{}); the source's first-frame objects are not used",
                 d.max_objects,
                 d.min_persistence,
                 d.lost_after_s,
                 if d.extend_objects { "; regions moving with an object extend it" } else { "" },
                 if d.trim_to_motion { "; new masks trimmed to the motion" } else { "" },
+                match d.prompt {
+                    vosd_engine::config::DiscoverPrompt::Box => "",
+                    vosd_engine::config::DiscoverPrompt::Objectness => "; the objectness head confirms regions and gives their masks",
+                },
+                if d.grow_to_objectness { "; masks grown over the head's object cells" } else { "" },
             );
             Box::new(Discovery::new(tracker, d, Clock::Wall, w, h).context("[discover]")?)
         }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use discover::DiscoverConfig;
+pub use discover::{DiscoverConfig, DiscoverPrompt};
 pub use memory_network::{MemoryNetworkConfig, Method};
 pub use prompt::BoxPromptConfig;
 

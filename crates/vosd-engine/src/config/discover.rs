@@ -1,6 +1,8 @@
 //! `[discover]`: unsupervised mode, the discovery of moving objects with no
 //! first mask ([`crate::discover`]).
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use super::KeyError;
@@ -44,6 +46,32 @@ pub struct DiscoverConfig {
     /// a cell of the region's moving cells (for regions whose box is much
     /// larger than the mover, as along a diagonal).
     pub trim_to_motion: bool,
+    /// How a discovered region becomes an object's first mask.
+    pub prompt: DiscoverPrompt,
+    /// Whether each tracked object's published mask is grown over the
+    /// objectness head's object cells connected to it (needs `prompt =
+    /// "objectness"`; the tracker's memory is not changed).
+    pub grow_to_objectness: bool,
+    /// The objectness head's ONNX file (for `prompt = "objectness"`);
+    /// empty: the bundled `objectness/objectness.onnx` beside the encoder
+    /// files.
+    pub objectness_model: PathBuf,
+}
+
+/// How a discovered region becomes an object's first mask.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiscoverPrompt {
+    /// The box prompt on the region's box (`[engine.prompt]`), as for
+    /// `vosd ctl add --box`: any mover, whatever it looks like.
+    #[default]
+    Box,
+    /// The objectness head's cells connected to the region's moving cells
+    /// ([`crate::discover`], `objectness.rs`); a region where the head
+    /// sees no object is not taken for one. The head learned DAVIS 2016's
+    /// primary objects (people, animals, vehicles): it suits natural video,
+    /// not the synthetic scene's shapes.
+    Objectness,
 }
 
 impl Default for DiscoverConfig {
@@ -59,11 +87,26 @@ impl Default for DiscoverConfig {
             suppress_s: 10.0,
             extend_objects: false,
             trim_to_motion: false,
+            prompt: DiscoverPrompt::default(),
+            grow_to_objectness: false,
+            objectness_model: PathBuf::new(),
         }
     }
 }
 
 impl DiscoverConfig {
+    /// The objectness head's file: `objectness_model`, else the bundled
+    /// one.
+    pub fn objectness_file(&self) -> PathBuf {
+        if self.objectness_model.as_os_str().is_empty() {
+            super::bundled_model_dir()
+                .join("objectness")
+                .join("objectness.onnx")
+        } else {
+            self.objectness_model.clone()
+        }
+    }
+
     /// Checks ranges against each other and against the engine's
     /// `max_objects`; the error names the key.
     pub fn validate(&self, engine_max_objects: usize) -> Result<(), KeyError> {
@@ -108,6 +151,13 @@ impl DiscoverConfig {
         }
         if !(self.suppress_s >= 0.0 && self.suppress_s.is_finite()) {
             return bad("suppress_s", "must be 0 or more seconds".into());
+        }
+        if self.grow_to_objectness && self.prompt != DiscoverPrompt::Objectness {
+            return bad(
+                "grow_to_objectness",
+                "needs the objectness head: set prompt = \"objectness\" or grow_to_objectness = false"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -187,6 +237,14 @@ mod tests {
                     ..Default::default()
                 },
                 "discover.suppress_s",
+            ),
+            (
+                DiscoverConfig {
+                    grow_to_objectness: true,
+                    prompt: DiscoverPrompt::Box,
+                    ..Default::default()
+                },
+                "discover.grow_to_objectness",
             ),
         ];
         for (cfg, key) in cases {

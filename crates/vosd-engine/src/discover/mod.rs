@@ -26,10 +26,14 @@
 //!    at most one side of it, are the candidates.
 //! 6. **Persistence** ([`candidates`]). A candidate seen in
 //!    `min_persistence` consecutive frames, at about the same place,
-//!    becomes an object: the box prompt ([`crate::prompt`], features and
-//!    colour inside the region's box) gives its mask (with
-//!    `trim_to_motion`, kept within a cell of the region's moving cells:
-//!    [`near_motion`]), and the tracker
+//!    becomes an object. Its first mask is, with `prompt = "objectness"`,
+//!    the learned objectness head's object cells connected
+//!    to the region's moving cells ([`objectness`]), and where the head
+//!    sees no object there the region is not one; with `prompt = "box"`
+//!    (the default), the box prompt's
+//!    ([`crate::prompt`], features and colour inside the region's box;
+//!    with `trim_to_motion`, kept within a cell of the region's moving
+//!    cells: [`near_motion`]). The tracker
 //!    follows it from then on like an object added by hand, under the next
 //!    free id, while fewer than `max_objects` are tracked.
 //!    With `extend_objects`, a candidate next to a tracked object that
@@ -52,12 +56,13 @@ pub(crate) mod extend;
 pub(crate) mod global_motion;
 pub(crate) mod motion;
 pub(crate) mod near_motion;
+pub mod objectness;
 pub(crate) mod regions;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::DiscoverConfig;
+use crate::config::{DiscoverConfig, DiscoverPrompt};
 use crate::encoder::{Encoder, Features};
 use crate::engine::{EngineError, Tracker};
 use crate::frame::{LabelMask, Resizer, RgbFrame};
@@ -68,6 +73,7 @@ use candidates::Candidates;
 use extend::CellView;
 use motion::CellMatches;
 use near_motion::NearMotion;
+use objectness::ObjectnessPrompt;
 use regions::{CellMotion, Region, RegionFinder};
 
 /// A moving region larger than this fraction of the frame is taken for a
@@ -131,6 +137,11 @@ pub struct Discovery {
     proc_image: RgbFrame,
     /// Features of frames encoded here (while no object is tracked).
     own_features: Features,
+    /// Whether this frame's features are `own_features` (else the
+    /// tracker's).
+    own_encoded: bool,
+    /// The objectness head, with `prompt = "objectness"`.
+    objectness: Option<ObjectnessPrompt>,
     key_builder: KeyBuilder,
     /// The keys of the last `frame_gap + 1` frames, a ring by frame number.
     keys: Vec<Vec<f32>>,
@@ -186,6 +197,14 @@ impl Discovery {
         let (gw, gh) = (grid.x.cells, grid.y.cells);
         let cells = gw * gh;
         let scale = (frame_w as f32 / pw as f32, frame_h as f32 / ph as f32);
+        let objectness = match cfg.prompt {
+            DiscoverPrompt::Objectness => Some(ObjectnessPrompt::load(
+                &cfg.objectness_file(),
+                &encoder,
+                (frame_w, frame_h),
+            )?),
+            DiscoverPrompt::Box => None,
+        };
         let cell_pixels = (0..cells)
             .map(|c| {
                 let px = (grid.x.centre(c % gw) * scale.0).round();
@@ -207,6 +226,8 @@ impl Discovery {
             resizer: Resizer::new(frame_w, frame_h, pw, ph),
             proc_image: RgbFrame::new(pw, ph),
             own_features: encoder.new_features(),
+            own_encoded: true,
+            objectness,
             key_builder: KeyBuilder::new(&encoder),
             keys: (0..=cfg.frame_gap)
                 .map(|_| vec![0.0; cells * KEY_DIM])
@@ -222,14 +243,7 @@ impl Discovery {
             cell_ids: vec![0; cells],
             cell_pixels,
             finder: RegionFinder::new(gw, gh),
-            near_motion: NearMotion::new(
-                (frame_w, frame_h),
-                (gw, gh),
-                (
-                    grid.x.stride as f32 * scale.0,
-                    grid.y.stride as f32 * scale.1,
-                ),
-            ),
+            near_motion: NearMotion::new((frame_w, frame_h), &grid, scale),
             regions: Vec::with_capacity(cells),
             candidates: Candidates::new(),
             ready: Vec::with_capacity(candidates::MAX_CANDIDATES),
@@ -284,7 +298,8 @@ impl Discovery {
         self.events.clear();
         let now = self.now();
         let slot = (self.frames % self.keys.len() as u64) as usize;
-        if self.tracker.object_ids().is_empty() {
+        self.own_encoded = self.tracker.object_ids().is_empty();
+        if self.own_encoded {
             out.data.fill(0);
             self.resizer.resize(frame, &mut self.proc_image);
             self.encoder
@@ -300,6 +315,9 @@ impl Discovery {
         self.drop_lost(now, out)?;
         for (c, &p) in self.cell_pixels.iter().enumerate() {
             self.cell_ids[c] = out.data[p as usize];
+        }
+        if self.cfg.grow_to_objectness && !self.own_encoded {
+            self.grow_to_objectness(out);
         }
         if self.frames >= self.cfg.frame_gap as u64 {
             self.find_moving_regions(slot, now);
@@ -505,11 +523,38 @@ impl Discovery {
         Ok(())
     }
 
-    /// The box prompt's mask of object `id` for the region in cell box
-    /// `b`, kept near the region's motion with `trim_to_motion`; `None`
-    /// (logged) when the prompt finds no mask there.
+    /// Object `id`'s first mask for the region in cell box `b`: the
+    /// objectness head's ([`objectness`]) with `prompt = "objectness"`
+    /// (`None` where the head sees no object there: the region is not an
+    /// object), else (or should the head fail) the box prompt's, kept
+    /// near the region's motion with `trim_to_motion`; `None` (logged)
+    /// when the box prompt finds no mask there.
     fn region_mask(&mut self, frame: &RgbFrame, id: u8, b: [usize; 4]) -> Option<LabelMask> {
         let bbox = self.frame_box(b);
+        if let Some(prompt) = self.objectness.as_mut() {
+            let features = if self.own_encoded {
+                &self.own_features
+            } else {
+                self.tracker.features()
+            };
+            let mut mask = LabelMask::new(self.frame_w, self.frame_h);
+            let region = (&self.moving[..], b);
+            match prompt.mask(
+                features,
+                self.frames,
+                region,
+                &self.near_motion,
+                id,
+                &mut mask,
+            ) {
+                Ok(0) => {
+                    log::debug!("discover: the objectness head sees no object at {bbox:?}");
+                    return None;
+                }
+                Ok(_) => return Some(mask),
+                Err(e) => log::warn!("discover: objectness head failed ({e}); box prompt"),
+            }
+        }
         let mut mask = match self.tracker.mask_from_box(frame, id, bbox) {
             Ok(m) => m,
             Err(e) => {
@@ -521,6 +566,24 @@ impl Discovery {
             self.near_motion.keep(&mut mask, id, &self.moving, b);
         }
         Some(mask)
+    }
+
+    /// Grows the tracked objects in `out` over the objectness head's
+    /// object cells connected to them (`grow_to_objectness`), and records
+    /// the grown cells.
+    fn grow_to_objectness(&mut self, out: &mut LabelMask) {
+        let Some(prompt) = self.objectness.as_mut() else {
+            return;
+        };
+        let ids = (self.tracker.object_ids(), &self.cell_ids[..]);
+        let features = self.tracker.features();
+        if let Err(e) = prompt.grow(features, self.frames, ids, &self.near_motion, out) {
+            log::warn!("discover: objectness head failed ({e}); masks not grown");
+            return;
+        }
+        for (c, &p) in self.cell_pixels.iter().enumerate() {
+            self.cell_ids[c] = out.data[p as usize];
+        }
     }
 
     /// Labels `id` in `out` where `mask` has it and no object is, and

@@ -22,7 +22,7 @@ pub const VALUE_CHANNELS: usize = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum HeadError {
     /// The file cannot be read.
-    #[error("{path}: cannot read the memory network's {role}: {source} (engine.memory_network.model_dir, or method = \"label-propagation\")")]
+    #[error("{path}: cannot read the {role} network: {source} ({})", hint(role))]
     Unreadable {
         /// The file.
         path: PathBuf,
@@ -32,7 +32,7 @@ pub enum HeadError {
         source: std::io::Error,
     },
     /// tract cannot load it, or it is not the head vosd expects.
-    #[error("{path}: not the memory network's {role}: {reason}")]
+    #[error("{path}: not vosd's {role} network: {reason}")]
     Load {
         /// The file.
         path: PathBuf,
@@ -41,6 +41,14 @@ pub enum HeadError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// The setting that names a head's file, and the way to do without it.
+fn hint(role: &str) -> &'static str {
+    match role {
+        "objectness" => "discover.objectness_model, or discover.prompt = \"box\"",
+        _ => "engine.memory_network.model_dir, or method = \"label-propagation\"",
+    }
 }
 
 /// The grid sizes a processing size gives: `(width, height)` at strides

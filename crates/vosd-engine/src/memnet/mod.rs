@@ -132,7 +132,7 @@ impl MemoryNetwork {
             others: vec![0.0; cells4],
             confidence: vec![0.0; objects],
             downsampler: MaskDownsampler::new((frame_w, frame_h), (pw, ph), grids.s4),
-            upsampler: ProbUpsampler::new(grids.s4, (pw, ph), (frame_w, frame_h), objects + 1),
+            upsampler: ProbUpsampler::new(4, grids.s4, (pw, ph), (frame_w, frame_h), objects + 1),
             labels: Vec::with_capacity(objects + 1),
             grids,
             encoder,

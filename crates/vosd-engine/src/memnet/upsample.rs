@@ -1,5 +1,6 @@
-//! From stride-4 probabilities to a frame-size label mask: bilinear ×4 to
-//! the processing size (`(x + 0.5)/4 − 0.5`, clamped, cropped), bilinear
+//! From stride-4 (or stride-8) probabilities to a frame-size label mask:
+//! bilinear ×4 (×8) to the processing size (`(x + 0.5)/4 − 0.5`, clamped,
+//! cropped), bilinear
 //! to the frame size (pixel centres aligned), arg-max (training/README.md,
 //! "Inference", step 6). Taps are computed once; the processing-size
 //! planes are allocated once.
@@ -24,10 +25,11 @@ pub struct ProbUpsampler {
 }
 
 impl ProbUpsampler {
-    /// For a stride-4 `grid`, a processing size `proc` and frames of
-    /// `frame` size, with up to `channels` channels (all `(width,
-    /// height)`).
+    /// For a `grid` of `stride` (4 for the decoder's logits, 8 for the
+    /// objectness head's), a processing size `proc` and frames of `frame`
+    /// size, with up to `channels` channels (all `(width, height)`).
     pub fn new(
+        stride: usize,
         grid: (usize, usize),
         proc: (usize, usize),
         frame: (usize, usize),
@@ -37,8 +39,8 @@ impl ProbUpsampler {
             grid,
             proc,
             frame,
-            grid_columns: axis_taps(grid.0, proc.0, 0.25),
-            grid_rows: axis_taps(grid.1, proc.1, 0.25),
+            grid_columns: axis_taps(grid.0, proc.0, 1.0 / stride as f32),
+            grid_rows: axis_taps(grid.1, proc.1, 1.0 / stride as f32),
             frame_columns: axis_taps(proc.0, frame.0, proc.0 as f32 / frame.0 as f32),
             frame_rows: axis_taps(proc.1, frame.1, proc.1 as f32 / frame.1 as f32),
             planes: vec![0.0; channels * proc.0 * proc.1],
@@ -139,7 +141,7 @@ mod tests {
             probs[8 + j] = if left { 1.0 } else { 0.0 };
         }
         for frame in [(16, 8), (32, 16)] {
-            let mut up = ProbUpsampler::new((4, 2), (16, 8), frame, 2);
+            let mut up = ProbUpsampler::new(4, (4, 2), (16, 8), frame, 2);
             let mut out = LabelMask::new(frame.0, frame.1);
             up.labels(&probs, 2, &[0, 7], &mut out);
             for y in 0..frame.1 {

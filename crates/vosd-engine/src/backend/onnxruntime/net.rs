@@ -115,6 +115,9 @@ impl NetBackend for OrtNet {
             [a] => self
                 .session
                 .run_with_options(ort::inputs![a], &self.run_options),
+            [a, b] => self
+                .session
+                .run_with_options(ort::inputs![a, b], &self.run_options),
             [a, b, c] => self
                 .session
                 .run_with_options(ort::inputs![a, b, c], &self.run_options),

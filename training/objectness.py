@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Train the objectness head of unsupervised mode (vosd `discover.prompt = "objectness"`).
+
+A small network on the frozen encoder's features of one frame (feat16 and feat8) that gives
+each stride-8 cell the probability that it belongs to the sequence's primary object: the
+DAVIS 2016 foreground. Discovery turns a moving region into an object's mask with it: the
+cells above 0.5 connected to the region's moving cells (crates/vosd-engine/src/discover/
+objectness.rs). It sees no motion: a variant given feat16(t) - feat16(t-3) as well scored
+lower on the development fold (per-frame J 0.482 against 0.537).
+
+    python training/objectness.py --fold a                      # train on folds b+c, score fold a
+    python training/objectness.py --fold all --out models/objectness   # all 30: the shipped head
+
+Outputs: `training/runs/objectness-<fold>/{final.pt,eval.json}` and, with --out,
+`<out>/objectness.onnx`. Inputs are the feature caches of training/data.py (built on first use).
+Per step: 16 frames drawn at random from the training sequences and their mirror images,
+channel dropout 0.1 on the inputs, binary cross-entropy against the mask's area fraction in
+each stride-8 cell; AdamW 1e-3 (2e-4 from 70 % of the steps), weight decay 1e-3, seeded.
+Evaluation: per-frame J (IoU) of the head alone (probability > 0.5, bilinear to 512x288) on
+the held-out fold's frames but the first and the last; a development figure, not vosd's.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import data  # noqa: E402
+
+H8, W8 = 36, 64  # the stride-8 grid of 512x288
+
+
+class Objectness(nn.Module):
+    """feat16 [N,112,h16,w16], feat8 [N,40,h8,w8] -> logits [N,1,h8,w8] (151k parameters)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Conv2d(112, 64, 1)
+        self.ctx = nn.ModuleList([nn.Conv2d(64, 64, 3, padding=d, dilation=d) for d in (1, 2, 4)])
+        self.glob = nn.Linear(64, 64)
+        self.f8 = nn.Conv2d(40, 32, 1)
+        self.fuse = nn.Conv2d(96, 32, 3, padding=1)
+        self.out = nn.Conv2d(32, 1, 1)
+
+    def forward(self, feat16, feat8):
+        x = F.relu(self.inp(feat16))
+        for conv in self.ctx:
+            x = x + F.relu(conv(x))
+        x = F.relu(x + self.glob(x.mean((2, 3)))[:, :, None, None])
+        x = F.interpolate(x, size=feat8.shape[-2:], mode="bilinear", align_corners=False)
+        x = torch.cat([x, F.relu(self.f8(feat8))], 1)
+        return self.out(F.relu(self.fuse(x)))
+
+
+def load(cache, seqs, flips):
+    """Features, stride-8 soft targets and full-size masks of every frame of `seqs`."""
+    f16s, f8s, targets, masks = [], [], [], []
+    for s in seqs:
+        for flip in [False, True] if flips else [False]:
+            f = cache.frames(s, flip)
+            lab = np.asarray(f["labels"]) > 0
+            f16s.append(np.asarray(f["feat16"], np.float32))
+            f8s.append(np.asarray(f["feat8"], np.float32))
+            y = torch.from_numpy(lab.astype(np.float32))[:, None]
+            targets.append(F.adaptive_avg_pool2d(y, (H8, W8)).numpy())
+            masks.append(lab)
+    return np.concatenate(f16s), np.concatenate(f8s), np.concatenate(targets), masks
+
+
+@torch.no_grad()
+def evaluate(net, f16, f8, masks, h, w):
+    net.eval()
+    js, k = [], 0
+    for lab in masks:
+        T = len(lab)
+        logits = net(torch.from_numpy(f16[k:k + T]), torch.from_numpy(f8[k:k + T]))
+        k += T
+        p = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)[:, 0].numpy() > 0
+        per = [1.0 if not (p[t] | lab[t]).any() else (p[t] & lab[t]).sum() / (p[t] | lab[t]).sum()
+               for t in range(1, T - 1)]
+        js.append(float(np.mean(per)))
+    net.train()
+    return js
+
+
+def export(net, out):
+    from export_onnx import _export
+
+    os.makedirs(out, exist_ok=True)
+    net = net.eval()
+    f16, f8 = torch.randn(1, 112, 5, 7), torch.randn(1, 40, 9, 13)
+    path = os.path.join(out, "objectness.onnx")
+    _export(net, (f16, f8), ["feat16", "feat8"], ["logits"],
+            {"feat16": {2: "h16", 3: "w16"}, "feat8": {2: "h8", 3: "w8"}, "logits": {2: "h8", 3: "w8"}},
+            path, "vosd objectness head: feat16 [1,112,h16,w16], feat8 [1,40,h8,w8] -> logits [1,1,h8,w8]")
+    return path
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fold", required=True, help="a|b|c (train on the other two) or all")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", help="export objectness.onnx into this folder")
+    ap.add_argument("--runs", default=os.path.join(HERE, "runs"))
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    train, val = data.split(a.fold)
+    cache = data.Cache()
+    raw = data.RawFrames(cache.davis, cache.w, cache.h)
+    for s in train + val:  # feature caches (idempotent)
+        cache.build_frames(s, raw=raw)
+        if s in train:
+            cache.build_frames(s, flip=True, raw=raw)
+    run = os.path.join(a.runs, f"objectness-{a.fold}")
+    os.makedirs(run, exist_ok=True)
+    f16, f8, y, _ = load(cache, train, flips=True)
+    print(f"objectness fold {a.fold}: {len(f16)} training frames", flush=True)
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    net = Objectness()
+    opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-3)
+    t0 = time.time()
+    for step in range(a.steps):
+        if step == int(0.7 * a.steps):
+            for g in opt.param_groups:
+                g["lr"] = 2e-4
+        idx = rng.integers(0, len(f16), a.batch)
+        x16 = F.dropout(torch.from_numpy(f16[idx]), 0.1)
+        x8 = F.dropout(torch.from_numpy(f8[idx]), 0.1)
+        loss = F.binary_cross_entropy_with_logits(net(x16, x8), torch.from_numpy(y[idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 500 == 0:
+            print(f"step {step} loss {loss.item():.4f} {time.time() - t0:.0f} s", flush=True)
+    torch.save(net.state_dict(), os.path.join(run, "final.pt"))
+    result = {"fold": a.fold, "steps": a.steps, "seed": a.seed, "seconds": round(time.time() - t0)}
+    if val:
+        v16, v8, _, masks = load(cache, val, flips=False)
+        js = evaluate(net, v16, v8, masks, cache.h, cache.w)
+        result["per_sequence_j"] = dict(zip(val, js))
+        result["mean_j"] = float(np.mean(js))
+        for s, j in zip(val, js):
+            print(f"  {s}: {j:.3f}")
+        print(f"fold {a.fold}: head alone, per-frame J {result['mean_j']:.3f}", flush=True)
+    with open(os.path.join(run, "eval.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    if a.out:
+        print("exported", export(net, a.out))
+
+
+if __name__ == "__main__":
+    main()
