@@ -100,7 +100,7 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
     let segmenter: Box<dyn Segmenter> = match &cfg.discover {
         Some(d) => {
             log::info!(
-                "discover: unsupervised mode: moving objects get ids by themselves (up to {}, after {} frames in motion; lost after {} s{}{}{}{}); the source's first-frame objects are not used",
+                "discover: unsupervised mode: moving objects get ids by themselves (up to {}, after {} frames in motion; lost after {} s{}{}{}{}{}); the source's first-frame objects are not used",
                 d.max_objects,
                 d.min_persistence,
                 d.lost_after_s,
@@ -111,6 +111,7 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
                     vosd_engine::config::DiscoverPrompt::Objectness => "; the objectness head confirms regions and gives their masks",
                 },
                 if d.grow_to_objectness { "; masks grown over the head's object cells" } else { "" },
+                if d.objectness_proposals { "; the head's moving components are candidates" } else { "" },
             );
             Box::new(Discovery::new(tracker, d, Clock::Wall, w, h).context("[discover]")?)
         }

@@ -52,6 +52,11 @@ pub struct DiscoverConfig {
     /// objectness head's object cells connected to it (needs `prompt =
     /// "objectness"`; the tracker's memory is not changed).
     pub grow_to_objectness: bool,
+    /// Whether the objectness head's components that hold a moving cell
+    /// are candidates too, beside the motion regions (needs `prompt =
+    /// "objectness"`; finds movers that move as one region with their
+    /// surroundings, as on water).
+    pub objectness_proposals: bool,
     /// The objectness head's ONNX file (for `prompt = "objectness"`);
     /// empty: the bundled `objectness/objectness.onnx` beside the encoder
     /// files.
@@ -89,6 +94,7 @@ impl Default for DiscoverConfig {
             trim_to_motion: false,
             prompt: DiscoverPrompt::default(),
             grow_to_objectness: false,
+            objectness_proposals: false,
             objectness_model: PathBuf::new(),
         }
     }
@@ -152,12 +158,18 @@ impl DiscoverConfig {
         if !(self.suppress_s >= 0.0 && self.suppress_s.is_finite()) {
             return bad("suppress_s", "must be 0 or more seconds".into());
         }
-        if self.grow_to_objectness && self.prompt != DiscoverPrompt::Objectness {
-            return bad(
-                "grow_to_objectness",
-                "needs the objectness head: set prompt = \"objectness\" or grow_to_objectness = false"
-                    .into(),
-            );
+        for (key, on) in [
+            ("grow_to_objectness", self.grow_to_objectness),
+            ("objectness_proposals", self.objectness_proposals),
+        ] {
+            if on && self.prompt != DiscoverPrompt::Objectness {
+                return bad(
+                    key,
+                    format!(
+                        "needs the objectness head: set prompt = \"objectness\" or {key} = false"
+                    ),
+                );
+            }
         }
         Ok(())
     }

@@ -440,6 +440,9 @@ impl Discovery {
         let max_cells = (MAX_REGION_AREA * cells as f32) as usize;
         self.finder
             .find(&self.moving, min_cells, max_cells, &mut self.regions);
+        if self.cfg.objectness_proposals && self.tracker.object_ids().len() < self.cfg.max_objects {
+            self.propose_from_objectness((min_cells, max_cells));
+        }
         log::trace!(
             "discover frame {}: {} usable matches, camera {:?}, thresholds {thr_res:.2} cells {thr_change:.2}, {} moving cells, regions {:?}",
             self.frames,
@@ -566,6 +569,33 @@ impl Discovery {
             self.near_motion.keep(&mut mask, id, &self.moving, b);
         }
         Some(mask)
+    }
+
+    /// Adds the objectness head's proposals to this frame's regions
+    /// (`objectness_proposals`; [`ObjectnessPrompt::propose`]).
+    fn propose_from_objectness(&mut self, sizes: (usize, usize)) {
+        let Some(prompt) = self.objectness.as_mut() else {
+            return;
+        };
+        let features = if self.own_encoded {
+            &self.own_features
+        } else {
+            self.tracker.features()
+        };
+        let (gw, gh) = (self.grid.x.cells, self.grid.y.cells);
+        let ids = &self.cell_ids;
+        // Cells under objects and one cell around them are not free, as
+        // for the moving cells.
+        let free = |c: usize| {
+            let (x, y) = (c % gw, c / gw);
+            (y.saturating_sub(1)..=(y + 1).min(gh - 1)).all(|yy| {
+                (x.saturating_sub(1)..=(x + 1).min(gw - 1)).all(|xx| ids[yy * gw + xx] == 0)
+            })
+        };
+        let cells = (&self.moving[..], free);
+        if let Err(e) = prompt.propose(features, self.frames, cells, sizes, &mut self.regions) {
+            log::warn!("discover: objectness head failed ({e}); no proposals");
+        }
     }
 
     /// Grows the tracked objects in `out` over the objectness head's

@@ -25,7 +25,7 @@
 use std::path::Path;
 
 use super::near_motion::{NearMotion, REACH_CELLS};
-use super::regions::CellMotion;
+use super::regions::{CellMotion, Region};
 use crate::backend::net::{NetSpec, TensorSpec};
 use crate::backend::BackendError;
 use crate::encoder::{Encoder, Features, CHANNELS};
@@ -142,6 +142,27 @@ impl ObjectnessPrompt {
         Ok(mask.data.iter().filter(|&&v| v == id).count())
     }
 
+    /// Adds to `regions` the components of the head's object cells in
+    /// frame number `frame` (encoded to `features`) made of cells where
+    /// `free` holds, between `min_cells` and `max_cells` in size, that hold
+    /// a moving cell of `motion` and are not already a region (box IoU
+    /// ≥ 0.5): movers whose motion region the region rules dropped (a duck
+    /// on moving water, where water and duck move as one region).
+    pub(crate) fn propose(
+        &mut self,
+        features: &Features,
+        frame: u64,
+        (motion, free): (&[CellMotion], impl Fn(usize) -> bool),
+        sizes: (usize, usize),
+        regions: &mut Vec<Region>,
+    ) -> Result<(), BackendError> {
+        self.update(features, frame)?;
+        let object = &self.probs[self.logits.len()..];
+        self.components
+            .propose(self.grid, object, (motion, free), sizes, regions);
+        Ok(())
+    }
+
     /// Grows each tracked object of `out` (frame size; `cell_ids`, the id
     /// at each cell's centre) over the head's object cells connected to
     /// it, where no object is, in frame number `frame` (encoded to
@@ -183,6 +204,8 @@ struct Components {
     /// Cells visited by the flood fill.
     seen: Vec<bool>,
     stack: Vec<usize>,
+    /// The cells of the last component filled.
+    members: Vec<usize>,
 }
 
 impl Components {
@@ -191,6 +214,7 @@ impl Components {
             keep: vec![false; cells],
             seen: vec![false; cells],
             stack: Vec::with_capacity(cells),
+            members: Vec::with_capacity(cells),
         }
     }
 
@@ -216,32 +240,86 @@ impl Components {
                 }
                 for yy in y.saturating_sub(REACH_CELLS)..=(y + REACH_CELLS).min(h - 1) {
                     for xx in x.saturating_sub(REACH_CELLS)..=(x + REACH_CELLS).min(w - 1) {
-                        let seed = yy * w + xx;
-                        if self.seen[seed] || !is_object(seed) {
-                            continue;
-                        }
-                        // Flood fill of the seed's component.
-                        any = true;
-                        self.seen[seed] = true;
-                        self.stack.push(seed);
-                        while let Some(c) = self.stack.pop() {
-                            self.keep[c] = true;
-                            let (cx, cy) = (c % w, c / w);
-                            for ny in cy.saturating_sub(1)..=(cy + 1).min(h - 1) {
-                                for nx in cx.saturating_sub(1)..=(cx + 1).min(w - 1) {
-                                    let n = ny * w + nx;
-                                    if !self.seen[n] && is_object(n) {
-                                        self.seen[n] = true;
-                                        self.stack.push(n);
-                                    }
-                                }
-                            }
+                        let start = yy * w + xx;
+                        if !self.seen[start] && is_object(start) {
+                            self.members.clear();
+                            self.fill(start, (w, h), &is_object);
+                            any = true;
                         }
                     }
                 }
             }
         }
         any
+    }
+
+    /// Adds to `regions` the components of object cells (`object`
+    /// probability above one half, over a `(width, height)` grid) made of
+    /// cells where `free` holds, between `min_cells` and `max_cells` in
+    /// size, that hold a cell moving in `motion` and are not already one
+    /// of `regions` (box IoU ≥ 0.5).
+    fn propose(
+        &mut self,
+        (w, h): (usize, usize),
+        object: &[f32],
+        (motion, free): (&[CellMotion], impl Fn(usize) -> bool),
+        (min_cells, max_cells): (usize, usize),
+        regions: &mut Vec<Region>,
+    ) {
+        let is_object = |c: usize| object[c] > 0.5 && free(c);
+        let known = regions.len();
+        self.seen.fill(false);
+        for start in 0..w * h {
+            if self.seen[start] || !is_object(start) {
+                continue;
+            }
+            self.members.clear();
+            self.fill(start, (w, h), &is_object);
+            let members = &self.members;
+            let moving = members.iter().any(|&c| motion[c] != CellMotion::Still);
+            if !moving || members.len() < min_cells || members.len() > max_cells {
+                continue;
+            }
+            let mut bbox = [w, h, 0, 0];
+            for &c in members {
+                let (x, y) = (c % w, c / w);
+                bbox = [
+                    bbox[0].min(x),
+                    bbox[1].min(y),
+                    bbox[2].max(x + 1),
+                    bbox[3].max(y + 1),
+                ];
+            }
+            if regions[..known]
+                .iter()
+                .all(|r| Region::box_iou(r.bbox, bbox) < 0.5)
+            {
+                regions.push(Region {
+                    cells: members.len(),
+                    bbox,
+                });
+            }
+        }
+    }
+
+    /// Keeps the component of object cells (8-neighbours) holding `start`.
+    fn fill(&mut self, start: usize, (w, h): (usize, usize), is_object: &impl Fn(usize) -> bool) {
+        self.seen[start] = true;
+        self.stack.push(start);
+        while let Some(c) = self.stack.pop() {
+            self.keep[c] = true;
+            self.members.push(c);
+            let (cx, cy) = (c % w, c / w);
+            for ny in cy.saturating_sub(1)..=(cy + 1).min(h - 1) {
+                for nx in cx.saturating_sub(1)..=(cx + 1).min(w - 1) {
+                    let n = ny * w + nx;
+                    if !self.seen[n] && is_object(n) {
+                        self.seen[n] = true;
+                        self.stack.push(n);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -291,5 +369,34 @@ mod tests {
         motion[3 * w + 4] = CellMotion::Changed;
         assert!(select(w, h, &object, &motion, [0, 0, 8, 4]).is_none());
         assert!(select(w, h, &object, &motion, [0, 0, 3, 2]).is_none());
+    }
+
+    #[test]
+    fn proposals_are_free_moving_components_of_the_right_size() {
+        // 10×4 cells: A at columns 0..3 (moving), B at 4..7 (moving, but
+        // column 4 is not free), C at 8..10 (still).
+        let (w, h) = (10, 4);
+        let mut object = vec![0.0; w * h];
+        let mut motion = vec![CellMotion::Still; w * h];
+        for y in 0..3 {
+            for x in (0..3).chain(5..7).chain(8..10) {
+                object[y * w + x] = 0.9;
+            }
+        }
+        object[w + 4] = 0.9; // joins A and B, but is not free
+        motion[w + 1] = CellMotion::Vector(1.0, 0.0);
+        motion[w + 6] = CellMotion::Changed;
+        let free = |c: usize| c % w != 4;
+        let mut components = Components::new(w * h);
+        let mut regions = Vec::new();
+        components.propose((w, h), &object, (&motion, free), (1, 40), &mut regions);
+        let boxes: Vec<_> = regions.iter().map(|r| (r.bbox, r.cells)).collect();
+        assert_eq!(boxes, vec![([0, 0, 3, 3], 9), ([5, 0, 7, 3], 6)]);
+        // Too small, or already a region: nothing new.
+        let mut regions = Vec::new();
+        components.propose((w, h), &object, (&motion, free), (7, 40), &mut regions);
+        assert_eq!(regions.len(), 1);
+        components.propose((w, h), &object, (&motion, free), (7, 40), &mut regions);
+        assert_eq!(regions.len(), 1);
     }
 }
