@@ -16,11 +16,18 @@
 //! taking the place of the movers (J&F 0.501 with the box prompt as the
 //! fallback, 0.554 without). With `grow_to_objectness`, each tracked
 //! object's published mask is also grown, every frame, over the head's
-//! object cells connected to it ([`ObjectnessPrompt::grow`]).
+//! object cells connected to it ([`ObjectnessPrompt::grow`]). With
+//! `objectness_proposals`, the head's components that hold a free moving
+//! cell are candidates too ([`ObjectnessPrompt::propose`]): a mover that
+//! moves as one region with its surroundings (a duck on moving water) is
+//! dropped by the region rules, but not by the head.
 //!
 //! The head runs once per frame at most (on frames where a region is
-//! promoted, and on every tracked frame with `grow_to_objectness`), on the
-//! features the frame was encoded to anyway.
+//! promoted, on every tracked frame with `grow_to_objectness`, and on
+//! every frame with room for an object with `objectness_proposals`), on
+//! the features the frame was encoded to anyway. On the DAVIS fold
+//! protocol the objectness prompt with proposals was chosen for both
+//! held-out folds (docs/discover.md, Figures).
 
 use std::path::Path;
 
