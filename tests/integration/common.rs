@@ -14,6 +14,19 @@ pub fn davis_root() -> Option<PathBuf> {
     }
 }
 
+/// The first `n` (frame, annotation) paths of DAVIS sequence `seq` under
+/// `root` (480p).
+pub fn davis_files(root: &std::path::Path, seq: &str, n: usize) -> Vec<(PathBuf, PathBuf)> {
+    (0..n)
+        .map(|i| {
+            (
+                root.join(format!("JPEGImages/480p/{seq}/{i:05}.jpg")),
+                root.join(format!("Annotations/480p/{seq}/{i:05}.png")),
+            )
+        })
+        .collect()
+}
+
 /// A command for a program built for the test target (the `vosd` binary,
 /// this test binary). When cross-testing under emulation,
 /// `$VOSD_TEST_RUNNER` names the emulator (`scripts/cross-build.sh --test`

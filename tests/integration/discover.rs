@@ -503,15 +503,7 @@ fn the_objectness_prompt_finds_a_davis_object_whole() {
     let Some(root) = common::davis_root() else {
         return;
     };
-    let files: Vec<_> = (0..40)
-        .map(|i| {
-            (
-                root.join(format!("JPEGImages/480p/hike/{i:05}.jpg")),
-                root.join(format!("Annotations/480p/hike/{i:05}.png")),
-            )
-        })
-        .collect();
-    let frames: Vec<_> = files
+    let frames: Vec<_> = common::davis_files(&root, "hike", 40)
         .iter()
         .map(|(f, m)| {
             let frame = vosd_engine::imageio::load_rgb(f).unwrap();

@@ -8,21 +8,6 @@ use vosd_engine::frame::LabelMask;
 use vosd_engine::imageio::{load_mask, load_rgb};
 use vosd_eval::metrics::jaccard;
 
-fn frame_paths(
-    root: &std::path::Path,
-    seq: &str,
-    n: usize,
-) -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
-    (0..n)
-        .map(|i| {
-            (
-                root.join(format!("JPEGImages/480p/{seq}/{i:05}.jpg")),
-                root.join(format!("Annotations/480p/{seq}/{i:05}.png")),
-            )
-        })
-        .collect()
-}
-
 fn small_config() -> EngineConfig {
     EngineConfig {
         size: [512, 288],
@@ -35,7 +20,7 @@ fn tracks_bear_with_high_iou() {
     let Some(root) = common::davis_root() else {
         return;
     };
-    let files = frame_paths(&root, "bear", 20);
+    let files = common::davis_files(&root, "bear", 20);
     let frame0 = load_rgb(&files[0].0).unwrap();
     let mask0 = load_mask(&files[0].1).unwrap();
     let mut tracker = Tracker::new(&small_config(), frame0.width, frame0.height).unwrap();
@@ -65,7 +50,7 @@ fn tracks_two_objects_at_once() {
         return;
     };
     // Split the first-frame bear mask into a left part (id 2) and a right part (id 5).
-    let files = frame_paths(&root, "bear", 10);
+    let files = common::davis_files(&root, "bear", 10);
     let frame0 = load_rgb(&files[0].0).unwrap();
     let mut mask0 = load_mask(&files[0].1).unwrap();
     let w = mask0.width;
@@ -121,7 +106,7 @@ fn bad_first_masks_are_errors() {
     let Some(root) = common::davis_root() else {
         return;
     };
-    let files = frame_paths(&root, "bear", 1);
+    let files = common::davis_files(&root, "bear", 1);
     let frame0 = load_rgb(&files[0].0).unwrap();
     let mut tracker = Tracker::new(&small_config(), frame0.width, frame0.height).unwrap();
     let empty = LabelMask::new(frame0.width, frame0.height);

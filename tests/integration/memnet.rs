@@ -2,7 +2,7 @@
 //! against the PyTorch model's outputs (the committed test vector,
 //! models/memnet/testvector.json), and the engine on real DAVIS frames.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::common;
 
@@ -140,17 +140,6 @@ fn every_stage_matches_the_pytorch_test_vector_on_onnxruntime() {
     check_testvector(heads, grids, 1e-4);
 }
 
-fn davis_files(root: &Path, seq: &str, n: usize) -> Vec<(PathBuf, PathBuf)> {
-    (0..n)
-        .map(|i| {
-            (
-                root.join(format!("JPEGImages/480p/{seq}/{i:05}.jpg")),
-                root.join(format!("Annotations/480p/{seq}/{i:05}.png")),
-            )
-        })
-        .collect()
-}
-
 fn config() -> EngineConfig {
     EngineConfig {
         method: Method::MemoryNetwork,
@@ -186,7 +175,7 @@ fn tracks_a_real_sequence() {
         eprintln!("SKIP memnet on DAVIS: ../shared/data/davis2016 not found");
         return;
     };
-    let j = mean_j(&config(), &davis_files(&root, "dog-agility", 25));
+    let j = mean_j(&config(), &common::davis_files(&root, "dog-agility", 25));
     eprintln!("memory network, dog-agility, 24 frames: mean J {j:.3}");
     assert!(j > 0.75, "mean J {j:.3} on dog-agility is too low");
 }
@@ -336,7 +325,7 @@ fn long_stream_redetects_after_occlusion_in_fixed_memory() {
         eprintln!("SKIP long-stream memory test: ../shared/data/davis2016 not found");
         return;
     };
-    let files = davis_files(&root, "bear", 82);
+    let files = common::davis_files(&root, "bear", 82);
     let frames: Vec<RgbFrame> = files.iter().map(|f| load_rgb(&f.0).unwrap()).collect();
     let masks: Vec<LabelMask> = files.iter().map(|f| load_mask(&f.1).unwrap()).collect();
     let (w, h) = (frames[0].width, frames[0].height);

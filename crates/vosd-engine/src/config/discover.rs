@@ -258,6 +258,14 @@ mod tests {
                 },
                 "discover.grow_to_objectness",
             ),
+            (
+                DiscoverConfig {
+                    objectness_proposals: true,
+                    prompt: DiscoverPrompt::Box,
+                    ..Default::default()
+                },
+                "discover.objectness_proposals",
+            ),
         ];
         for (cfg, key) in cases {
             let e = cfg.validate(8).unwrap_err();

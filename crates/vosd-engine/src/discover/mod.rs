@@ -56,7 +56,7 @@ pub(crate) mod extend;
 pub(crate) mod global_motion;
 pub(crate) mod motion;
 pub(crate) mod near_motion;
-pub mod objectness;
+pub(crate) mod objectness;
 pub(crate) mod regions;
 
 use std::sync::Arc;
@@ -156,6 +156,9 @@ pub struct Discovery {
     sorted: Vec<f32>,
     scratch: Vec<f32>,
     moving: Vec<CellMotion>,
+    /// Whether discovery may find a new object at each cell in this frame
+    /// (not under a tracked object or next to one, not suppressed).
+    free: Vec<bool>,
     /// Object id at each cell in the last frame's output (0: none).
     cell_ids: Vec<u8>,
     /// Frame-pixel index of each cell's centre.
@@ -240,6 +243,7 @@ impl Discovery {
             sorted: Vec::with_capacity(cells),
             scratch: vec![0.0; KEY_DIM],
             moving: vec![CellMotion::Still; cells],
+            free: vec![false; cells],
             cell_ids: vec![0; cells],
             cell_pixels,
             finder: RegionFinder::new(gw, gh),
@@ -313,9 +317,7 @@ impl Discovery {
         }
         let t0 = Instant::now();
         self.drop_lost(now, out)?;
-        for (c, &p) in self.cell_pixels.iter().enumerate() {
-            self.cell_ids[c] = out.data[p as usize];
-        }
+        self.record_cells(out);
         if self.cfg.grow_to_objectness && !self.own_encoded {
             self.grow_to_objectness(out);
         }
@@ -416,6 +418,7 @@ impl Discovery {
                     .any(|xx| self.cell_ids[yy * gw + xx] != 0)
             });
             let free = !covered && !self.candidates.is_suppressed(x, y, now);
+            self.free[c] = free;
             self.moving[c] = match (self.own_motion[c], changed) {
                 _ if !free => CellMotion::Still,
                 (Some((dx, dy)), _) => CellMotion::Vector(dx, dy),
@@ -535,11 +538,7 @@ impl Discovery {
     fn region_mask(&mut self, frame: &RgbFrame, id: u8, b: [usize; 4]) -> Option<LabelMask> {
         let bbox = self.frame_box(b);
         if let Some(prompt) = self.objectness.as_mut() {
-            let features = if self.own_encoded {
-                &self.own_features
-            } else {
-                self.tracker.features()
-            };
+            let features = frame_features(self.own_encoded, &self.own_features, &self.tracker);
             let mut mask = LabelMask::new(self.frame_w, self.frame_h);
             let region = (&self.moving[..], b);
             match prompt.mask(
@@ -577,22 +576,9 @@ impl Discovery {
         let Some(prompt) = self.objectness.as_mut() else {
             return;
         };
-        let features = if self.own_encoded {
-            &self.own_features
-        } else {
-            self.tracker.features()
-        };
-        let (gw, gh) = (self.grid.x.cells, self.grid.y.cells);
-        let ids = &self.cell_ids;
-        // Cells under objects and one cell around them are not free, as
-        // for the moving cells.
-        let free = |c: usize| {
-            let (x, y) = (c % gw, c / gw);
-            (y.saturating_sub(1)..=(y + 1).min(gh - 1)).all(|yy| {
-                (x.saturating_sub(1)..=(x + 1).min(gw - 1)).all(|xx| ids[yy * gw + xx] == 0)
-            })
-        };
-        let cells = (&self.moving[..], free);
+        let features = frame_features(self.own_encoded, &self.own_features, &self.tracker);
+        let free = &self.free;
+        let cells = (&self.moving[..], |c: usize| free[c]);
         if let Err(e) = prompt.propose(features, self.frames, cells, sizes, &mut self.regions) {
             log::warn!("discover: objectness head failed ({e}); no proposals");
         }
@@ -611,6 +597,11 @@ impl Discovery {
             log::warn!("discover: objectness head failed ({e}); masks not grown");
             return;
         }
+        self.record_cells(out);
+    }
+
+    /// Records the object id at each cell's centre in `out`.
+    fn record_cells(&mut self, out: &LabelMask) {
         for (c, &p) in self.cell_pixels.iter().enumerate() {
             self.cell_ids[c] = out.data[p as usize];
         }
@@ -735,5 +726,15 @@ impl Discovery {
         bbox: [u32; 4],
     ) -> Result<LabelMask, crate::prompt::PromptError> {
         self.tracker.mask_from_box(frame, id, bbox)
+    }
+}
+
+/// The features this frame was encoded to: discovery's own while no object
+/// was tracked at its start (`own_encoded`), else the tracker's.
+fn frame_features<'a>(own_encoded: bool, own: &'a Features, tracker: &'a Tracker) -> &'a Features {
+    if own_encoded {
+        own
+    } else {
+        tracker.features()
     }
 }

@@ -170,7 +170,7 @@ impl ObjectnessPrompt {
         Ok(())
     }
 
-    /// Grows each tracked object of `out` (frame size; `cell_ids`, the id
+    /// Grows each tracked object of `out` (frame size, as at load; `cell_ids`, the id
     /// at each cell's centre) over the head's object cells connected to
     /// it, where no object is, in frame number `frame` (encoded to
     /// `features`): the tracker's mask often holds only part of a mover.
@@ -183,9 +183,6 @@ impl ObjectnessPrompt {
         out: &mut LabelMask,
     ) -> Result<(), BackendError> {
         self.update(features, frame)?;
-        if self.object_pixels.width != out.width || self.object_pixels.height != out.height {
-            self.object_pixels = LabelMask::new(out.width, out.height);
-        }
         self.upsampler
             .labels(&self.probs, 2, &[0, 1], &mut self.object_pixels);
         let object = &self.probs[self.logits.len()..];

@@ -64,6 +64,15 @@ impl OrtNet {
                 .with_execution_providers([ort::ep::TensorRT::default().build().error_on_failure()])
                 .map_err(session_err)?,
         };
+        if !(1..=MAX_INPUTS).contains(&spec.inputs.len()) {
+            // `run` passes the inputs as a fixed-size array (no allocation
+            // per run); say so at load rather than fail at the first run.
+            return Err(OrtError::WrongModel(format!(
+                "{}: {} inputs; the ONNX Runtime backend runs networks of 1 to {MAX_INPUTS} inputs",
+                spec.role,
+                spec.inputs.len()
+            )));
+        }
         let session = builder.commit_from_memory(model).map_err(session_err)?;
         let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         let want: Vec<&str> = spec.inputs.iter().map(|i| i.name).collect();
@@ -102,6 +111,9 @@ impl OrtNet {
         })
     }
 }
+
+/// The most inputs a network may have here (the arms of `run`'s match).
+const MAX_INPUTS: usize = 4;
 
 impl NetBackend for OrtNet {
     fn run(&mut self, inputs: &[&[f32]], output: &mut [f32]) -> Result<(), BackendError> {
