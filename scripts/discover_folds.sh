@@ -10,7 +10,8 @@
 # ($OBJECTNESS_MODELS/fold-X, by default models/objectness-folds/fold-X). scripts/discover_select.py then chooses one setting per held-out
 # fold on the other two folds' scores and reports the held-out fold with it.
 #   scripts/discover_folds.sh OUT_DIR [WxH]      (default 512x288)
-# Needs target/ci/vosd (cargo build --profile ci) or $VOSD.
+# Needs target/ci/vosd (cargo build --profile ci) or $VOSD. RUN_FOLDS="a"
+# (say) scores only those folds, CANDIDATES only those candidates.
 set -eu
 out=${1:?usage: discover_folds.sh OUT_DIR [WxH]}
 size=${2:-512x288}
@@ -23,7 +24,7 @@ objectness_models=${OBJECTNESS_MODELS:-models/objectness-folds}
 objectness_models=$(cd "$objectness_models" 2>/dev/null && pwd || echo "$objectness_models")
 mkdir -p "$out"
 seqs() { grep "^fold-$1:" "$folds" | cut -d: -f2 | tr -d ' '; }
-# name:motion_threshold_px:frame_gap[:max_objects[:extend_objects[:trim_to_motion[:prompt[:grow_to_objectness[:objectness_proposals]]]]]]
+# name:motion_threshold_px:frame_gap[:max_objects[:extend_objects[:trim_to_motion[:prompt[:grow_to_objectness[:objectness_proposals[:objectness_threshold]]]]]]]
 # (left out: max_objects 4, extend_objects, trim_to_motion,
 # grow_to_objectness and objectness_proposals false, prompt box, as before
 # they existed)
@@ -39,16 +40,17 @@ candidates=${CANDIDATES:-"m6g3o4:6:3:4 m6g3o8:6:3:8 m10g3o8:10:3:8
   m10g3o8hg:10:3:8:false:false:objectness:true
   m6g3o4hp:6:3:4:false:false:objectness:false:true m6g3o8hp:6:3:8:false:false:objectness:false:true
   m10g3o8hp:10:3:8:false:false:objectness:false:true"}
-for f in a b c; do
+for f in ${RUN_FOLDS:-a b c}; do
   s=$(seqs $f)
   model="$fold_models/fold-$f"
   [ -f "$model/key.onnx" ] || { echo "$model: no key.onnx (python3 training/train.py --fold $f --export $model)" >&2; exit 1; }
   for c in $candidates; do
-    IFS=: read -r name mt gap objs extend trim prompt grow proposals <<EOF
+    IFS=: read -r name mt gap objs extend trim prompt grow proposals threshold <<EOF
 $c
 EOF
     objs=${objs:-4}; extend=${extend:-false}; trim=${trim:-false}
     prompt=${prompt:-box}; grow=${grow:-false}; proposals=${proposals:-false}
+    threshold=${threshold:-0.5}
     j="$out/ud-$f-$name-$size.json"
     [ -f "$j" ] && continue
     "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" --no-t --unsupervised \
@@ -57,6 +59,7 @@ EOF
         --set "discover.max_objects=$objs" --set "discover.extend_objects=$extend" \
         --set "discover.trim_to_motion=$trim" --set "discover.prompt=\"$prompt\"" \
         --set "discover.grow_to_objectness=$grow" --set "discover.objectness_proposals=$proposals" \
+        --set "discover.objectness_threshold=$threshold" \
         --set "discover.objectness_model=\"$objectness_models/fold-$f/objectness.onnx\"" \
         --json "$j" > "$out/ud-$f-$name-$size.log" 2>&1
   done

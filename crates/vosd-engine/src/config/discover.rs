@@ -57,6 +57,10 @@ pub struct DiscoverConfig {
     /// "objectness"`; finds movers that move as one region with their
     /// surroundings, as on water).
     pub objectness_proposals: bool,
+    /// The head's probability above which a cell is an object cell (for
+    /// `prompt = "objectness"`), within 0 < x < 1: lower finds more of a
+    /// mover the head is unsure of, and more of what is not one.
+    pub objectness_threshold: f32,
     /// The objectness head's ONNX file (for `prompt = "objectness"`);
     /// empty: the bundled `objectness/objectness.onnx` beside the encoder
     /// files.
@@ -95,6 +99,7 @@ impl Default for DiscoverConfig {
             prompt: DiscoverPrompt::default(),
             grow_to_objectness: false,
             objectness_proposals: false,
+            objectness_threshold: 0.5,
             objectness_model: PathBuf::new(),
         }
     }
@@ -158,15 +163,25 @@ impl DiscoverConfig {
         if !(self.suppress_s >= 0.0 && self.suppress_s.is_finite()) {
             return bad("suppress_s", "must be 0 or more seconds".into());
         }
+        if !(self.objectness_threshold > 0.0 && self.objectness_threshold < 1.0) {
+            return bad(
+                "objectness_threshold",
+                "must be a probability, 0 < objectness_threshold < 1".into(),
+            );
+        }
         for (key, on) in [
             ("grow_to_objectness", self.grow_to_objectness),
             ("objectness_proposals", self.objectness_proposals),
+            (
+                "objectness_threshold",
+                self.objectness_threshold != Self::default().objectness_threshold,
+            ),
         ] {
             if on && self.prompt != DiscoverPrompt::Objectness {
                 return bad(
                     key,
                     format!(
-                        "needs the objectness head: set prompt = \"objectness\" or {key} = false"
+                        "needs the objectness head: set prompt = \"objectness\", or leave {key} out"
                     ),
                 );
             }
@@ -265,6 +280,22 @@ mod tests {
                     ..Default::default()
                 },
                 "discover.objectness_proposals",
+            ),
+            (
+                DiscoverConfig {
+                    objectness_threshold: 0.3,
+                    prompt: DiscoverPrompt::Box,
+                    ..Default::default()
+                },
+                "discover.objectness_threshold",
+            ),
+            (
+                DiscoverConfig {
+                    objectness_threshold: 1.0,
+                    prompt: DiscoverPrompt::Objectness,
+                    ..Default::default()
+                },
+                "discover.objectness_threshold",
             ),
         ];
         for (cfg, key) in cases {

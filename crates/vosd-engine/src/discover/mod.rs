@@ -205,6 +205,7 @@ impl Discovery {
                 &cfg.objectness_file(),
                 &encoder,
                 (frame_w, frame_h),
+                cfg.objectness_threshold,
             )?),
             DiscoverPrompt::Box => None,
         };

@@ -8,7 +8,8 @@
 //! `training/objectness.py` on DAVIS 2016's foreground masks) gives every
 //! stride-8 cell, from the encoder's feat16 and feat8 of the frame alone,
 //! the probability that it belongs to a primary object. The region's mask
-//! is then the cells above one half that are connected (8-neighbours) to
+//! is then the cells above `objectness_threshold` (one half by default)
+//! that are connected (8-neighbours) to
 //! the region's moving cells, or within [`REACH_CELLS`] of them, upsampled
 //! to the frame like the decoder's probabilities. Where the head sees no
 //! object at the region, the region is not taken for an object: on the
@@ -64,7 +65,12 @@ pub(crate) struct ObjectnessPrompt {
     /// The stride-8 grid, `(width, height)`.
     grid: (usize, usize),
     logits: Vec<f32>,
-    /// Two planes of the grid: background and object probability.
+    /// The log-odds of `discover.objectness_threshold`, taken from each
+    /// logit: a cell is an object cell where its shifted probability is
+    /// above one half, its head's probability above the threshold.
+    threshold_logit: f32,
+    /// Two planes of the grid: background and object probability (shifted
+    /// by the threshold).
     probs: Vec<f32>,
     /// The frame whose map `probs` holds.
     frame: Option<u64>,
@@ -78,11 +84,13 @@ pub(crate) struct ObjectnessPrompt {
 impl ObjectnessPrompt {
     /// Loads the head at `path` for `encoder`'s processing size (on its
     /// device too, as the memory network's heads), for frames of `frame`
-    /// size `(width, height)`.
+    /// size `(width, height)`; object cells are those whose probability is
+    /// above `threshold` (in 0..1, validated by the configuration).
     pub(crate) fn load(
         path: &Path,
         encoder: &Encoder,
         frame: (usize, usize),
+        threshold: f32,
     ) -> Result<Self, HeadError> {
         let (pw, ph) = (encoder.width(), encoder.height());
         let grids = HeadGrids::new(pw, ph);
@@ -97,6 +105,7 @@ impl ObjectnessPrompt {
             head,
             grid: grids.s8,
             logits: vec![0.0; cells],
+            threshold_logit: log_odds(threshold),
             probs: vec![0.0; 2 * cells],
             frame: None,
             components: Components::new(cells),
@@ -117,7 +126,7 @@ impl ObjectnessPrompt {
         let cells = self.logits.len();
         let (background, object) = self.probs.split_at_mut(cells);
         for ((b, o), &l) in background.iter_mut().zip(object).zip(&self.logits) {
-            *o = 1.0 / (1.0 + (-l).exp());
+            *o = shifted_probability(l, self.threshold_logit);
             *b = 1.0 - *o;
         }
         self.frame = Some(frame);
@@ -197,6 +206,17 @@ impl ObjectnessPrompt {
         }
         Ok(())
     }
+}
+
+/// The log-odds of probability `p` (0 at one half).
+fn log_odds(p: f32) -> f32 {
+    (p / (1.0 - p)).ln()
+}
+
+/// The probability of `logit` shifted by `threshold_logit`: above one
+/// half exactly where the head's own probability is above the threshold.
+fn shifted_probability(logit: f32, threshold_logit: f32) -> f32 {
+    1.0 / (1.0 + (threshold_logit - logit).exp())
 }
 
 /// The object cells' components that a region selects, by flood fill
@@ -343,6 +363,19 @@ mod tests {
         let mut components = Components::new(w * h);
         let any = components.select((w, h), object, bbox, |c| motion[c] != CellMotion::Still);
         any.then_some(components.keep)
+    }
+
+    #[test]
+    fn the_threshold_decides_which_cells_are_object_cells() {
+        let unsure = log_odds(0.4); // the head gives the cell 0.4
+        assert!(shifted_probability(unsure, log_odds(0.5)) < 0.5);
+        assert!(shifted_probability(unsure, log_odds(0.35)) > 0.5);
+        // The default threshold leaves the head's probabilities as they are.
+        assert_eq!(log_odds(0.5), 0.0);
+        for l in [-3.0f32, -0.1, 0.0, 0.7, 4.0] {
+            let p = 1.0 / (1.0 + (-l).exp());
+            assert!((shifted_probability(l, log_odds(0.5)) - p).abs() < 1e-6);
+        }
     }
 
     #[test]
