@@ -9,9 +9,9 @@
 //! stride-8 cell, from the encoder's feat16 and feat8 of the frame alone,
 //! the probability that it belongs to a primary object. The region's mask
 //! is then the cells above `objectness_threshold` (one half by default)
-//! that are connected (8-neighbours) to
-//! the region's moving cells, or within [`REACH_CELLS`] of them, upsampled
-//! to the frame like the decoder's probabilities. Where the head sees no
+//! that are connected (8-neighbours) to the region's moving cells, or
+//! within [`REACH_CELLS`] of them, upsampled to the frame like the
+//! decoder's probabilities. Where the head sees no
 //! object at the region, the region is not taken for an object: on the
 //! development fold, regions of water, wakes and shadows then stopped
 //! taking the place of the movers (J&F 0.501 with the box prompt as the
