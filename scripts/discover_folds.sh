@@ -24,12 +24,15 @@ objectness_models=${OBJECTNESS_MODELS:-models/objectness-folds}
 objectness_models=$(cd "$objectness_models" 2>/dev/null && pwd || echo "$objectness_models")
 mkdir -p "$out"
 seqs() { grep "^fold-$1:" "$folds" | cut -d: -f2 | tr -d ' '; }
-# name:motion_threshold_px:frame_gap[:max_objects[:extend_objects[:trim_to_motion[:prompt[:grow_to_objectness[:objectness_proposals[:objectness_threshold]]]]]]]
+# name:motion_threshold_px:frame_gap[:max_objects[:extend_objects[:trim_to_motion[:prompt[:grow_to_objectness[:objectness_proposals[:objectness_threshold[:heads]]]]]]]]
+# (heads: the folder of fold-X/objectness.onnx, relative to the repository
+# root; default $OBJECTNESS_MODELS)
 # (left out: max_objects 4, extend_objects, trim_to_motion,
 # grow_to_objectness and objectness_proposals false, prompt box, as before
 # they existed)
 # (the suffix x: extend_objects, t: trim_to_motion, h: prompt = objectness,
-# g: grow_to_objectness, p: objectness_proposals)
+# g: grow_to_objectness, p: objectness_proposals, 35/20: objectness_threshold,
+# e: the heads of models/objectness-folds-ens4, four seeds averaged)
 candidates=${CANDIDATES:-"m6g3o4:6:3:4 m6g3o8:6:3:8 m10g3o8:10:3:8
   m6g3o4x:6:3:4:true m6g3o8x:6:3:8:true m10g3o8x:10:3:8:true
   m6g3o4t:6:3:4:false:true m6g3o8t:6:3:8:false:true m10g3o8t:10:3:8:false:true
@@ -39,18 +42,24 @@ candidates=${CANDIDATES:-"m6g3o4:6:3:4 m6g3o8:6:3:8 m10g3o8:10:3:8
   m6g3o4hg:6:3:4:false:false:objectness:true m6g3o8hg:6:3:8:false:false:objectness:true
   m10g3o8hg:10:3:8:false:false:objectness:true
   m6g3o4hp:6:3:4:false:false:objectness:false:true m6g3o8hp:6:3:8:false:false:objectness:false:true
-  m10g3o8hp:10:3:8:false:false:objectness:false:true"}
+  m10g3o8hp:10:3:8:false:false:objectness:false:true
+  m6g3o4hp35:6:3:4:false:false:objectness:false:true:0.35 m6g3o8hp35:6:3:8:false:false:objectness:false:true:0.35
+  m10g3o8hp35:10:3:8:false:false:objectness:false:true:0.35
+  m6g3o4hp20e:6:3:4:false:false:objectness:false:true:0.2:models/objectness-folds-ens4
+  m6g3o8hp20e:6:3:8:false:false:objectness:false:true:0.2:models/objectness-folds-ens4
+  m10g3o8hp20e:10:3:8:false:false:objectness:false:true:0.2:models/objectness-folds-ens4"}
 for f in ${RUN_FOLDS:-a b c}; do
   s=$(seqs $f)
   model="$fold_models/fold-$f"
   [ -f "$model/key.onnx" ] || { echo "$model: no key.onnx (python3 training/train.py --fold $f --export $model)" >&2; exit 1; }
   for c in $candidates; do
-    IFS=: read -r name mt gap objs extend trim prompt grow proposals threshold <<EOF
+    IFS=: read -r name mt gap objs extend trim prompt grow proposals threshold heads <<EOF
 $c
 EOF
     objs=${objs:-4}; extend=${extend:-false}; trim=${trim:-false}
     prompt=${prompt:-box}; grow=${grow:-false}; proposals=${proposals:-false}
     threshold=${threshold:-0.5}
+    heads=${heads:+$(cd "$heads" && pwd)}; heads=${heads:-$objectness_models}
     j="$out/ud-$f-$name-$size.json"
     [ -f "$j" ] && continue
     "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" --no-t --unsupervised \
@@ -60,7 +69,7 @@ EOF
         --set "discover.trim_to_motion=$trim" --set "discover.prompt=\"$prompt\"" \
         --set "discover.grow_to_objectness=$grow" --set "discover.objectness_proposals=$proposals" \
         --set "discover.objectness_threshold=$threshold" \
-        --set "discover.objectness_model=\"$objectness_models/fold-$f/objectness.onnx\"" \
+        --set "discover.objectness_model=\"$heads/fold-$f/objectness.onnx\"" \
         --json "$j" > "$out/ud-$f-$name-$size.log" 2>&1
   done
 done
