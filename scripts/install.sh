@@ -16,7 +16,7 @@
 # --enable        also enable and start the service
 # --keep-config   on uninstall, keep /etc/vosd (your edited configuration)
 #
-# Installs: /usr/bin/vosd, /usr/share/vosd/models/*.onnx (and memnet/), /etc/vosd/vosd.toml
+# Installs: /usr/bin/vosd, /usr/share/vosd/models/*.onnx (and memnet/, objectness/), /etc/vosd/vosd.toml
 # (an existing one is kept; the new one goes to vosd.toml.new),
 # /etc/systemd/system/vosd.service, /usr/share/doc/vosd/, the C and Python
 # clients in /usr/share/vosd/clients/, and a system user `vosd` in the
@@ -119,6 +119,8 @@ put 0755 "$binary" /usr/bin/vosd
 for m in models/encoder_lite0_*.onnx; do put 0644 "$m" "/usr/share/vosd/models/$(basename "$m")"; done
 # The memory network's heads (engine.method = "memory-network", the default).
 for m in key value decoder; do put 0644 "models/memnet/$m.onnx" "/usr/share/vosd/models/memnet/$m.onnx"; done
+# The objectness head of unsupervised mode (discover.prompt = "objectness").
+put 0644 models/objectness/objectness.onnx /usr/share/vosd/models/objectness/objectness.onnx
 put 0644 models/README.md /usr/share/vosd/models/README.md
 if [ -e "$root/etc/vosd/vosd.toml" ]; then
   put 0644 config/vosd.toml /etc/vosd/vosd.toml.new

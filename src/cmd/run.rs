@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use vosd::config::DaemonConfig;
 use vosd::service::{self, Notifier};
-use vosd_engine::config::Method;
+use vosd_engine::config::{DiscoverPrompt, Method};
 
 /// `vosd run`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -44,6 +44,16 @@ pub fn run(args: RunArgs) -> Result<()> {
                         file.display()
                     );
                 }
+            }
+        }
+        if let Some(d) = cfg.discover.as_ref() {
+            let file = d.objectness_file();
+            if d.prompt == DiscoverPrompt::Objectness && !file.is_file() {
+                bail!(
+                    "{}: the objectness head {}: no such file (set discover.objectness_model, VOSD_MODEL_DIR, or discover.prompt = \"box\")",
+                    args.config.display(),
+                    file.display()
+                );
             }
         }
         println!("{}: ok (model {})", args.config.display(), model.display());

@@ -16,6 +16,17 @@ fn script(destdir: &Path, args: &[&str]) -> std::process::Output {
         .expect("bash runs")
 }
 
+/// `vosd run --check` of `config` by the binary installed under `destdir`,
+/// with the installed models.
+fn check_installed(destdir: &Path, config: &Path) -> std::process::Output {
+    crate::common::target_command(destdir.join("usr/bin/vosd"))
+        .args(["run", "--check", "--config"])
+        .arg(config)
+        .env("VOSD_MODEL_DIR", destdir.join("usr/share/vosd/models"))
+        .output()
+        .unwrap()
+}
+
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
@@ -46,6 +57,7 @@ fn install_then_uninstall_leaves_nothing() {
         "usr/share/vosd/models/memnet/key.onnx",
         "usr/share/vosd/models/memnet/value.onnx",
         "usr/share/vosd/models/memnet/decoder.onnx",
+        "usr/share/vosd/models/objectness/objectness.onnx",
         "etc/vosd/vosd.toml",
         "etc/systemd/system/vosd.service",
         "usr/share/doc/vosd/daemon.md",
@@ -58,17 +70,34 @@ fn install_then_uninstall_leaves_nothing() {
     let unit = std::fs::read_to_string(d.join("etc/systemd/system/vosd.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/bin/vosd run --config /etc/vosd/vosd.toml"));
     assert!(unit.contains("VOSD_MODEL_DIR=/usr/share/vosd/models"));
-    let check = crate::common::target_command(d.join("usr/bin/vosd"))
-        .args(["run", "--check", "--config"])
-        .arg(d.join("etc/vosd/vosd.toml"))
-        .env("VOSD_MODEL_DIR", d.join("usr/share/vosd/models"))
-        .output()
-        .unwrap();
+    let check = check_installed(d, &d.join("etc/vosd/vosd.toml"));
     assert!(
         check.status.success(),
         "installed config: {}",
         String::from_utf8_lossy(&check.stderr)
     );
+    // Unsupervised mode with the objectness head finds the installed head;
+    // a head that is not there is named, with what to set.
+    let discover = d.join("etc/vosd/discover.toml");
+    let installed = std::fs::read_to_string(d.join("etc/vosd/vosd.toml")).unwrap();
+    let table = "[discover]\nprompt = \"objectness\"\n";
+    std::fs::write(&discover, format!("{installed}\n{table}")).unwrap();
+    let check = check_installed(d, &discover);
+    assert!(
+        check.status.success(),
+        "installed config with the objectness prompt: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let missing = "objectness_model = \"/nonexistent/head.onnx\"\n";
+    std::fs::write(&discover, format!("{installed}\n{table}{missing}")).unwrap();
+    let check = check_installed(d, &discover);
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success(), "a missing head passed the check");
+    assert!(
+        err.contains("/nonexistent/head.onnx") && err.contains("discover.objectness_model"),
+        "{err}"
+    );
+    std::fs::remove_file(&discover).unwrap();
 
     // A second install keeps the edited configuration.
     std::fs::write(d.join("etc/vosd/vosd.toml"), "# edited\n").unwrap();
