@@ -20,8 +20,10 @@ vosd=${VOSD:-target/ci/vosd}
 davis=${DAVIS:-../shared/data/davis2016}
 folds=${FOLDS:-../shared/data/davis2016-folds.txt}
 fold_models=$(cd "${FOLD_MODELS:-models/memnet-folds}" && pwd)
-objectness_models=${OBJECTNESS_MODELS:-models/objectness-folds}
-objectness_models=$(cd "$objectness_models" 2>/dev/null && pwd || echo "$objectness_models")
+# A folder's absolute path (as given when it is not there: vosd then names
+# the missing file).
+abs_dir() { (cd "$1" 2>/dev/null && pwd) || echo "$1"; }
+objectness_models=$(abs_dir "${OBJECTNESS_MODELS:-models/objectness-folds}")
 mkdir -p "$out"
 seqs() { grep "^fold-$1:" "$folds" | cut -d: -f2 | tr -d ' '; }
 # name:motion_threshold_px:frame_gap[:max_objects[:extend_objects[:trim_to_motion[:prompt[:grow_to_objectness[:objectness_proposals[:objectness_threshold[:heads]]]]]]]]
@@ -59,7 +61,7 @@ EOF
     objs=${objs:-4}; extend=${extend:-false}; trim=${trim:-false}
     prompt=${prompt:-box}; grow=${grow:-false}; proposals=${proposals:-false}
     threshold=${threshold:-0.5}
-    heads=${heads:+$(cd "$heads" && pwd)}; heads=${heads:-$objectness_models}
+    heads=$(abs_dir "${heads:-$objectness_models}")
     j="$out/ud-$f-$name-$size.json"
     [ -f "$j" ] && continue
     "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" --no-t --unsupervised \

@@ -112,18 +112,25 @@ def crop(rng, scale, f16, f8, y):
             np.ascontiguousarray(y[..., 2 * y0:2 * (y0 + hc), 2 * x0:2 * (x0 + wc)]))
 
 
+THRESHOLDS = (0.2, 0.35, 0.5)  # scored by evaluate (0.5 is the head's own figure)
+
+
 @torch.no_grad()
 def evaluate(net, f16, f8, masks, h, w):
+    """Per-sequence mean J of the head alone, {threshold: [J per sequence]}: logits bilinear to
+    (h, w), above each threshold's log-odds, on every frame but the first and the last."""
     net.eval()
-    js, k = [], 0
+    js, k = {t: [] for t in THRESHOLDS}, 0
     for lab in masks:
         T = len(lab)
         logits = net(torch.from_numpy(f16[k:k + T]), torch.from_numpy(f8[k:k + T]))
         k += T
-        p = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)[:, 0].numpy() > 0
-        per = [1.0 if not (p[t] | lab[t]).any() else (p[t] & lab[t]).sum() / (p[t] | lab[t]).sum()
-               for t in range(1, T - 1)]
-        js.append(float(np.mean(per)))
+        up = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)[:, 0].numpy()
+        for thr in THRESHOLDS:
+            p = up > np.log(thr / (1 - thr))
+            per = [1.0 if not (p[t] | lab[t]).any() else (p[t] & lab[t]).sum() / (p[t] | lab[t]).sum()
+                   for t in range(1, T - 1)]
+            js[thr].append(float(np.mean(per)))
     net.train()
     return js
 
@@ -180,8 +187,10 @@ def main():
     net = Objectness()
     opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-3)
     t0 = time.time()
-    ema = Objectness()
-    ema.load_state_dict(net.state_dict())
+    ema = None
+    if a.ema > 0:  # the exponential moving average of the weights
+        ema = Objectness()
+        ema.load_state_dict(net.state_dict())
     for step in range(a.steps):
         if a.schedule == "cosine":
             for g in opt.param_groups:
@@ -203,25 +212,33 @@ def main():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        with torch.no_grad():  # the exponential moving average of the weights (--ema)
-            for e, p in zip(ema.parameters(), net.parameters()):
-                e.mul_(a.ema).add_(p, alpha=1 - a.ema)
+        if ema is not None:
+            with torch.no_grad():
+                for e, p in zip(ema.parameters(), net.parameters()):
+                    e.mul_(a.ema).add_(p, alpha=1 - a.ema)
         if step % 500 == 0:
             print(f"step {step} loss {loss.item():.4f} {time.time() - t0:.0f} s", flush=True)
-    if a.ema > 0:
+    if ema is not None:
         net = ema
     torch.save(net.state_dict(), os.path.join(run, "final.pt"))
     result = {"fold": a.fold, "steps": a.steps, "seed": a.seed, "crop": a.crop,
               "schedule": a.schedule, "ema": a.ema, "dice": a.dice,
               "seconds": round(time.time() - t0)}
+    finish(a, net, run, result, cache, val)
+
+
+def finish(a, net, run, result, cache, val):
+    """Scores `net` alone on the held-out fold (if any), writes `run`/eval.json and exports."""
     if val:
         v16, v8, _, masks = load(cache, val, flips=False)
         js = evaluate(net, v16, v8, masks, cache.h, cache.w)
-        result["per_sequence_j"] = dict(zip(val, js))
-        result["mean_j"] = float(np.mean(js))
-        for s, j in zip(val, js):
+        result["per_sequence_j"] = dict(zip(val, js[0.5]))
+        result["mean_j"] = float(np.mean(js[0.5]))
+        result["mean_j_by_threshold"] = {str(t): float(np.mean(v)) for t, v in js.items()}
+        for s, j in zip(val, js[0.5]):
             print(f"  {s}: {j:.3f}")
-        print(f"fold {a.fold}: head alone, per-frame J {result['mean_j']:.3f}", flush=True)
+        by = ", ".join(f"{v:.3f} at {t}" for t, v in result["mean_j_by_threshold"].items())
+        print(f"fold {a.fold}: head alone, per-frame J {by}", flush=True)
     with open(os.path.join(run, "eval.json"), "w") as f:
         json.dump(result, f, indent=1)
     if a.out:
@@ -239,17 +256,7 @@ def ensemble(a, cache, val):
     net = Ensemble(nets)
     run = os.path.join(a.runs, f"objectness-{a.fold}{a.tag or '-ensemble'}")
     os.makedirs(run, exist_ok=True)
-    result = {"fold": a.fold, "ensemble": names}
-    if val:
-        v16, v8, _, masks = load(cache, val, flips=False)
-        js = evaluate(net, v16, v8, masks, cache.h, cache.w)
-        result["per_sequence_j"] = dict(zip(val, js))
-        result["mean_j"] = float(np.mean(js))
-        print(f"fold {a.fold}: ensemble of {len(nets)}, per-frame J {result['mean_j']:.3f}", flush=True)
-    with open(os.path.join(run, "eval.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    if a.out:
-        print("exported", export(net, a.out))
+    finish(a, net, run, {"fold": a.fold, "ensemble": names}, cache, val)
 
 
 if __name__ == "__main__":
