@@ -361,6 +361,36 @@ fn frames_to_discovery(discovery: &mut Discovery, k0: u64, limit: u64) -> Option
     None
 }
 
+/// With `from_second_frame`, discovery starts from the second frame: each
+/// of the first `frame_gap` frames is compared with the first one, so an
+/// object moving from the start is found after `min_persistence` compared
+/// frames, from frame 1; without it, from frame `frame_gap`.
+#[test]
+fn from_second_frame_finds_a_mover_frames_earlier() {
+    let _cpu = common::cpu_heavy();
+    if common::emulated() {
+        eprintln!("SKIP discovery start test under emulation (seconds per frame)");
+        return;
+    }
+    let frame_gap = DiscoverConfig::default().frame_gap as u64;
+    for from_second_frame in [true, false] {
+        for min_persistence in [1, 3] {
+            let mut discovery = demo_discovery(&DiscoverConfig {
+                min_persistence,
+                from_second_frame,
+                ..DiscoverConfig::default()
+            });
+            let first_compared = if from_second_frame { 1 } else { frame_gap };
+            let found = frames_to_discovery(&mut discovery, 0, 30).map(|(k, _)| k);
+            assert_eq!(
+                found,
+                Some(first_compared + min_persistence as u64 - 1),
+                "from_second_frame {from_second_frame}, min_persistence {min_persistence}"
+            );
+        }
+    }
+}
+
 /// An object removed by hand stays removed for `suppress_s`, although it
 /// goes on moving where it was; with `suppress_s = 0` the same object is
 /// discovered again at once (what the suppression prevents).

@@ -33,6 +33,12 @@ pub struct DiscoverConfig {
     /// Frames between the two frames compared for motion, 1..=8 (larger
     /// sees slower motion, smaller follows faster motion).
     pub frame_gap: usize,
+    /// Whether discovery starts from the second frame: each of the first
+    /// `frame_gap` frames is compared with the first frame (a shorter gap,
+    /// the motion threshold scaled down to it), instead of waiting for
+    /// `frame_gap` frames. Objects are found frames earlier, and objects
+    /// that start out together are more often found as one.
+    pub from_second_frame: bool,
     /// Seconds an object may stay out of sight before it is removed (> 0).
     pub lost_after_s: f64,
     /// Seconds during which a region whose object was removed by hand is
@@ -92,6 +98,7 @@ impl Default for DiscoverConfig {
             motion_threshold_px: 6.0,
             change_threshold: 0.35,
             frame_gap: 3,
+            from_second_frame: false,
             lost_after_s: 2.0,
             suppress_s: 10.0,
             extend_objects: false,

@@ -9,7 +9,8 @@
 //! 2. **Match** ([`motion`]). Each cell is matched to the most similar cell
 //!    of the frame `frame_gap` frames earlier within ±4 cells, with a
 //!    sub-cell refinement; a match's weight is how much it stands out from
-//!    its window (flat regions weigh nothing).
+//!    its window (flat regions weigh nothing). With `from_second_frame`,
+//!    the first `frame_gap` frames are matched to the first frame.
 //! 3. **Camera motion** ([`global_motion`]). An affine map of the cells is
 //!    fitted to the matches with RANSAC (the frame's border weighted up),
 //!    then refitted on its inliers: the camera may be still, as over a
@@ -322,7 +323,12 @@ impl Discovery {
         if self.cfg.grow_to_objectness && !self.own_encoded {
             self.grow_to_objectness(out);
         }
-        if self.frames >= self.cfg.frame_gap as u64 {
+        let first_compared = if self.cfg.from_second_frame {
+            1
+        } else {
+            self.cfg.frame_gap as u64
+        };
+        if self.frames >= first_compared {
             self.find_moving_regions(slot, now);
             self.promote(frame, out)?;
         }
@@ -366,9 +372,13 @@ impl Discovery {
 
     /// Steps 2 to 6 of the module documentation, on the keys in `slot`;
     /// fills `self.ready` with the boxes (cells) of regions to promote.
+    /// With `from_second_frame`, each of the first `frame_gap` frames is
+    /// compared with the first one (a shorter gap, the motion threshold
+    /// scaled down to it).
     fn find_moving_regions(&mut self, slot: usize, now: f64) {
         let (gw, gh) = (self.grid.x.cells, self.grid.y.cells);
-        let back = (self.frames - self.cfg.frame_gap as u64) % self.keys.len() as u64;
+        let gap = self.frames.min(self.cfg.frame_gap as u64);
+        let back = (self.frames - gap) % self.keys.len() as u64;
         let (cur, prev) = (&self.keys[slot], &self.keys[back as usize]);
         motion::match_cells(cur, prev, KEY_DIM, &mut self.matches);
         let camera = global_motion::fit(&self.matches, &mut self.usable);
@@ -398,7 +408,8 @@ impl Discovery {
             let mid = buf.len() / 2;
             *buf.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1
         };
-        let thr_res = (self.cfg.motion_threshold_px / stride)
+        let gap_share = gap as f32 / self.cfg.frame_gap as f32;
+        let thr_res = (self.cfg.motion_threshold_px * gap_share / stride)
             .max(NOISE_FACTOR * typical(&self.residual, &mut self.sorted));
         let thr_change = self
             .cfg
