@@ -26,36 +26,16 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> Result<()> {
     let cfg = DaemonConfig::load_for_run(&args.config)?;
     if args.check {
-        let model = cfg.engine.model_path();
-        if !model.is_file() {
-            bail!(
-                "{}: engine model {}: no such file (set engine.model, or VOSD_MODEL_DIR to the folder of the bundled models)",
-                args.config.display(),
-                model.display()
-            );
-        }
-        if cfg.engine.method == Method::MemoryNetwork {
-            for head in ["key", "value", "decoder"] {
-                let file = cfg.engine.memory_network.file(head);
-                if !file.is_file() {
-                    bail!(
-                        "{}: the memory network's {head} {}: no such file (set engine.memory_network.model_dir, VOSD_MODEL_DIR, or engine.method = \"label-propagation\")",
-                        args.config.display(),
-                        file.display()
-                    );
-                }
-            }
-        }
-        if let Some(d) = cfg.discover.as_ref() {
-            let file = d.objectness_file();
-            if d.prompt == DiscoverPrompt::Objectness && !file.is_file() {
+        for (what, file, fix) in model_files(&cfg) {
+            if !file.is_file() {
                 bail!(
-                    "{}: the objectness head {}: no such file (set discover.objectness_model, VOSD_MODEL_DIR, or discover.prompt = \"box\")",
+                    "{}: {what} {}: no such file ({fix})",
                     args.config.display(),
                     file.display()
                 );
             }
         }
+        let model = cfg.engine.model_path();
         println!("{}: ok (model {})", args.config.display(), model.display());
         return Ok(());
     }
@@ -64,4 +44,35 @@ pub fn run(args: RunArgs) -> Result<()> {
     let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
     service::run(&cfg, stop, &notifier)?;
     Ok(())
+}
+
+/// The model files that `cfg` needs at start, each with what it is and the
+/// settings that fix its absence.
+fn model_files(cfg: &DaemonConfig) -> Vec<(String, PathBuf, &'static str)> {
+    let mut files = vec![(
+        "engine model".to_string(),
+        cfg.engine.model_path(),
+        "set engine.model, or VOSD_MODEL_DIR to the folder of the bundled models",
+    )];
+    if cfg.engine.method == Method::MemoryNetwork {
+        for head in ["key", "value", "decoder"] {
+            files.push((
+                format!("the memory network's {head}"),
+                cfg.engine.memory_network.file(head),
+                "set engine.memory_network.model_dir, VOSD_MODEL_DIR, or engine.method = \"label-propagation\"",
+            ));
+        }
+    }
+    if let Some(d) = cfg
+        .discover
+        .as_ref()
+        .filter(|d| d.prompt == DiscoverPrompt::Objectness)
+    {
+        files.push((
+            "the objectness head".to_string(),
+            d.objectness_file(),
+            "set discover.objectness_model, VOSD_MODEL_DIR, or discover.prompt = \"box\"",
+        ));
+    }
+    files
 }
