@@ -119,8 +119,11 @@ put 0755 "$binary" /usr/bin/vosd
 for m in models/encoder_lite0_*.onnx; do put 0644 "$m" "/usr/share/vosd/models/$(basename "$m")"; done
 # The memory network's heads (engine.method = "memory-network", the default).
 for m in key value decoder; do put 0644 "models/memnet/$m.onnx" "/usr/share/vosd/models/memnet/$m.onnx"; done
-# The objectness head of unsupervised mode (discover.prompt = "objectness").
-put 0644 models/objectness/objectness.onnx /usr/share/vosd/models/objectness/objectness.onnx
+# The objectness heads of unsupervised mode (discover.prompt = "objectness"):
+# the default one and the four-seed one of the DAVIS setting (docs/discover.md).
+for m in objectness objectness-ens4; do
+  put 0644 "models/objectness/$m.onnx" "/usr/share/vosd/models/objectness/$m.onnx"
+done
 put 0644 models/README.md /usr/share/vosd/models/README.md
 if [ -e "$root/etc/vosd/vosd.toml" ]; then
   put 0644 config/vosd.toml /etc/vosd/vosd.toml.new

@@ -58,6 +58,7 @@ fn install_then_uninstall_leaves_nothing() {
         "usr/share/vosd/models/memnet/value.onnx",
         "usr/share/vosd/models/memnet/decoder.onnx",
         "usr/share/vosd/models/objectness/objectness.onnx",
+        "usr/share/vosd/models/objectness/objectness-ens4.onnx",
         "etc/vosd/vosd.toml",
         "etc/systemd/system/vosd.service",
         "usr/share/doc/vosd/daemon.md",
