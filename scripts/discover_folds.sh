@@ -5,14 +5,18 @@
 # trained on the other two folds ($FOLD_MODELS/fold-X, by default the
 # committed models/memnet-folds/fold-X: models/README.md), for each
 # candidate setting below (camera-motion threshold, frame gap, most
-# objects, extension, trim, prompt), all with discover.from_second_frame
-# (discovery from the second frame). With the objectness prompt, fold X
+# objects, extension, trim, prompt and the objectness head's options,
+# persistence), all with discover.from_second_frame (discovery from the
+# second frame; FROM_SECOND_FRAME=false for the protocol's runs before
+# it, whose files then end in -late). With the objectness prompt, fold X
 # uses the objectness head trained on the other two folds
 # ($OBJECTNESS_MODELS/fold-X, by default models/objectness-folds/fold-X). scripts/discover_select.py then chooses one setting per held-out
 # fold on the other two folds' scores and reports the held-out fold with it.
 #   scripts/discover_folds.sh OUT_DIR [WxH]      (default 512x288)
 # Needs target/ci/vosd (cargo build --profile ci) or $VOSD. RUN_FOLDS="a"
 # (say) scores only those folds, CANDIDATES only those candidates.
+# Files already in OUT_DIR are reused by name: use a fresh folder for a
+# new run of the code.
 set -eu
 out=${1:?usage: discover_folds.sh OUT_DIR [WxH]}
 size=${2:-512x288}
@@ -26,6 +30,8 @@ fold_models=$(cd "${FOLD_MODELS:-models/memnet-folds}" && pwd)
 abs_dir() { (cd "$1" 2>/dev/null && pwd) || echo "$1"; }
 objectness_models=$(abs_dir "${OBJECTNESS_MODELS:-models/objectness-folds}")
 mkdir -p "$out"
+early=${FROM_SECOND_FRAME:-true}
+case $early in true) late= ;; false) late=-late ;; *) echo "FROM_SECOND_FRAME: true or false, not $early" >&2; exit 2 ;; esac
 seqs() { grep "^fold-$1:" "$folds" | cut -d: -f2 | tr -d ' '; }
 # name:motion_threshold_px:frame_gap[:max_objects[:extend_objects[:trim_to_motion[:prompt[:grow_to_objectness[:objectness_proposals[:objectness_threshold[:heads[:min_persistence]]]]]]]]]
 # (heads: the folder of fold-X/objectness.onnx, relative to the repository
@@ -67,7 +73,7 @@ EOF
     prompt=${prompt:-box}; grow=${grow:-false}; proposals=${proposals:-false}
     threshold=${threshold:-0.5}; persistence=${persistence:-3}
     heads=$(abs_dir "${heads:-$objectness_models}")
-    j="$out/ud-$f-$name-$size.json"
+    j="$out/ud-$f-$name$late-$size.json"
     [ -f "$j" ] && continue
     "$vosd" eval --davis "$davis" --sequences "$s" --size "$size" --no-t --unsupervised \
         --set "memory_network.model_dir=\"$model\"" \
@@ -76,8 +82,8 @@ EOF
         --set "discover.trim_to_motion=$trim" --set "discover.prompt=\"$prompt\"" \
         --set "discover.grow_to_objectness=$grow" --set "discover.objectness_proposals=$proposals" \
         --set "discover.objectness_threshold=$threshold" --set "discover.min_persistence=$persistence" \
-        --set discover.from_second_frame=true \
+        --set "discover.from_second_frame=$early" \
         --set "discover.objectness_model=\"$heads/fold-$f/objectness.onnx\"" \
-        --json "$j" > "$out/ud-$f-$name-$size.log" 2>&1
+        --json "$j" > "$out/ud-$f-$name$late-$size.log" 2>&1
   done
 done

@@ -100,9 +100,10 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>, notifier: &Notifier) -> Re
     let segmenter: Box<dyn Segmenter> = match &cfg.discover {
         Some(d) => {
             log::info!(
-                "discover: unsupervised mode: moving objects get ids by themselves (up to {}, after {} frames in motion; lost after {} s{}{}{}{}{}); the source's first-frame objects are not used",
+                "discover: unsupervised mode: moving objects get ids by themselves (up to {}, after {} frames in motion{}; lost after {} s{}{}{}{}{}); the source's first-frame objects are not used",
                 d.max_objects,
                 d.min_persistence,
+                if d.from_second_frame { ", from the second frame" } else { "" },
                 d.lost_after_s,
                 if d.extend_objects { "; regions moving with an object extend it" } else { "" },
                 if d.trim_to_motion { "; new masks trimmed to the motion" } else { "" },

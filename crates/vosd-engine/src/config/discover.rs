@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::KeyError;
 
-/// The `[discover]` table. The motion settings were chosen by the fold
-/// protocol on the DAVIS 2016 train folds (docs/results.md); the limits
-/// are the operator's.
+/// The `[discover]` table. The defaults suit any mover under a still
+/// camera (the synthetic scene); the DAVIS fold protocol chose another
+/// setting for natural video (docs/discover.md, Figures). The limits are
+/// the operator's.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiscoverConfig {
@@ -37,7 +38,9 @@ pub struct DiscoverConfig {
     /// `frame_gap` frames is compared with the first frame (a shorter gap,
     /// the motion threshold scaled down to it), instead of waiting for
     /// `frame_gap` frames. Objects are found frames earlier, and objects
-    /// that start out together are more often found as one.
+    /// that start out together are more often found as one. It applies to
+    /// the first frames a discovery sees, not again after a restart
+    /// ([`crate::discover::Discovery::start`]).
     pub from_second_frame: bool,
     /// Seconds an object may stay out of sight before it is removed (> 0).
     pub lost_after_s: f64,
