@@ -29,9 +29,9 @@ fold_models=$(cd "${FOLD_MODELS:-models/memnet-folds}" && pwd)
 # the missing file).
 abs_dir() { (cd "$1" 2>/dev/null && pwd) || echo "$1"; }
 objectness_models=$(abs_dir "${OBJECTNESS_MODELS:-models/objectness-folds}")
-mkdir -p "$out"
 early=${FROM_SECOND_FRAME:-true}
 case $early in true) late= ;; false) late=-late ;; *) echo "FROM_SECOND_FRAME: true or false, not $early" >&2; exit 2 ;; esac
+mkdir -p "$out"
 seqs() { grep "^fold-$1:" "$folds" | cut -d: -f2 | tr -d ' '; }
 # name:motion_threshold_px:frame_gap[:max_objects[:extend_objects[:trim_to_motion[:prompt[:grow_to_objectness[:objectness_proposals[:objectness_threshold[:heads[:min_persistence]]]]]]]]]
 # (heads: the folder of fold-X/objectness.onnx, relative to the repository

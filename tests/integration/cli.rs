@@ -269,11 +269,9 @@ fn segment_accepts_a_daemon_config() {
 /// the argument errors.
 #[test]
 fn segment_discovers_objects_without_a_mask() {
-    let _cpu = crate::common::cpu_heavy();
-    if crate::common::emulated() {
-        eprintln!("SKIP segment --discover under emulation (seconds per frame)");
+    let Some(_cpu) = crate::common::native_cpu_heavy("segment --discover") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     synthetic_clip_of(dir.path(), 30);
     let (out, overlay) = (dir.path().join("out"), dir.path().join("overlay"));

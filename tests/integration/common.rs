@@ -132,3 +132,15 @@ pub fn cpu_heavy() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// [`cpu_heavy`] for a test that runs the engine on many frames, or `None`
+/// (printing `SKIP <what> under emulation`) under an emulator, where a
+/// frame takes seconds: `let Some(_cpu) = common::native_cpu_heavy("...") else { return };`.
+pub fn native_cpu_heavy(what: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+    let guard = cpu_heavy();
+    if emulated() {
+        eprintln!("SKIP {what} under emulation (seconds per frame)");
+        return None;
+    }
+    Some(guard)
+}

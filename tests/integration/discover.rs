@@ -59,11 +59,9 @@ fn demo_discovery(d: &DiscoverConfig) -> Discovery {
 
 #[test]
 fn discovers_every_synthetic_object_within_a_second_with_stable_ids() {
-    let _cpu = common::cpu_heavy();
-    if common::emulated() {
-        eprintln!("SKIP discovery on the synthetic scene under emulation (seconds per frame)");
+    let Some(_cpu) = common::native_cpu_heavy("discovery on the synthetic scene") else {
         return;
-    }
+    };
     let (scene, mut discovery) = synthetic_discovery(&DiscoverConfig::default());
     let (mut f, mut gt) = (RgbFrame::new(320, 240), LabelMask::new(320, 240));
     let mut first_gt = LabelMask::new(320, 240);
@@ -265,11 +263,9 @@ fn daemon_discovers_objects_and_respects_a_removal() {
 /// few frames, and nothing is discovered on the still wall.
 #[test]
 fn objects_out_of_sight_are_removed_after_lost_after_s() {
-    let _cpu = common::cpu_heavy();
-    if common::emulated() {
-        eprintln!("SKIP discovery loss test under emulation (seconds per frame)");
+    let Some(_cpu) = common::native_cpu_heavy("discovery loss test") else {
         return;
-    }
+    };
     let (scene, mut discovery) = synthetic_discovery(&DiscoverConfig {
         lost_after_s: 0.5,
         ..DiscoverConfig::default()
@@ -367,11 +363,9 @@ fn frames_to_discovery(discovery: &mut Discovery, k0: u64, limit: u64) -> Option
 /// frames, from frame 1; without it, from frame `frame_gap`.
 #[test]
 fn from_second_frame_finds_a_mover_frames_earlier() {
-    let _cpu = common::cpu_heavy();
-    if common::emulated() {
-        eprintln!("SKIP discovery start test under emulation (seconds per frame)");
+    let Some(_cpu) = common::native_cpu_heavy("discovery start test") else {
         return;
-    }
+    };
     let frame_gap = DiscoverConfig::default().frame_gap as u64;
     for from_second_frame in [true, false] {
         for min_persistence in [1, 3] {
@@ -396,11 +390,9 @@ fn from_second_frame_finds_a_mover_frames_earlier() {
 /// discovered again at once (what the suppression prevents).
 #[test]
 fn a_removed_object_is_not_rediscovered_within_suppress_s() {
-    let _cpu = common::cpu_heavy();
-    if common::emulated() {
-        eprintln!("SKIP discovery suppression test under emulation (seconds per frame)");
+    let Some(_cpu) = common::native_cpu_heavy("discovery suppression test") else {
         return;
-    }
+    };
     let mut rediscovered = Vec::new();
     for suppress_s in [3.0, 0.0] {
         let mut discovery = demo_discovery(&DiscoverConfig {
@@ -450,11 +442,9 @@ fn pushed_square(k: u64, f: &mut RgbFrame, gt: &mut LabelMask) {
 /// pusher's object.
 #[test]
 fn a_region_moving_with_a_tracked_object_extends_it() {
-    let _cpu = common::cpu_heavy();
-    if common::emulated() {
-        eprintln!("SKIP discovery extension test under emulation (seconds per frame)");
+    let Some(_cpu) = common::native_cpu_heavy("discovery extension test") else {
         return;
-    }
+    };
     let (mut f, mut gt) = (RgbFrame::new(320, 240), LabelMask::new(320, 240));
     let mut out = LabelMask::new(320, 240);
     let mut runs = Vec::new();
@@ -525,11 +515,9 @@ fn a_region_moving_with_a_tracked_object_extends_it() {
 /// box prompt on the same frames is the reference it must beat.
 #[test]
 fn the_objectness_prompt_finds_a_davis_object_whole() {
-    let _cpu = common::cpu_heavy();
-    if common::emulated() {
-        eprintln!("SKIP objectness discovery on DAVIS under emulation (seconds per frame)");
+    let Some(_cpu) = common::native_cpu_heavy("objectness discovery on DAVIS") else {
         return;
-    }
+    };
     let Some(root) = common::davis_root() else {
         return;
     };
